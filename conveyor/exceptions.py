@@ -1,0 +1,97 @@
+"""One root exception, split into permanent (dead-letter now) and transient (retry).
+
+Anything else raised while a job runs is *unknown*: it is retried with backoff
+until the queue's ``max_receives`` is reached, then dead-lettered.
+
+Messages are meant for people: one line, saying what went wrong and what to do.
+Never put secrets (connection strings, response bodies) into them; see
+:func:`safe_summary`.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+class ConveyorError(Exception):
+    """Root of every error conveyor raises on purpose."""
+
+
+class ConfigurationError(ConveyorError):
+    """A setting is wrong or a backend cannot be reached at start-up."""
+
+
+class PermanentError(ConveyorError):
+    """Retrying will not help: the job goes to the dead-letter queue at once."""
+
+    kind = "permanent"
+
+
+class TransientError(ConveyorError):
+    """Likely to succeed later (a timeout, a busy server): retried with backoff."""
+
+    kind = "transient"
+
+
+class UnsupportedType(PermanentError):
+    """The bytes are not a format conveyor can extract (yet)."""
+
+
+class CorruptFile(PermanentError):
+    """The file claims a format but cannot be parsed (truncated, damaged)."""
+
+
+class EncryptedFile(PermanentError):
+    """The file is password-protected."""
+
+
+class EmptyDocument(PermanentError):
+    """The file is empty or holds no extractable text."""
+
+
+class SourceNotFound(PermanentError):
+    """The source file or object does not exist (any more)."""
+
+
+class ModelMismatch(PermanentError):
+    """Vectors from a different model or dimension than the collection's."""
+
+
+_SECRET_PATTERNS = [
+    # scheme://user:password@host -> scheme://user:***@host
+    (re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@\s]+(?=@)"), r"\g<pre>***"),
+    # key=value pairs that look like credentials
+    (
+        re.compile(
+            r"(?i)(?P<k>(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
+            r"aws_secret_access_key|authorization)\s*[=:]\s*)(?:\"[^\"]*\"|'[^']*'|\S+)"
+        ),
+        r"\g<k>***",
+    ),
+    (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer ***"),
+]
+
+
+def safe_summary(exc: BaseException | str, limit: int = 300) -> str:
+    """A one-line, bounded, credential-masked description of an error."""
+    if isinstance(exc, BaseException):
+        text = str(exc) or exc.__class__.__name__
+        if not isinstance(exc, ConveyorError):
+            text = f"{exc.__class__.__name__}: {text}"
+    else:
+        text = exc
+    text = " ".join(text.split())
+    for pattern, repl in _SECRET_PATTERNS:
+        text = pattern.sub(repl, text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def classify(exc: BaseException) -> str:
+    """``"permanent"``, ``"transient"`` or ``"unknown"``."""
+    if isinstance(exc, PermanentError):
+        return "permanent"
+    if isinstance(exc, (TransientError, TimeoutError, ConnectionError)):
+        return "transient"
+    return "unknown"

@@ -1,0 +1,121 @@
+"""Turn the bytes of a file into text sections, one extractor per format.
+
+The format is chosen by :func:`sniff` from the bytes (never the name), then
+:func:`extract` calls the extractor registered for that kind. A new format
+(images with OCR, audio, receipt NDJSON) is a new module that decorates its
+function with :func:`register` and is imported at the bottom of this file::
+
+    @register("image")
+    def extract_image(data: bytes, options: dict[str, Any]) -> Extracted: ...
+
+Every failure caused by the input is a :class:`~conveyor.exceptions.ConveyorError`
+with a one-line message a person can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.exceptions import ConveyorError, CorruptFile, UnsupportedType, safe_summary
+
+from .sniff import sniff
+
+__all__ = [
+    "EXTRACTORS",
+    "Extracted",
+    "Extractor",
+    "Section",
+    "extract",
+    "register",
+    "sniff",
+]
+
+
+@dataclass
+class Section:
+    """A run of text from one place in a document (a page, a time span, or all of it)."""
+
+    text: str
+    page: int | None = None
+    """1-based page number, for paged formats."""
+    start_s: float | None = None
+    """Start time in seconds, for audio."""
+    end_s: float | None = None
+    """End time in seconds, for audio."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Extracted:
+    """What an extractor found: the text sections and document-level metadata.
+
+    ``sections`` only holds sections with non-empty text. ``metadata`` may carry
+    ``title``, ``author``, ``created`` (ISO 8601), ``page_count``, ``links``
+    (URLs as written, deduplicated, in order), ``pages_without_text``, ...
+    """
+
+    kind: str
+    mime: str
+    sections: list[Section]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """All section texts joined by blank lines."""
+        return "\n\n".join(section.text for section in self.sections)
+
+
+Extractor = Callable[[bytes, dict[str, Any]], Extracted]
+
+#: kind → extractor function; filled by :func:`register`.
+EXTRACTORS: dict[str, Extractor] = {}
+
+_LABELS = {"pdf": "PDF", "html": "HTML", "markdown": "Markdown", "text": "text"}
+
+
+def register(kind: str) -> Callable[[Extractor], Extractor]:
+    """Decorator: make ``function`` the extractor for ``kind`` (replacing any before)."""
+
+    def decorate(function: Extractor) -> Extractor:
+        EXTRACTORS[kind] = function
+        return function
+
+    return decorate
+
+
+def extract(
+    data: bytes,
+    name: str | None = None,
+    kind: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Extracted:
+    """Extract text and metadata from ``data``.
+
+    ``kind`` skips sniffing when given; ``name`` is only a hint between
+    text-like kinds. ``options`` go to the extractor (PDF: ``max_pages``,
+    ``password``). Raises only :class:`~conveyor.exceptions.ConveyorError`
+    subclasses for bad input: ``EmptyDocument``, ``UnsupportedType``,
+    ``CorruptFile``, ``EncryptedFile`` or another ``PermanentError``.
+    """
+    if kind is None:
+        kind = sniff(data, name)
+    extractor = EXTRACTORS.get(kind)
+    if extractor is None:
+        known = ", ".join(sorted(EXTRACTORS))
+        raise UnsupportedType(f"kind {kind!r} is not supported (known kinds: {known})")
+    try:
+        return extractor(data, dict(options or {}))
+    except (ConveyorError, MemoryError):
+        raise
+    except Exception as exc:
+        label = _LABELS.get(kind, kind)
+        reason = safe_summary(f"{type(exc).__name__}: {exc}", limit=120)
+        raise CorruptFile(f"damaged {label} file, it could not be parsed ({reason})") from exc
+
+
+# Extractor modules register themselves on import; they need the types above.
+from . import html as html  # noqa: E402
+from . import pdf as pdf  # noqa: E402
+from . import text as text  # noqa: E402

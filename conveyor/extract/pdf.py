@@ -1,0 +1,198 @@
+"""PDF with pypdf: text per page, document metadata and link URLs.
+
+Pages without a text layer are listed in ``metadata["pages_without_text"]``
+(the place OCR will hook in later); a page whose text cannot be read is
+treated the same and recorded in ``metadata["page_errors"]``. Options:
+``max_pages`` (refuse longer documents) and ``password``.
+"""
+
+from __future__ import annotations
+
+import re
+from io import BytesIO
+from itertools import pairwise
+from typing import Any
+
+from pypdf import PdfReader
+from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
+
+from conveyor.exceptions import (
+    CorruptFile,
+    EmptyDocument,
+    EncryptedFile,
+    PermanentError,
+    safe_summary,
+)
+
+from . import Extracted, Section, register
+
+NO_TEXT_LAYER = "PDF has no text layer (a scanned document?); OCR is not available yet"
+_METADATA_FIELDS = ("title", "author", "subject", "creator", "producer")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufeff]")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
+_BULLET = re.compile(r"^(?:[-•▪‣◦*·]|\d{1,3}[.)]|[a-z][.)])\s")
+_HYPHENATED = re.compile(r"[^\W\d_]-$")
+_SENTENCE_END = re.compile(r"[.!?:;…][\"'”’)\]]*$")
+#: Lines at least this share of the page's longest line are taken as wrapped.
+_FULL_LINE = 0.75
+#: Pages whose lines are all shorter than this are kept line by line (tables, verse).
+_MIN_WRAP_WIDTH = 40
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, one-line, secret-free reason for a library error."""
+    text = str(exc).strip()
+    if not isinstance(exc, PyPdfError) or not text:
+        text = f"{type(exc).__name__}: {text}".rstrip(": ")
+    return safe_summary(text, limit=100)
+
+
+def _join_lines(lines: list[str], width: int) -> str:
+    """Join the lines of one paragraph: wrapped lines with a space, others kept."""
+    out = lines[0]
+    for previous, line in pairwise(lines):
+        if _HYPHENATED.search(previous) and line[:1].islower():
+            out = out[:-1] + line  # "exam-" + "ple" -> "example"
+        elif _BULLET.match(line) or width < _MIN_WRAP_WIDTH:
+            out += "\n" + line
+        elif len(previous) >= _FULL_LINE * width:
+            out += " " + line
+        elif _SENTENCE_END.search(previous):
+            out += "\n\n" + line  # a short line ending a sentence ends its paragraph
+        else:
+            out += "\n" + line  # a short line without a full stop: a heading or label
+    return out
+
+
+def normalise_page_text(text: str) -> str:
+    """Clean pypdf's text for one page: spaces collapsed, hyphenation undone, lines joined."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00ad\n", "")
+    text = _SPACES.sub(" ", _CONTROL.sub("", text.replace("\u00ad", "")))
+    paragraphs = []
+    for block in _BLANK_LINES.split(text):
+        lines = [line.strip() for line in block.split("\n") if line.strip()]
+        if lines:
+            width = max(len(line) for line in lines)
+            paragraphs.append(_join_lines(lines, width))
+    return "\n\n".join(paragraphs)
+
+
+def _open(data: bytes, options: dict[str, Any]) -> PdfReader:
+    try:
+        reader = PdfReader(BytesIO(data), strict=False)
+    except Exception as exc:
+        raise CorruptFile(f"truncated or damaged PDF: {_reason(exc)}") from exc
+    if not reader.is_encrypted:
+        return reader
+    passwords = [options["password"]] if options.get("password") else []
+    try:
+        for password in [*passwords, ""]:
+            if reader.decrypt(password):
+                return reader
+    except DependencyError as exc:
+        raise EncryptedFile(
+            "PDF is encrypted with AES, which needs the 'cryptography' package; "
+            "install it or remove the encryption"
+        ) from exc
+    except Exception as exc:
+        raise CorruptFile(f"truncated or damaged PDF: {_reason(exc)}") from exc
+    if passwords:
+        raise EncryptedFile("PDF is password-protected and the password given is wrong")
+    raise EncryptedFile("PDF is password-protected; remove the password or supply it")
+
+
+def _metadata(reader: PdfReader) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    try:
+        info = reader.metadata
+        if info is None:
+            return found
+        for key in _METADATA_FIELDS:
+            value = getattr(info, key, None)
+            if value is not None and str(value).strip():
+                found[key] = " ".join(str(value).split())
+        for key, attribute in (("created", "creation_date"), ("modified", "modification_date")):
+            try:
+                moment = getattr(info, attribute, None)
+            except Exception:  # a malformed date string: leave it out
+                continue
+            if moment is not None:
+                found[key] = moment.isoformat()
+    except Exception:  # metadata is a bonus; a damaged info dictionary is not fatal
+        pass
+    return found
+
+
+def _page_links(page: Any) -> list[str]:
+    links: list[str] = []
+    annotations = page.get("/Annots")
+    if annotations is None:
+        return links
+    for reference in annotations.get_object():
+        annotation = reference.get_object()
+        if annotation.get("/Subtype") != "/Link" or "/A" not in annotation:
+            continue
+        action = annotation["/A"]  # pypdf resolves indirect objects on []
+        if action.get("/S") == "/URI" and "/URI" in action:
+            links.append(str(action["/URI"]).strip())
+    return links
+
+
+@register("pdf")
+def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
+    """PDF: one section per page that has text, ``page`` 1-based."""
+    reader = _open(data, options)
+    try:
+        page_count = len(reader.pages)
+    except FileNotDecryptedError as exc:
+        raise EncryptedFile("PDF is password-protected; remove the password or supply it") from exc
+    except Exception as exc:
+        raise CorruptFile(f"truncated or damaged PDF: {_reason(exc)}") from exc
+    if page_count == 0:
+        raise EmptyDocument("PDF has no pages")
+    max_pages = options.get("max_pages")
+    if max_pages is not None and page_count > int(max_pages):
+        raise PermanentError(
+            f"PDF has {page_count} pages, more than the limit of {max_pages}; "
+            "raise max_pages to index it"
+        )
+
+    sections: list[Section] = []
+    without_text: list[int] = []
+    page_errors: list[dict[str, Any]] = []
+    links: list[str] = []
+    for number in range(1, page_count + 1):
+        try:
+            page = reader.pages[number - 1]
+            text = normalise_page_text(page.extract_text() or "")
+        except Exception as exc:
+            page_errors.append({"page": number, "error": _reason(exc)})
+            without_text.append(number)
+            continue
+        try:
+            links.extend(_page_links(page))
+        except Exception:  # a broken annotation loses its link, not the page
+            pass
+        if text.strip():
+            sections.append(Section(text, page=number))
+        else:
+            without_text.append(number)
+
+    if len(page_errors) == page_count:
+        raise CorruptFile(
+            f"truncated or damaged PDF: no page could be read ({page_errors[0]['error']})"
+        )
+    if not sections:
+        raise EmptyDocument(NO_TEXT_LAYER)
+    metadata = _metadata(reader)
+    metadata.update(
+        page_count=page_count,
+        links=list(dict.fromkeys(link for link in links if link)),
+        pages_without_text=without_text,
+    )
+    if page_errors:
+        metadata["page_errors"] = page_errors
+    if reader.is_encrypted:
+        metadata["encrypted"] = True
+    return Extracted("pdf", "application/pdf", sections, metadata)

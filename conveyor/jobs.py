@@ -1,0 +1,78 @@
+"""The job message, as users integrate with it, and the result manifest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .exceptions import PermanentError
+
+MANIFEST_KEY = "ingestion_output/{run}/results/{document_id}.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    """``{"source": uri, "collection": ..., "run": ..., "kind": null|"pdf"|..., "options": {}}``"""
+
+    source: str
+    collection: str
+    run: str
+    kind: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_message(cls, body: Any, *, default_collection: str = "default") -> Job:
+        if not isinstance(body, dict):
+            raise PermanentError("job message is not a JSON object")
+        source = body.get("source")
+        if not isinstance(source, str) or not source:
+            raise PermanentError("job message has no 'source'")
+        options = body.get("options") or {}
+        if not isinstance(options, dict):
+            raise PermanentError("job message 'options' must be an object")
+        return cls(
+            source=source,
+            collection=str(body.get("collection") or default_collection),
+            run=str(body.get("run") or "adhoc"),
+            kind=body.get("kind"),
+            options=options,
+        )
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "collection": self.collection,
+            "run": self.run,
+            "kind": self.kind,
+            "options": self.options,
+        }
+
+
+def manifest(
+    *,
+    source: str,
+    document_id: str,
+    collection: str,
+    run: str,
+    status: str,
+    embeddings: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The result manifest of one document: ``FileURI`` and ``EmbeddingsGenerated``
+    exactly so named (what downstream tools read), more keys beside them."""
+    return {
+        "FileURI": source,
+        "EmbeddingsGenerated": embeddings,
+        "document_id": document_id,
+        "collection": collection,
+        "run": run,
+        "status": status,
+        **extra,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def manifest_bytes(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str).encode("utf-8")

@@ -1,0 +1,92 @@
+"""One source of configuration: environment variables ``CONVEYOR_*``.
+
+Also honoured, for teams moving from hand-built pipelines:
+``CHUNK_SIZE_DOC_SPLIT``, ``OVERLAP_FOR_DOC_SPLIT``, ``EMBEDDING_SERVICE_URL``.
+CLI options default from here; ``conveyor <command> --help`` shows the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Every knob of conveyor. Field ``x`` is read from ``CONVEYOR_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(Path("conveyor-data"), description="where data lives")
+    queue_url: str | None = Field(None, description="queue backend; default: SQLite in home")
+    catalog_url: str | None = Field(None, description="catalog; default: SQLite in home")
+    blobs_url: str | None = Field(None, description="blob store; default: home/blobs")
+    vectors_url: str | None = Field(None, description="vector store; default: sqlite-vec in home")
+
+    collection: str = "default"
+    model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or path")
+    device: str = "cpu"
+    embed_batch_size: int = Field(64, ge=1)
+    embedding_cache: bool = True
+
+    chunk_size: int = Field(
+        200,
+        ge=16,
+        validation_alias=AliasChoices("CONVEYOR_CHUNK_SIZE", "CHUNK_SIZE_DOC_SPLIT"),
+        description="chunk size in the embedding model's tokens",
+    )
+    chunk_overlap: int = Field(
+        30,
+        ge=0,
+        validation_alias=AliasChoices("CONVEYOR_CHUNK_OVERLAP", "OVERLAP_FOR_DOC_SPLIT"),
+        description="overlap between chunks, in tokens",
+    )
+
+    concurrency: int = Field(2, ge=1, description="jobs in flight per process")
+    visibility_timeout: float = Field(60.0, gt=0, description="lease length, seconds")
+    max_receives: int = Field(5, ge=1, description="deliveries before dead-letter")
+    retry_base_seconds: float = Field(2.0, ge=0)
+    max_file_bytes: int = Field(512 * 1024 * 1024, ge=1, description="larger sources fail")
+    max_pdf_pages: int | None = Field(None, ge=1)
+
+    embedding_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("CONVEYOR_EMBEDDING_URL", "EMBEDDING_SERVICE_URL"),
+        description="URL of a conveyor embed-server (coming soon)",
+    )
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, value: int, info: Any) -> int:
+        size = info.data.get("chunk_size")
+        if size is not None and value >= size:
+            raise ValueError(f"chunk overlap ({value}) must be smaller than chunk size ({size})")
+        return value
+
+    @property
+    def database_path(self) -> Path:
+        """The one SQLite file that holds queue, catalog and vectors by default."""
+        return self.home / "conveyor.db"
+
+    @property
+    def blobs_path(self) -> Path:
+        return self.home / "blobs"
+
+    def with_home(self, home: Path | str | None) -> Settings:
+        """A copy with ``home`` replaced (the CLI's ``--home``)."""
+        if home is None:
+            return self
+        return self.model_copy(update={"home": Path(home)})
+
+
+def env_var(field: str) -> str:
+    """The environment variable that sets ``field``, for ``--help`` texts."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return " / ".join(str(choice) for choice in alias.choices)
+    return f"CONVEYOR_{field.upper()}"

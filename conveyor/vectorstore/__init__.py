@@ -1,0 +1,122 @@
+"""Vector stores hold chunks with their vectors, one collection at a time.
+
+Only the compactor writes (``replace_document``/``upsert``/``delete``);
+everything else reads. Backends: ``sqlite_vec`` (default, in the same SQLite
+file as queue and catalog); Chroma, Qdrant and pgvector come later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass
+class ChunkRecord:
+    id: str
+    document_id: str
+    chunk_index: int
+    text: str
+    source: str
+    page: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = None
+
+
+@dataclass
+class Hit:
+    score: float  # cosine similarity, higher is closer
+    id: str
+    document_id: str
+    source: str
+    chunk_index: int
+    page: int | None
+    text: str
+    metadata: dict[str, Any]
+    collection: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "score": round(float(self.score), 6),
+            "id": self.id,
+            "document_id": self.document_id,
+            "source": self.source,
+            "chunk_index": self.chunk_index,
+            "page": self.page,
+            "start_s": self.metadata.get("start_s"),
+            "end_s": self.metadata.get("end_s"),
+            "text": self.text,
+            "collection": self.collection,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    dim: int
+    model_id: str
+    count: int
+
+
+class VectorStore(Protocol):
+    """Chunks and vectors by collection. A collection is bound to one model and dimension."""
+
+    def ensure_collection(self, name: str, *, dim: int, model_id: str) -> None:
+        """Create ``name`` for vectors of ``dim`` from ``model_id``; if it exists with a
+        different model or dimension, raise :class:`~conveyor.exceptions.ModelMismatch`."""
+        ...
+
+    def collection(self, name: str) -> CollectionInfo | None:
+        """What ``name`` holds, or None when it does not exist."""
+        ...
+
+    def collections(self) -> list[CollectionInfo]: ...
+
+    def upsert(self, collection: str, records: Sequence[ChunkRecord]) -> None:
+        """Insert or overwrite by record id (idempotent)."""
+        ...
+
+    def delete(self, collection: str, *, document_id: str) -> int:
+        """Remove every chunk of a document; returns how many went."""
+        ...
+
+    def replace_document(
+        self, collection: str, document_id: str, records: Sequence[ChunkRecord]
+    ) -> None:
+        """The document's chunks become exactly ``records`` (atomic where the backend can)."""
+        ...
+
+    def query(
+        self, collection: str, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
+    ) -> list[Hit]:
+        """The ``k`` nearest chunks, closest first; ``where`` filters on
+        ``document_id`` / ``source`` equality."""
+        ...
+
+    def count(self, collection: str, *, document_id: str | None = None) -> int: ...
+
+    def iter_chunks(self, collection: str, *, vectors: bool = True) -> Iterator[ChunkRecord]:
+        """Every chunk, ordered by document and chunk index (for export)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_vectorstore(url: str) -> VectorStore:
+    """``sqlite-vec:///path.db`` (or a plain path) → sqlite-vec."""
+    from ..exceptions import ConfigurationError, safe_summary
+    from .sqlite_vec import SqliteVecStore
+
+    for prefix in ("sqlite-vec://", "sqlite://"):
+        if url.startswith(prefix):
+            return SqliteVecStore(url[len(prefix) :])
+    if "://" not in url:
+        return SqliteVecStore(url)
+    raise ConfigurationError(
+        f"unsupported vector store URL {safe_summary(url)!r}: use sqlite-vec:///path.db "
+        "(chroma, qdrant and pgvector are coming in a later release)"
+    )

@@ -1,0 +1,277 @@
+"""sqlite-vec: chunks in a plain table, vectors in one ``vec0`` table per collection."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._sqlite import connect, transaction
+from ..exceptions import ConveyorError, ModelMismatch
+from . import ChunkRecord, CollectionInfo, Hit
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS vs_collections (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    dim INTEGER NOT NULL,
+    model_id TEXT NOT NULL,
+    created_at REAL NOT NULL DEFAULT (unixepoch('subsec'))
+);
+CREATE TABLE IF NOT EXISTS vs_chunks (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    collection_id INTEGER NOT NULL REFERENCES vs_collections(id),
+    document_id TEXT NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    page INTEGER,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS vs_chunks_document
+    ON vs_chunks (collection_id, document_id, chunk_index);
+"""
+
+SELECT_CHUNKS = """
+SELECT rowid, id, document_id, chunk_index, source, page, text, metadata
+FROM vs_chunks WHERE rowid IN ({marks})
+"""
+
+
+class SqliteVecStore:
+    """The default vector store. Exact (brute-force) cosine search, fast to ~1M chunks."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._collections: dict[str, CollectionInfo] = {}
+        with transaction(self._conn()) as conn:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.path, vec=True)
+        return conn
+
+    def _info(self, name: str) -> tuple[int, CollectionInfo] | None:
+        row = self._conn().execute(
+            "SELECT id, name, dim, model_id FROM vs_collections WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            return None
+        return row["id"], CollectionInfo(row["name"], row["dim"], row["model_id"], 0)
+
+    def _require(self, name: str) -> int:
+        found = self._info(name)
+        if found is None:
+            raise ConveyorError(f"collection {name!r} does not exist")
+        return found[0]
+
+    def ensure_collection(self, name: str, *, dim: int, model_id: str) -> None:
+        found = self._info(name)
+        if found is not None:
+            _, info = found
+            if info.dim != dim or info.model_id != model_id:
+                raise ModelMismatch(
+                    f"collection {name!r} holds {info.dim}-dimensional vectors from "
+                    f"{info.model_id}; refusing {dim}-dimensional vectors from {model_id} "
+                    "(use another collection, or re-index this one)"
+                )
+            return
+        with transaction(self._conn()) as conn:
+            cur = conn.execute(
+                "INSERT INTO vs_collections (name, dim, model_id) VALUES (?, ?, ?)"
+                " ON CONFLICT(name) DO NOTHING",
+                (name, dim, model_id),
+            )
+            if cur.rowcount:
+                cid = cur.lastrowid
+                conn.execute(
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS vs_vec_{int(cid)} USING vec0("
+                    f"embedding float[{int(dim)}] distance_metric=cosine)"
+                )
+        self.ensure_collection(name, dim=dim, model_id=model_id)
+
+    def collection(self, name: str) -> CollectionInfo | None:
+        found = self._info(name)
+        if found is None:
+            return None
+        cid, info = found
+        n = self._conn().execute(
+            "SELECT count(*) FROM vs_chunks WHERE collection_id = ?", (cid,)
+        ).fetchone()[0]
+        return CollectionInfo(info.name, info.dim, info.model_id, n)
+
+    def collections(self) -> list[CollectionInfo]:
+        rows = self._conn().execute("SELECT name FROM vs_collections ORDER BY name").fetchall()
+        return [c for r in rows if (c := self.collection(r["name"])) is not None]
+
+    def _delete(self, conn: Any, cid: int, document_id: str) -> int:
+        rows = conn.execute(
+            "SELECT rowid FROM vs_chunks WHERE collection_id = ? AND document_id = ?",
+            (cid, document_id),
+        ).fetchall()
+        if rows:
+            ids = [(r[0],) for r in rows]
+            conn.executemany(f"DELETE FROM vs_vec_{cid} WHERE rowid = ?", ids)
+            conn.executemany("DELETE FROM vs_chunks WHERE rowid = ?", ids)
+        return len(rows)
+
+    def _upsert(self, conn: Any, cid: int, records: Sequence[ChunkRecord]) -> None:
+        for rec in records:
+            if rec.vector is None:
+                raise ConveyorError(f"chunk {rec.id} has no vector")
+            old = conn.execute("SELECT rowid FROM vs_chunks WHERE id = ?", (rec.id,)).fetchone()
+            if old is not None:
+                conn.execute(f"DELETE FROM vs_vec_{cid} WHERE rowid = ?", (old[0],))
+                conn.execute("DELETE FROM vs_chunks WHERE rowid = ?", (old[0],))
+            cur = conn.execute(
+                "INSERT INTO vs_chunks (id, collection_id, document_id, chunk_index, source,"
+                " page, text, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec.id,
+                    cid,
+                    rec.document_id,
+                    rec.chunk_index,
+                    rec.source,
+                    rec.page,
+                    rec.text,
+                    json.dumps(rec.metadata, ensure_ascii=False),
+                ),
+            )
+            conn.execute(
+                f"INSERT INTO vs_vec_{cid} (rowid, embedding) VALUES (?, ?)",
+                (cur.lastrowid, np.asarray(rec.vector, dtype=np.float32).tobytes()),
+            )
+
+    def upsert(self, collection: str, records: Sequence[ChunkRecord]) -> None:
+        cid = self._require(collection)
+        with transaction(self._conn()) as conn:
+            self._upsert(conn, cid, records)
+
+    def delete(self, collection: str, *, document_id: str) -> int:
+        found = self._info(collection)
+        if found is None:
+            return 0
+        with transaction(self._conn()) as conn:
+            return self._delete(conn, found[0], document_id)
+
+    def replace_document(
+        self, collection: str, document_id: str, records: Sequence[ChunkRecord]
+    ) -> None:
+        cid = self._require(collection)
+        with transaction(self._conn()) as conn:
+            self._delete(conn, cid, document_id)
+            self._upsert(conn, cid, records)
+
+    def query(
+        self, collection: str, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
+    ) -> list[Hit]:
+        found = self._info(collection)
+        if found is None or k <= 0:
+            return []
+        cid, info = found
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape[0] != info.dim:
+            raise ModelMismatch(
+                f"query vector has {query.shape[0]} dimensions; collection {collection!r} "
+                f"has {info.dim} (from {info.model_id})"
+            )
+        where = {key: v for key, v in (where or {}).items() if v is not None}
+        unknown = set(where) - {"document_id", "source"}
+        if unknown:
+            raise ConveyorError(f"cannot filter on {sorted(unknown)}; use document_id or source")
+        conn = self._conn()
+        fetch = k if not where else max(k * 10, 100)
+        while True:
+            rows = conn.execute(
+                f"SELECT rowid, distance FROM vs_vec_{cid} WHERE embedding MATCH ? AND k = ?",
+                (query.tobytes(), min(fetch, 4096)),
+            ).fetchall()
+            hits = self._hits(conn, collection, rows, where)
+            if len(hits) >= k or len(rows) < min(fetch, 4096) or fetch >= 4096:
+                return hits[:k]
+            fetch *= 4
+
+    def _hits(
+        self, conn: Any, collection: str, rows: list[Any], where: dict[str, Any]
+    ) -> list[Hit]:
+        if not rows:
+            return []
+        distance = {r[0]: float(r[1]) for r in rows}
+        marks = ",".join("?" * len(distance))
+        found = {
+            r["rowid"]: r for r in conn.execute(SELECT_CHUNKS.format(marks=marks), list(distance))
+        }
+        hits = []
+        for rowid, dist in distance.items():
+            r = found.get(rowid)
+            if r is None or any(r[key] != value for key, value in where.items()):
+                continue
+            hits.append(
+                Hit(
+                    score=1.0 - dist,
+                    id=r["id"],
+                    document_id=r["document_id"],
+                    source=r["source"],
+                    chunk_index=r["chunk_index"],
+                    page=r["page"],
+                    text=r["text"],
+                    metadata=json.loads(r["metadata"]),
+                    collection=collection,
+                )
+            )
+        hits.sort(key=lambda h: -h.score)
+        return hits
+
+    def count(self, collection: str, *, document_id: str | None = None) -> int:
+        found = self._info(collection)
+        if found is None:
+            return 0
+        sql = "SELECT count(*) FROM vs_chunks WHERE collection_id = ?"
+        args: list[Any] = [found[0]]
+        if document_id is not None:
+            sql += " AND document_id = ?"
+            args.append(document_id)
+        return int(self._conn().execute(sql, args).fetchone()[0])
+
+    def iter_chunks(self, collection: str, *, vectors: bool = True) -> Iterator[ChunkRecord]:
+        found = self._info(collection)
+        if found is None:
+            return
+        cid = found[0]
+        cols = "c.rowid, c.id, c.document_id, c.chunk_index, c.source, c.page, c.text, c.metadata"
+        join = ""
+        if vectors:
+            cols += ", v.embedding"
+            join = f" JOIN vs_vec_{cid} v ON v.rowid = c.rowid"
+        cur = self._conn().execute(
+            f"SELECT {cols} FROM vs_chunks c{join} WHERE c.collection_id = ?"
+            " ORDER BY c.document_id, c.chunk_index",
+            (cid,),
+        )
+        for r in cur:
+            yield ChunkRecord(
+                id=r["id"],
+                document_id=r["document_id"],
+                chunk_index=r["chunk_index"],
+                text=r["text"],
+                source=r["source"],
+                page=r["page"],
+                metadata=json.loads(r["metadata"]),
+                vector=np.frombuffer(r["embedding"], dtype=np.float32) if vectors else None,
+            )
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,301 @@
+"""Workers: take a job, turn its file into chunks and vectors, hand them to the compactor.
+
+``process`` is one job from lease to ack; :class:`WorkerPool` runs a bounded
+number of them at once in threads, with one heartbeat thread extending every
+lease in flight, so a job has no time cap. Errors are classified: permanent
+ones dead-letter at once, the rest are retried with backoff until the queue's
+``max_receives``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .blobstore import read_source
+from .chunking import chunk_sections
+from .exceptions import EmptyDocument, classify, safe_summary
+from .extract import extract
+from .ids import chunk_id, content_hash, document_id
+from .jobs import MANIFEST_KEY, Job, manifest, manifest_bytes
+from .queue import Lease, LeaseLost
+from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .app import Components
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(content: str, model_id: str, size: int, overlap: int) -> str:
+    """What makes a document's chunks what they are: same fingerprint, nothing to redo."""
+    return f"{content}|{model_id}|{size}|{overlap}"
+
+
+@dataclass
+class Outcome:
+    document_id: str | None
+    status: str  # merge (delta written), skipped, retry, failed
+    error: str | None = None
+    chunks: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Processor:
+    """Runs one job: fetch → sniff/extract → chunk → embed → delta → ack."""
+
+    def __init__(self, components: Components, *, on_delta: Callable[[], None] | None = None):
+        self.c = components
+        self.retry = RetryPolicy(base=components.settings.retry_base_seconds)
+        self.on_delta = on_delta or (lambda: None)
+
+    def process(self, lease: Lease) -> Outcome:
+        doc_id: str | None = None
+        job: Job | None = None
+        try:
+            job = Job.from_message(lease.body, default_collection=self.c.settings.collection)
+            doc_id = document_id(job.collection, job.source)
+            return self._run(lease, job, doc_id)
+        except Exception as exc:
+            return self._fail(lease, job, doc_id, exc)
+
+    def _run(self, lease: Lease, job: Job, doc_id: str) -> Outcome:
+        s, catalog = self.c.settings, self.c.catalog
+        timings: dict[str, float] = {}
+        log_extra = {"job": lease.job_id, "document": doc_id}
+        if catalog.get(doc_id) is None:  # a job sent by someone else than `ingest`
+            catalog.enqueued([(doc_id, job.collection, job.source)], job.run)
+        catalog.update(doc_id, state="running", stage="fetch", attempts=lease.receive_count)
+
+        t = time.perf_counter()
+        data = read_source(job.source, max_bytes=s.max_file_bytes)
+        digest = content_hash(data)
+        timings["fetch"] = time.perf_counter() - t
+        tokenizer = self.c.tokenizer
+        model_id = self.c.embedder.model_id
+        fp = fingerprint(digest, model_id, s.chunk_size, s.chunk_overlap)
+        previous = catalog.get(doc_id) or {}
+        if previous.get("fingerprint") == fp and not job.options.get("force"):
+            catalog.update(doc_id, state="skipped", stage=None, error=None, error_kind=None)
+            self._manifest(job, doc_id, "skipped", 0, content_hash=digest, model=model_id)
+            self._ack(lease, log_extra)
+            log.info("unchanged, skipped", extra=log_extra)
+            return Outcome(doc_id, "skipped", chunks=int(previous.get("chunks") or 0))
+
+        catalog.update(doc_id, stage="extract", content_hash=digest, size=len(data))
+        t = time.perf_counter()
+        options = dict(job.options)
+        if s.max_pdf_pages:
+            options.setdefault("max_pages", s.max_pdf_pages)
+        name = PurePosixPath(urlparse(job.source).path).name or None
+        extracted = extract(data, name=name, kind=job.kind, options=options)
+        timings["extract"] = time.perf_counter() - t
+
+        catalog.update(doc_id, stage="chunk", kind=extracted.kind, mime=extracted.mime)
+        t = time.perf_counter()
+        chunks = chunk_sections(extracted.sections, tokenizer, s.chunk_size, s.chunk_overlap)
+        timings["chunk"] = time.perf_counter() - t
+        if not chunks:
+            raise EmptyDocument("no text to index after extraction")
+
+        catalog.update(doc_id, stage="embed")
+        t = time.perf_counter()
+        vectors = self.c.embedder.embed([c.text for c in chunks])
+        timings["embed"] = time.perf_counter() - t
+
+        header = {
+            "source": job.source,
+            "run": job.run,
+            "job_id": lease.job_id,
+            "content_hash": digest,
+            "fingerprint": fp,
+            "kind": extracted.kind,
+            "mime": extracted.mime,
+            "size": len(data),
+            "model": model_id,
+            "dim": int(vectors.shape[1]),
+            "timings": timings,
+            "metadata": extracted.metadata,
+        }
+        records = [
+            {
+                "id": chunk_id(doc_id, c.index),
+                "chunk_index": c.index,
+                "text": c.text,
+                "page": c.page,
+                "metadata": {
+                    **c.metadata,
+                    "start": c.start,
+                    "end": c.end,
+                    "tokens": c.tokens,
+                    "start_s": c.start_s,
+                    "end_s": c.end_s,
+                    "kind": extracted.kind,
+                    **({"title": extracted.metadata["title"]} if extracted.metadata.get("title") else {}),
+                },
+            }
+            for c in chunks
+        ]
+        blob = np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
+        self.c.catalog.add_delta(job.collection, doc_id, header, records, blob)
+        catalog.update(
+            doc_id,
+            stage="merge",
+            model=model_id,
+            metadata=extracted.metadata,
+            timings=timings,
+            error=None,
+            error_kind=None,
+        )
+        self.on_delta()
+        self._ack(lease, log_extra)
+        return Outcome(doc_id, "merge", chunks=len(chunks), timings=timings)
+
+    def _ack(self, lease: Lease, extra: dict[str, Any]) -> None:
+        try:
+            self.c.queue.ack(lease)
+        except LeaseLost:
+            # the lease expired and the job went to someone else; our work is
+            # written and idempotent, so the redelivery only repeats it
+            log.warning("lease lost before ack; the job will be redelivered", extra=extra)
+
+    def _fail(self, lease: Lease, job: Job | None, doc_id: str | None, exc: Exception) -> Outcome:
+        kind = classify(exc)
+        summary = safe_summary(exc)
+        extra = {"job": lease.job_id, "document": doc_id, "error_kind": kind}
+        if kind == "unknown":
+            log.exception("job failed: %s", summary, extra=extra)
+        else:
+            log.info("job failed (%s): %s", kind, summary, extra=extra)
+        decision = self.retry.decide(kind, lease.receive_count, self.c.queue.max_receives)
+        try:
+            if decision.delay is None:
+                self.c.queue.dead_letter(lease, summary)
+            else:
+                self.c.queue.release(lease, delay=decision.delay, error=summary)
+        except LeaseLost:
+            log.warning("lease lost while failing the job", extra=extra)
+        if doc_id is None or job is None:
+            return Outcome(None, "failed", error=summary)
+        if decision.delay is None:
+            self.c.catalog.update(
+                doc_id, state="failed", stage=None, error=summary, error_kind=kind
+            )
+            self._manifest(job, doc_id, "failed", 0, error=summary, error_kind=kind)
+            return Outcome(doc_id, "failed", error=summary)
+        self.c.catalog.update(doc_id, state="queued", stage="retry", error=summary, error_kind=kind)
+        return Outcome(doc_id, "retry", error=summary)
+
+    def _manifest(self, job: Job, doc_id: str, status: str, n: int, **extra: Any) -> None:
+        data = manifest(
+            source=job.source,
+            document_id=doc_id,
+            collection=job.collection,
+            run=job.run,
+            status=status,
+            embeddings=n,
+            **extra,
+        )
+        self.c.blobs.put(MANIFEST_KEY.format(run=job.run, document_id=doc_id), manifest_bytes(data))
+
+
+class WorkerPool:
+    """``concurrency`` threads taking jobs, plus a heartbeat thread for their leases."""
+
+    def __init__(
+        self,
+        components: Components,
+        *,
+        concurrency: int,
+        on_delta: Callable[[], None] | None = None,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self.c = components
+        self.concurrency = concurrency
+        self.processor = Processor(components, on_delta=on_delta)
+        self.poll_interval = poll_interval
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stopping = threading.Event()
+        self._in_flight: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def start(self, *, until_idle: bool = False) -> None:
+        for n in range(self.concurrency):
+            thread = threading.Thread(
+                target=self._loop, args=(until_idle,), name=f"conveyor-worker-{n}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        beat = threading.Thread(target=self._heartbeat, name="conveyor-heartbeat", daemon=True)
+        beat.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the job threads; True when all have ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(left)
+        return not any(t.is_alive() for t in self._threads)
+
+    def stop(self) -> None:
+        """Take no more work; jobs in flight finish."""
+        self.stopping.set()
+
+    def _idle(self) -> bool:
+        depth = self.c.queue.depth()
+        return depth.visible == 0 and depth.in_flight == 0 and depth.delayed == 0
+
+    def _loop(self, until_idle: bool) -> None:
+        vt = self.c.settings.visibility_timeout
+        while not self.stopping.is_set():
+            leases = self.c.queue.receive(1, visibility_timeout=vt)
+            if not leases:
+                if until_idle and self._idle():
+                    return
+                self.stopping.wait(self.poll_interval)
+                continue
+            for lease in leases:
+                with self._lock:
+                    self._in_flight[lease.job_id] = lease
+                try:
+                    self.processor.process(lease)
+                finally:
+                    with self._lock:
+                        self._in_flight.pop(lease.job_id, None)
+
+    def _heartbeat(self) -> None:
+        vt = self.c.settings.visibility_timeout
+        interval = max(0.05, min(vt / 3, 10.0))
+        while any(t.is_alive() for t in self._threads):
+            time.sleep(interval)
+            with self._lock:
+                leases = list(self._in_flight.items())
+            for job_id, lease in leases:
+                try:
+                    fresh = self.c.queue.extend(lease, vt)
+                except LeaseLost:
+                    log.warning("heartbeat: lease lost", extra={"job": job_id})
+                    continue
+                except Exception as exc:  # keep beating for the others
+                    log.warning("heartbeat failed: %s", safe_summary(exc), extra={"job": job_id})
+                    continue
+                with self._lock:
+                    if job_id in self._in_flight:
+                        self._in_flight[job_id] = fresh
