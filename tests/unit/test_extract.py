@@ -419,14 +419,14 @@ def test_pdf_page_errors(monkeypatch: pytest.MonkeyPatch, report_pdf: bytes) -> 
     def flaky(self: PageObject, *args: Any, **kwargs: Any) -> str:
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyError("/Font\nmissing")
+            raise ValueError("font\nmissing")
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(PageObject, "extract_text", flaky)
     result = extract(report_pdf)
     assert [section.page for section in result.sections] == [1]
     assert result.metadata["pages_without_text"] == [2, 3]
-    assert result.metadata["page_errors"] == [{"page": 3, "error": "KeyError: '/Font missing'"}]
+    assert result.metadata["page_errors"] == [{"page": 3, "error": "ValueError: font missing"}]
 
 
 def test_pdf_every_page_failing_is_corrupt(

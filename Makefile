@@ -1,0 +1,54 @@
+# conveyor — `make demo` ingests examples/ and searches them; `make test` runs the suite.
+# Both work on a fresh Debian machine with Python 3.11: they install what they need.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp-install
+APT_STAMP := $(VENV)/.stamp-apt
+# CPU build of PyTorch; an unpinned torch pulls a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+# Debian packages the tests need (none yet beyond Python; OCR, audio, browsers come later).
+APT_PACKAGES ?=
+DEMO_HOME ?= conveyor-data
+
+.PHONY: install demo test test-unit lint bench clean system-deps
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+system-deps: | $(VENV)/bin/python
+	@if [ -n "$(APT_PACKAGES)" ] && [ ! -f $(APT_STAMP) ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES) && touch $(APT_STAMP); \
+	fi
+
+demo: install
+	$(BIN)/conveyor ingest examples/ --home $(DEMO_HOME)
+	$(BIN)/conveyor search "how do I rotate the keys?" -k 3 --home $(DEMO_HOME)
+	$(BIN)/conveyor search "can I get my money back after a month?" -k 3 --home $(DEMO_HOME)
+	$(BIN)/conveyor search "why did the database stop accepting writes?" -k 3 --home $(DEMO_HOME)
+
+test: install system-deps
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check conveyor tests bench
+	$(BIN)/ruff format --check conveyor tests bench
+	$(BIN)/mypy conveyor
+
+bench: install
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,131 @@
+"""The installed ``conveyor`` command, in a subprocess, on documents made here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conveyor.testing import make_pdf, prose
+
+CONVEYOR = str(Path(sys.executable).parent / "conveyor")
+
+
+def run(*args: str, home: Path, stdin: str | None = None, check: int | None = 0):
+    env = {**os.environ, "CONVEYOR_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [CONVEYOR, *args], input=stdin, capture_output=True, text=True, env=env, timeout=300
+    )
+    if check is not None:
+        assert result.returncode == check, (result.stdout, result.stderr)
+    return result
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("accept")
+    docs = root / "docs"
+    (docs / "nested").mkdir(parents=True)
+    (docs / "tides.txt").write_text(
+        prose(1, 400) + "\n\nThe moon's gravity pulls the ocean into two tidal bulges.\n"
+    )
+    (docs / "nested" / "guide.md").write_text(
+        "# Keys\n\nTo rotate the signing keys, create a new key, deploy it, then revoke the "
+        "old one.\n"
+    )
+    (docs / "page.html").write_text(
+        "<html><head><title>Bees</title><style>p{}</style></head><body>"
+        "<p>Honey bees dance to tell the hive where flowers are.</p>"
+        "<script>console.log('not text')</script></body></html>"
+    )
+    make_pdf(str(docs / "report.pdf"),
+             ["Quarterly revenue grew by twelve percent.",
+              "The glacier retreated forty metres this summer."], title="Report")
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "empty.txt").write_bytes(b"")
+    (bad / "noise.dat").write_bytes(os.urandom(4096))
+    make_pdf(str(bad / "cut.pdf"), [prose(2, 300)])
+    data = (bad / "cut.pdf").read_bytes()
+    (bad / "cut.pdf").write_bytes(data[: len(data) // 2])
+    return docs, bad
+
+
+@pytest.fixture(scope="module")
+def ingested(workspace: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    docs, bad = workspace
+    home = tmp_path_factory.mktemp("home")
+    result = run("ingest", str(docs), str(bad), "--run", "accept", home=home, check=None)
+    return home, result
+
+
+def test_ingest_reports_and_exits_nonzero_on_failures(ingested) -> None:
+    _, result = ingested
+    assert result.returncode == 1, result.stderr
+    assert "4 done, 0 skipped, 3 failed of 7" in result.stdout
+    assert "empty.txt: " in result.stdout and "cut.pdf: " in result.stdout
+    assert "chunks/s" in result.stdout
+
+
+def test_search_json_finds_phrase_document_first(ingested) -> None:
+    home, _ = ingested
+    out = run("search", "where is the glacier retreating?", "-k", "3", "--json", home=home)
+    hits = json.loads(out.stdout)
+    assert hits[0]["source"].endswith("report.pdf") and hits[0]["page"] == 2
+    for key in ("score", "document_id", "source", "chunk_index", "page", "text"):
+        assert key in hits[0]
+
+
+def test_search_batch_from_stdin(ingested) -> None:
+    home, _ = ingested
+    queries = "how to rotate signing keys\nwhy do bees dance\n"
+    out = run("search", "--batch", "-", "-k", "2", home=home, stdin=queries)
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line["query"] for line in lines] == ["how to rotate signing keys", "why do bees dance"]
+    assert lines[0]["hits"][0]["source"].endswith("guide.md")
+    assert lines[1]["hits"][0]["source"].endswith("page.html")
+
+
+def test_status_documents_export(ingested) -> None:
+    home, _ = ingested
+    status = json.loads(run("status", "--json", home=home).stdout)
+    assert status["queue"] == {"visible": 0, "in_flight": 0, "delayed": 0, "dead": 3}
+    assert status["documents"]["done"] == 4 and status["documents"]["failed"] == 3
+
+    failed = json.loads(run("documents", "--state", "failed", "--json", home=home).stdout)
+    assert len(failed) == 3
+    for doc in failed:
+        assert doc["state"] == "failed" and doc["error"] and "\n" not in doc["error"]
+        assert {"id", "source", "chunks", "collection"} <= set(doc)
+
+    done = json.loads(run("documents", "--state", "done", "--json", home=home).stdout)
+    lines = run("export", home=home).stdout.splitlines()
+    assert len(lines) == sum(d["chunks"] for d in done) > 0
+    first = json.loads(lines[0])
+    assert {"id", "document_id", "source", "chunk_index", "text", "vector", "metadata"} <= set(first)
+    assert len(first["vector"]) == 384
+
+    manifest = home / "blobs" / "ingestion_output" / "accept" / "results" / f"{done[0]['id']}.json"
+    data = json.loads(manifest.read_text())
+    assert data["FileURI"] == done[0]["source"]
+    assert data["EmbeddingsGenerated"] == done[0]["chunks"]
+
+
+def test_second_ingest_skips_unchanged(workspace, tmp_path: Path) -> None:
+    docs, _ = workspace
+    home = tmp_path / "h"
+    run("ingest", str(docs), home=home)
+    again = run("ingest", str(docs), "--json", home=home)
+    summary = json.loads(again.stdout)
+    assert (summary["skipped"], summary["done"], summary["failed"]) == (4, 0, 0)
+
+
+def test_missing_path_and_no_collection_are_clear_errors(tmp_path: Path) -> None:
+    result = run("ingest", str(tmp_path / "nope"), home=tmp_path / "h", check=2)
+    assert "no such file or directory" in result.stderr
+    result = run("search", "anything", home=tmp_path / "h2", check=2)
+    assert "does not exist" in result.stderr

@@ -1,0 +1,93 @@
+"""The pipeline with the real all-MiniLM-L6-v2 and real sqlite-vec."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conveyor.app import Conveyor
+from conveyor.chunking import chunk_sections
+from conveyor.embedding.batching import BatchingEmbedder
+from conveyor.extract import Section
+from conveyor.settings import Settings
+from conveyor.testing import make_pdf, prose
+
+TOPICS = {
+    "volcano.txt": "Basaltic lava flows slowly downhill from the erupting volcano, "
+    "covering the village roads in black rock.",
+    "bread.md": "# Sourdough\n\nKnead the sourdough bread dough and let the starter ferment "
+    "overnight in a warm kitchen.",
+    "chess.html": "<html><body><h1>Openings</h1><p>The Sicilian Defence is a sharp chess "
+    "opening where black answers e4 with c5.</p></body></html>",
+}
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    root.mkdir()
+    for i, (name, text) in enumerate(TOPICS.items()):
+        if name.endswith(".txt"):
+            text = prose(i, 600) + "\n\n" + text + "\n\n" + prose(i + 10, 600)
+        (root / name).write_text(text)
+    make_pdf(str(root / "whales.pdf"),
+             [prose(3, 200), "Humpback whales sing long songs while migrating to warm breeding "
+              "waters."], title="Whales")
+    return root
+
+
+def test_search_finds_the_document_with_the_phrase(
+    real_embedder, home: Path, corpus: Path
+) -> None:
+    with Conveyor(Settings(home=home), embedder=real_embedder) as cv:
+        summary = cv.ingest([corpus])
+        assert (summary.done, summary.failed) == (4, 0)
+        cases = {
+            "lava from the erupting volcano": "volcano.txt",
+            "letting sourdough starter ferment": "bread.md",
+            "Sicilian Defence chess opening": "chess.html",
+            "humpback whale songs": "whales.pdf",
+        }
+        results = cv.search_many(list(cases), k=3)
+        for (query, expected), hits in zip(cases.items(), results, strict=True):
+            assert hits[0].source.endswith(expected), (query, [h.source for h in hits])
+        whale = results[3][0]
+        assert whale.page == 2
+        assert whale.metadata.get("title") == "Whales"
+
+
+def test_chunks_fit_the_model_with_real_tokenizer(real_embedder) -> None:
+    tok = real_embedder.tokenizer
+    assert tok.max_tokens == 254  # 256 minus [CLS] and [SEP]
+    text = prose(11, 3000) + " " + "Pneumonoultramicroscopicsilicovolcanoconiosis" * 80
+    chunks = chunk_sections([Section(text)], tok, size=1000, overlap=50)
+    inner = real_embedder.load().tokenizer
+    for c in chunks:
+        ids = inner(c.text, add_special_tokens=True, truncation=False)["input_ids"]
+        assert len(ids) <= 256
+        assert text[c.start : c.end] == c.text
+
+
+def test_batching_across_threads_matches_direct(real_embedder) -> None:
+    texts = [f"sentence number {i} about {w}" for i, w in
+             enumerate(["cats", "rain", "trains", "tea", "maps", "code", "boats", "snow"])]
+    direct = real_embedder.embed(texts)
+    batcher = BatchingEmbedder(real_embedder, max_batch=64, max_wait=0.05)
+    out: dict[int, np.ndarray] = {}
+
+    def call(i: int) -> None:
+        out[i] = batcher.embed(texts[i * 2 : i * 2 + 2])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.close()
+    merged = np.vstack([out[i] for i in range(4)])
+    assert merged.shape == (8, 384)
+    assert np.allclose(np.sum(merged * direct, axis=1), 1.0, atol=1e-4)
+    assert np.allclose(np.linalg.norm(merged, axis=1), 1.0, atol=1e-4)

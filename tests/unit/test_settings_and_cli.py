@@ -1,0 +1,43 @@
+"""Settings from the environment, and a help text with an example on every command."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from conveyor.cli import main
+from conveyor.settings import Settings
+
+
+def test_env_names_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHUNK_SIZE_DOC_SPLIT", "120")
+    monkeypatch.setenv("OVERLAP_FOR_DOC_SPLIT", "20")
+    monkeypatch.setenv("CONVEYOR_HOME", "/tmp/somewhere")
+    s = Settings()
+    assert (s.chunk_size, s.chunk_overlap, str(s.home)) == (120, 20, "/tmp/somewhere")
+    monkeypatch.setenv("CONVEYOR_CHUNK_SIZE", "90")
+    assert Settings().chunk_size == 90
+
+
+def test_overlap_must_be_below_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_CHUNK_SIZE", "50")
+    monkeypatch.setenv("CONVEYOR_CHUNK_OVERLAP", "50")
+    with pytest.raises(ValueError, match="overlap"):
+        Settings()
+
+
+def test_bad_setting_is_a_clear_cli_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_CHUNK_SIZE", "lots")
+    result = CliRunner().invoke(main, ["status", "--home", "/tmp/x"])
+    assert result.exit_code == 2
+    assert "invalid setting" in result.output
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    runner = CliRunner()
+    assert main.commands
+    for name in main.commands:
+        result = runner.invoke(main, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert "Example" in result.output, name
+        assert "--home" in result.output, name
