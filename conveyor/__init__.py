@@ -12,7 +12,7 @@ from .settings import Settings
 
 __version__ = "0.1.0"
 
-open = open_home  # noqa: A001 - the documented entry point, `conveyor.open(home)`
+open = open_home
 
 __all__ = [
     "Conveyor",

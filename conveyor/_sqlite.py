@@ -18,7 +18,7 @@ def _driver() -> ModuleType:
     if hasattr(_stdlib_sqlite3.Connection, "enable_load_extension"):
         return _stdlib_sqlite3
     try:
-        import pysqlite3.dbapi2 as pysqlite3  # type: ignore[import-not-found]
+        import pysqlite3.dbapi2 as pysqlite3  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:  # pragma: no cover - depends on the platform
         raise ConfigurationError(
             "this Python's sqlite3 cannot load extensions (needed for sqlite-vec); "
@@ -59,7 +59,7 @@ def connect(path: str | Path, *, vec: bool = True, timeout: float = 30.0) -> Any
     return conn
 
 
-class transaction:  # noqa: N801 - used like a function: `with transaction(conn):`
+class transaction:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
 
     def __init__(self, conn: Any) -> None:

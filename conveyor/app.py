@@ -76,7 +76,7 @@ class Components:
 
     @cached_property
     def tokenizer(self) -> Tokenizer:
-        return self.local_embedder.tokenizer  # type: ignore[no-any-return]
+        return self.local_embedder.tokenizer  # type: ignore[no-any-return,unused-ignore]
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -212,8 +212,12 @@ class Conveyor:
         run = run or new_run_name()
         files = expand_paths(paths, exclude=[self.settings.home])
         jobs = [
-            Job(source=f.as_uri(), collection=collection, run=run,
-                options={"force": True} if force else {})
+            Job(
+                source=f.as_uri(),
+                collection=collection,
+                run=run,
+                options={"force": True} if force else {},
+            )
             for f in files
         ]
         docs = [(document_id(collection, j.source), collection, j.source) for j in jobs]

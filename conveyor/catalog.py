@@ -194,9 +194,7 @@ class SqliteCatalog:
         )
 
     def finish_run(self, run: str) -> None:
-        self._conn().execute(
-            "UPDATE runs SET finished_at = ? WHERE id = ?", (self.clock(), run)
-        )
+        self._conn().execute("UPDATE runs SET finished_at = ? WHERE id = ?", (self.clock(), run))
 
     # -- deltas ----------------------------------------------------------
 
@@ -222,7 +220,9 @@ class SqliteCatalog:
         )
         return int(cur.lastrowid)
 
-    def pending_deltas(self, collection: str | None = None, limit: int = 64) -> list[dict[str, Any]]:
+    def pending_deltas(
+        self, collection: str | None = None, limit: int = 64
+    ) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM deltas WHERE state = 'pending'", []
         if collection is not None:
             sql += " AND collection = ?"

@@ -80,14 +80,27 @@ def main(verbose: int) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--collection", "-c", default=None,
-              help=f"Collection to ingest into [env: {env_var('collection')}; default 'default'].")
-@click.option("--run", "run_name", default=None,
-              help="Name of this run (groups result manifests); default: a timestamp.")
+@click.option(
+    "--collection",
+    "-c",
+    default=None,
+    help=f"Collection to ingest into [env: {env_var('collection')}; default 'default'].",
+)
+@click.option(
+    "--run",
+    "run_name",
+    default=None,
+    help="Name of this run (groups result manifests); default: a timestamp.",
+)
 @click.option("--force", is_flag=True, help="Re-embed files even if unchanged.")
 @click.option("--no-wait", is_flag=True, help="Only enqueue; `conveyor worker` processes later.")
-@click.option("--concurrency", "-j", type=click.IntRange(1), default=None,
-              help=f"Jobs in flight at once [env: {env_var('concurrency')}; default 2].")
+@click.option(
+    "--concurrency",
+    "-j",
+    type=click.IntRange(1),
+    default=None,
+    help=f"Jobs in flight at once [env: {env_var('concurrency')}; default 2].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @home_option
 @handle_errors
@@ -126,7 +139,10 @@ def ingest(
                 click.echo(json.dumps(summary.as_dict()))
             return
         summary = cv.ingest(
-            paths, collection=collection, run=run_name, force=force,
+            paths,
+            collection=collection,
+            run=run_name,
+            force=force,
             progress=_progress_factory(cv, quiet=as_json),
         )
     if as_json:
@@ -167,7 +183,9 @@ def _progress_factory(cv: Any, *, quiet: bool) -> Callable[[Any], Callable[[], N
         def tick() -> None:
             counts = catalog.counts(run=queued.run)
             finished = counts["done"] + counts["skipped"] + counts["failed"]
-            detail = f"done {counts['done']} · skipped {counts['skipped']} · failed {counts['failed']}"
+            detail = (
+                f"done {counts['done']} · skipped {counts['skipped']} · failed {counts['failed']}"
+            )
             progress.update(task, completed=finished, detail=detail)
             if finished >= queued.jobs:
                 progress.stop()
@@ -189,11 +207,17 @@ def _print_summary(s: Any) -> None:
 
 @main.command()
 @click.argument("query", required=False)
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True,
-              help="Number of hits.")
+@click.option(
+    "-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Number of hits."
+)
 @click.option("--collection", "-c", default=None, help="Collection to search [default 'default'].")
-@click.option("--batch", "batch", type=click.File("r"), default=None,
-              help="Read one query a line from FILE ('-' for stdin); print one JSON line each.")
+@click.option(
+    "--batch",
+    "batch",
+    type=click.File("r"),
+    default=None,
+    help="Read one query a line from FILE ('-' for stdin); print one JSON line each.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON array.")
 @home_option
 @handle_errors
@@ -218,10 +242,14 @@ def search(
     with _open(home) as cv:
         if batch is not None:
             queries = [line.strip() for line in batch if line.strip()]
-            for q, hits in zip(queries, cv.search_many(queries, k, collection=collection),
-                               strict=True):
-                click.echo(json.dumps({"query": q, "hits": [h.as_dict() for h in hits]},
-                                      ensure_ascii=False))
+            for q, hits in zip(
+                queries, cv.search_many(queries, k, collection=collection), strict=True
+            ):
+                click.echo(
+                    json.dumps(
+                        {"query": q, "hits": [h.as_dict() for h in hits]}, ensure_ascii=False
+                    )
+                )
             return
         hits = cv.search(query, k, collection=collection)
     if as_json:
@@ -262,22 +290,31 @@ def status(as_json: bool, home: Path | None) -> None:
         f"delayed {q['delayed']} · dead {q['dead']}"
     )
     click.echo("documents  " + " · ".join(f"{state} {n}" for state, n in d.items()))
-    click.echo(f"deltas     pending {data['deltas']['pending']} · applied {data['deltas']['applied']}"
-               f" · failed {data['deltas']['failed']}")
+    click.echo(
+        f"deltas     pending {data['deltas']['pending']} · applied {data['deltas']['applied']}"
+        f" · failed {data['deltas']['failed']}"
+    )
     for c in data["collections"]:
         click.echo(f"collection {c['name']}: {c['chunks']} chunks ({c['model']}, {c['dim']}d)")
 
 
 @main.command()
-@click.option("--state", type=click.Choice(["queued", "running", "done", "skipped", "failed"]),
-              default=None, help="Only documents in this state.")
+@click.option(
+    "--state",
+    type=click.Choice(["queued", "running", "done", "skipped", "failed"]),
+    default=None,
+    help="Only documents in this state.",
+)
 @click.option("--collection", "-c", default=None, help="Only this collection.")
 @click.option("--run", "run_name", default=None, help="Only this run.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @home_option
 @handle_errors
 def documents(
-    state: str | None, collection: str | None, run_name: str | None, as_json: bool,
+    state: str | None,
+    collection: str | None,
+    run_name: str | None,
+    as_json: bool,
     home: Path | None,
 ) -> None:
     """List documents with their state, chunk count and last error.

@@ -95,8 +95,9 @@ class Compactor:
         except PermanentError as exc:
             reason = safe_summary(exc)
             log.error("delta rejected: %s", reason, extra={"document": doc_id})
-            self.c.catalog.update(doc_id, state="failed", stage=None, error=reason,
-                                  error_kind="permanent")
+            self.c.catalog.update(
+                doc_id, state="failed", stage=None, error=reason, error_kind="permanent"
+            )
             self.c.catalog.finish_delta(delta["id"], "failed", reason)
             return 0
         timings = dict(header.get("timings") or {})

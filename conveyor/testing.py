@@ -61,29 +61,84 @@ class FakeEmbedder:
 
 
 _SUBJECTS = (
-    "the billing service", "our on-call engineer", "the storage team", "a nightly export",
-    "the load balancer", "every new customer", "the mobile app", "the search index",
-    "the finance department", "a retired alert route", "the primary database", "the vendor",
-    "the security review", "each warehouse robot", "the marketing site", "the support desk",
-    "the payroll system", "the kitchen staff", "a delivery drone", "the city council",
+    "the billing service",
+    "our on-call engineer",
+    "the storage team",
+    "a nightly export",
+    "the load balancer",
+    "every new customer",
+    "the mobile app",
+    "the search index",
+    "the finance department",
+    "a retired alert route",
+    "the primary database",
+    "the vendor",
+    "the security review",
+    "each warehouse robot",
+    "the marketing site",
+    "the support desk",
+    "the payroll system",
+    "the kitchen staff",
+    "a delivery drone",
+    "the city council",
 )
 _VERBS = (
-    "rotates", "archives", "rejects", "schedules", "measures", "replicates", "audits",
-    "forecasts", "summarises", "encrypts", "throttles", "reviews", "migrates", "repairs",
-    "photographs", "negotiates", "compresses", "recalculates", "inspects", "publishes",
+    "rotates",
+    "archives",
+    "rejects",
+    "schedules",
+    "measures",
+    "replicates",
+    "audits",
+    "forecasts",
+    "summarises",
+    "encrypts",
+    "throttles",
+    "reviews",
+    "migrates",
+    "repairs",
+    "photographs",
+    "negotiates",
+    "compresses",
+    "recalculates",
+    "inspects",
+    "publishes",
 )
 _OBJECTS = (
-    "the quarterly invoices", "stale cache entries", "customer refunds", "disk usage alerts",
-    "the shipping manifests", "expired certificates", "the holiday roster", "sensor readings",
-    "the tax filings", "duplicate orders", "the training budget", "failed login attempts",
-    "river water samples", "the conference agenda", "broken bicycle parts", "loan applications",
-    "the seed catalogue", "satellite images", "the fire drill plan", "vintage wine labels",
+    "the quarterly invoices",
+    "stale cache entries",
+    "customer refunds",
+    "disk usage alerts",
+    "the shipping manifests",
+    "expired certificates",
+    "the holiday roster",
+    "sensor readings",
+    "the tax filings",
+    "duplicate orders",
+    "the training budget",
+    "failed login attempts",
+    "river water samples",
+    "the conference agenda",
+    "broken bicycle parts",
+    "loan applications",
+    "the seed catalogue",
+    "satellite images",
+    "the fire drill plan",
+    "vintage wine labels",
 )
 _TAILS = (
-    "before the end of the month", "whenever the queue grows too long", "with great care",
-    "after every deployment", "under the new policy", "despite the heavy rain",
-    "at two in the morning", "to keep the auditors happy", "without telling anyone",
-    "as the contract requires", "so that nothing is lost", "in three separate regions",
+    "before the end of the month",
+    "whenever the queue grows too long",
+    "with great care",
+    "after every deployment",
+    "under the new policy",
+    "despite the heavy rain",
+    "at two in the morning",
+    "to keep the auditors happy",
+    "without telling anyone",
+    "as the contract requires",
+    "so that nothing is lost",
+    "in three separate regions",
 )
 
 
@@ -102,15 +157,23 @@ def prose(seed: int, words: int = 2000) -> str:
                 f"{rng.choice(_TAILS)}"
             )
             if rng.random() < 0.3:
-                sentence += f", and {rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}"
+                sentence += (
+                    f", and {rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}"
+                )
             sentences.append(sentence[0].upper() + sentence[1:] + ".")
             count += len(sentence.split())
         paragraphs.append(" ".join(sentences))
     return "\n\n".join(paragraphs) + "\n"
 
 
-def make_pdf(path: str, pages: list[str], *, title: str | None = None, author: str | None = None,
-             link: str | None = None) -> None:
+def make_pdf(
+    path: str,
+    pages: list[str],
+    *,
+    title: str | None = None,
+    author: str | None = None,
+    link: str | None = None,
+) -> None:
     """A text PDF with one page per string (needs reportlab, a dev dependency)."""
     import textwrap
 

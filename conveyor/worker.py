@@ -142,7 +142,11 @@ class Processor:
                     "start_s": c.start_s,
                     "end_s": c.end_s,
                     "kind": extracted.kind,
-                    **({"title": extracted.metadata["title"]} if extracted.metadata.get("title") else {}),
+                    **(
+                        {"title": extracted.metadata["title"]}
+                        if extracted.metadata.get("title")
+                        else {}
+                    ),
                 },
             }
             for c in chunks

@@ -99,7 +99,9 @@ def read_source(source: str, *, max_bytes: int | None = None) -> bytes:
             )
         return path.read_bytes()
     except FileNotFoundError:
-        raise SourceNotFound(f"file not found (moved or deleted before it was read): {path}")
+        raise SourceNotFound(
+            f"file not found (moved or deleted before it was read): {path}"
+        ) from None
     except PermissionError:
         raise PermanentError(f"permission denied reading {path}") from None
     except IsADirectoryError:

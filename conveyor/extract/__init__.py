@@ -72,7 +72,7 @@ Extractor = Callable[[bytes, dict[str, Any]], Extracted]
 #: kind → extractor function; filled by :func:`register`.
 EXTRACTORS: dict[str, Extractor] = {}
 
-_LABELS = {"pdf": "PDF", "html": "HTML", "markdown": "Markdown", "text": "text"}
+_LABELS = {"pdf": "PDF", "html": "HTML file", "markdown": "Markdown file", "text": "text file"}
 
 
 def register(kind: str) -> Callable[[Extractor], Extractor]:
@@ -110,9 +110,9 @@ def extract(
     except (ConveyorError, MemoryError):
         raise
     except Exception as exc:
-        label = _LABELS.get(kind, kind)
+        label = _LABELS.get(kind, f"{kind} file")
         reason = safe_summary(f"{type(exc).__name__}: {exc}", limit=120)
-        raise CorruptFile(f"damaged {label} file, it could not be parsed ({reason})") from exc
+        raise CorruptFile(f"truncated or damaged {label}: {reason}") from exc
 
 
 # Extractor modules register themselves on import; they need the types above.

@@ -29,14 +29,15 @@ _SELF_CLOSING = frozenset({"p", "li", "dt", "dd", "tr", "td", "th", "option"})
 _SPACES = re.compile(r"\s+")
 _DISPLAY_NONE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+_MARKUP_START = re.compile(r"<[a-zA-Z/!?]")
 _NOT_LINKS = ("javascript:", "mailto:", "tel:", "data:", "#")
 _PARA, _LINE = "\n\n", "\n"
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 
 
 def decode_html(data: bytes) -> tuple[str, str]:
     """Decode by BOM, else ``<meta charset>`` in the first 4 KiB, else UTF-8 (replacing)."""
-    for bom, encoding in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"),
-                          (b"\xfe\xff", "utf-16-be")):  # fmt: skip
+    for bom, encoding in _BOMS:
         if data.startswith(bom):
             return data[len(bom) :].decode(encoding, errors="replace"), encoding
     declared = _META_CHARSET.search(data[:4096])
@@ -51,6 +52,19 @@ def decode_html(data: bytes) -> tuple[str, str]:
     return data.decode("utf-8", errors="replace"), "utf-8"
 
 
+def drop_unterminated_tail(markup: str) -> str:
+    """Cut markup left open at the end (``<a href=...`` with no ``>``).
+
+    Browsers drop a tag cut off by the end of the file; the standard parser
+    instead re-scans it once per character, which is quadratic.
+    """
+    comment = markup.find("<!--", markup.rfind("-->") + 1)
+    if comment >= 0:
+        markup = markup[:comment]  # an unclosed comment hides the rest of the file
+    match = _MARKUP_START.search(markup, markup.rfind(">") + 1)
+    return markup[: match.start()] if match else markup
+
+
 def _is_hidden(attrs: dict[str, str | None]) -> bool:
     if "hidden" in attrs or (attrs.get("aria-hidden") or "").strip().lower() == "true":
         return True
@@ -63,6 +77,7 @@ class _VisibleText(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.stack: list[tuple[str, bool, bool]] = []  # (tag, hides, shown)
+        self.open_counts: dict[str, int] = {}
         self.hiding = 0
         self.pre = 0
         self.svg = 0
@@ -105,6 +120,7 @@ class _VisibleText(HTMLParser):
     # -- parser callbacks ---------------------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
+        self.in_title = False  # a tag ends an unclosed <title> (its content has none)
         if tag == "title" and not self.svg and not self.title:
             self.in_title = True
         elif tag == "meta":
@@ -129,6 +145,7 @@ class _VisibleText(HTMLParser):
         self.svg += tag == "svg"
         shown = not self.hiding
         self.stack.append((tag, hides, shown))
+        self.open_counts[tag] = self.open_counts.get(tag, 0) + 1
         if not shown:
             return
         if tag == "a":
@@ -144,10 +161,11 @@ class _VisibleText(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
             self.in_title = False
-        if not any(entry[0] == tag for entry in self.stack):
+        if not self.open_counts.get(tag):
             return  # a stray end tag: ignore it, as browsers do
         while self.stack:
             open_tag, hides, shown = self.stack.pop()
+            self.open_counts[open_tag] -= 1
             self.hiding -= hides
             self.svg -= open_tag == "svg"
             if shown:
@@ -176,7 +194,7 @@ def extract_html(data: bytes, options: dict[str, Any]) -> Extracted:
     """HTML: one section of visible text; title, description, author and links as metadata."""
     decoded, encoding = decode_html(data)
     parser = _VisibleText()
-    parser.feed(decoded.replace("\x00", ""))
+    parser.feed(drop_unterminated_tail(decoded.replace("\x00", "")))
     parser.close()
     text = "\n\n".join(parser.result())
     if not text.strip():

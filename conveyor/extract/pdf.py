@@ -52,7 +52,7 @@ def _join_lines(lines: list[str], width: int) -> str:
     """Join the lines of one paragraph: wrapped lines with a space, others kept."""
     out = lines[0]
     for previous, line in pairwise(lines):
-        if _HYPHENATED.search(previous) and line[:1].islower():
+        if previous.endswith("-") and _HYPHENATED.search(previous) and line[:1].islower():
             out = out[:-1] + line  # "exam-" + "ple" -> "example"
         elif _BULLET.match(line) or width < _MIN_WRAP_WIDTH:
             out += "\n" + line
@@ -139,6 +139,18 @@ def _page_links(page: Any) -> list[str]:
     return links
 
 
+def _max_pages(options: dict[str, Any]) -> int | None:
+    value = options.get("max_pages")
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PermanentError(
+            f"option max_pages must be a whole number, not {value!r:.40}"
+        ) from None
+
+
 @register("pdf")
 def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
     """PDF: one section per page that has text, ``page`` 1-based."""
@@ -151,8 +163,8 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
         raise CorruptFile(f"truncated or damaged PDF: {_reason(exc)}") from exc
     if page_count == 0:
         raise EmptyDocument("PDF has no pages")
-    max_pages = options.get("max_pages")
-    if max_pages is not None and page_count > int(max_pages):
+    max_pages = _max_pages(options)
+    if max_pages is not None and page_count > max_pages:
         raise PermanentError(
             f"PDF has {page_count} pages, more than the limit of {max_pages}; "
             "raise max_pages to index it"

@@ -98,10 +98,10 @@ _ANY_TAG = re.compile(r"<[a-zA-Z][a-zA-Z0-9]*[\s>/]")
 
 _MD_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.MULTILINE)
 _MD_FENCE = re.compile(r"^ {0,3}(?:```|~~~)", re.MULTILINE)
-_MD_LINK = re.compile(r"!?\[[^\]\n]+\]\([^)\s]+(?:\s+\"[^\"]*\")?\)")
-_MD_SETEXT = re.compile(r"^[^\n]*\S[^\n]*\n {0,3}={3,}[ \t]*$", re.MULTILINE)
+_MD_LINK = re.compile(r"\[[^\]\n]{1,300}\]\([^)\s]{1,2000}(?:[ \t]+\"[^\"\n]{0,300}\")?\)")
+_MD_SETEXT = re.compile(r"(?<=\S)\n {0,3}={3,}[ \t]*$", re.MULTILINE)
 _MD_LIST = re.compile(r"^[ \t]*(?:[-*+]|\d+[.)])[ \t]+\S", re.MULTILINE)
-_MD_EMPHASIS = re.compile(r"(\*\*|__)\S.*?\S\1|`[^`\n]+`")
+_MD_EMPHASIS = re.compile(r"(\*\*|__)\S[^\n]{0,300}?\S\1|`[^`\n]{1,300}`")
 
 
 def binary_type(data: bytes) -> str | None:
@@ -162,7 +162,11 @@ def decode_text(data: bytes) -> tuple[str, str]:
 
 
 def looks_like_markdown(text: str) -> bool:
-    """Content signals of Markdown: headings, fences, links, or lists with emphasis."""
+    """Content signals of Markdown: headings, fences, links, or lists with emphasis.
+
+    Only the first 64 KiB are looked at; every pattern runs in linear time.
+    """
+    text = text[:_SAMPLE_CHARS]
     if _MD_HEADING.search(text) or _MD_LINK.search(text) or _MD_SETEXT.search(text):
         return True
     if len(_MD_FENCE.findall(text)) >= 2:

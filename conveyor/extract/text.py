@@ -23,26 +23,25 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufeff]")
 _MANY_BLANKS = re.compile(r"\n{3,}")
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]|$)")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _QUOTE = re.compile(r"^[ \t]*(?:>[ \t]?)+")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?")
 _TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$")
 _LINK_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:[ \t]*<?([^\s>]+)>?")
-_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
-_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+_CODE_SPAN = re.compile(r"(`{1,8})([^\n]{1,1000}?)\1")
 _ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
-_IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*<?[^)\s>]*>?(?:\s+[\"'(][^)]*)?\s*\)")
-_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]*)>?(?:\s+[\"'(][^)]*)?\s*\)")
-_REF_LINK = re.compile(r"!?\[([^\]]+)\]\[[^\]]*\]")
-_AUTOLINK = re.compile(r"<((?:https?|ftp)://[^>\s]+)>")
+_IMAGE = re.compile(r"!\[([^\]]{0,500})\]\(\s*<?[^)\s>]{0,2000}>?(?:\s+[\"'(][^)]{0,500})?\s*\)")
+_LINK = re.compile(r"\[([^\]]{0,500})\]\(\s*<?([^)\s>]{0,2000})>?(?:\s+[\"'(][^)]{0,500})?\s*\)")
+_REF_LINK = re.compile(r"!?\[([^\]]{1,500})\]\[[^\]]{0,500}\]")
+_AUTOLINK = re.compile(r"<((?:https?|ftp)://[^>\s]{1,2000})>")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
-_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
-_EM_STAR = re.compile(r"\*(?=\S)(.+?)(?<=\S)\*")
-_EM_UNDERSCORE = re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)")
-_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_STRONG = re.compile(r"(\*\*|__)(?=\S)(.{1,1000}?)(?<=\S)\1")
+_EM_STAR = re.compile(r"\*(?=\S)(.{1,1000}?)(?<=\S)\*")
+_EM_UNDERSCORE = re.compile(r"(?<!\w)_(?=\S)(.{1,1000}?)(?<=\S)_(?!\w)")
+_STRIKE = re.compile(r"~~(?=\S)(.{1,1000}?)(?<=\S)~~")
 _ESCAPED_BASE = 0xE000  # private-use code points stand in for escaped characters
 
 
@@ -83,6 +82,29 @@ def _split_front_matter(text: str) -> tuple[dict[str, str], str]:
                 value = value[1:-1]
             fields[key.strip().lower()] = value
     return fields, "\n".join(lines[end + 1 :])
+
+
+def _drop_comments(source: str) -> str:
+    """Remove ``<!-- ... -->`` comments (an unclosed one is left alone)."""
+    parts: list[str] = []
+    pos = 0
+    while (start := source.find("<!--", pos)) >= 0:
+        end = source.find("-->", start + 4)
+        if end < 0:
+            break
+        parts.append(source[pos:start])
+        pos = end + 3
+    parts.append(source[pos:])
+    return "".join(parts)
+
+
+def _heading_text(rest: str) -> str:
+    """An ATX heading's text without its optional closing ``###``."""
+    rest = rest.strip()
+    stripped = rest.rstrip("#")
+    if stripped != rest and (not stripped or stripped[-1] in " \t"):
+        return stripped.rstrip()
+    return rest
 
 
 class _Inline:
@@ -131,7 +153,7 @@ def markdown_to_text(source: str) -> tuple[str, str | None, list[str]]:
     title: str | None = None
     out: list[str] = []
     fence: str | None = None
-    for raw in _COMMENT.sub("", source).split("\n"):
+    for raw in _drop_comments(source).split("\n"):
         fence_match = _FENCE.match(raw)
         if fence is not None:
             if fence_match and fence_match.group(1)[0] == fence[0]:
@@ -164,7 +186,7 @@ def markdown_to_text(source: str) -> tuple[str, str | None, list[str]]:
             continue
         heading = _ATX.match(raw)
         if heading:
-            text = inline(heading.group(2) or "").strip()
+            text = inline(_heading_text(raw[heading.end() :])).strip()
             if len(heading.group(1)) == 1 and title is None and text:
                 title = text
             out.extend(["", text, ""])

@@ -62,9 +62,11 @@ class SqliteVecStore:
         return conn
 
     def _info(self, name: str) -> tuple[int, CollectionInfo] | None:
-        row = self._conn().execute(
-            "SELECT id, name, dim, model_id FROM vs_collections WHERE name = ?", (name,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT id, name, dim, model_id FROM vs_collections WHERE name = ?", (name,))
+            .fetchone()
+        )
         if row is None:
             return None
         return row["id"], CollectionInfo(row["name"], row["dim"], row["model_id"], 0)
@@ -105,9 +107,11 @@ class SqliteVecStore:
         if found is None:
             return None
         cid, info = found
-        n = self._conn().execute(
-            "SELECT count(*) FROM vs_chunks WHERE collection_id = ?", (cid,)
-        ).fetchone()[0]
+        n = (
+            self._conn()
+            .execute("SELECT count(*) FROM vs_chunks WHERE collection_id = ?", (cid,))
+            .fetchone()[0]
+        )
         return CollectionInfo(info.name, info.dim, info.model_id, n)
 
     def collections(self) -> list[CollectionInfo]:

@@ -42,9 +42,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         "<p>Honey bees dance to tell the hive where flowers are.</p>"
         "<script>console.log('not text')</script></body></html>"
     )
-    make_pdf(str(docs / "report.pdf"),
-             ["Quarterly revenue grew by twelve percent.",
-              "The glacier retreated forty metres this summer."], title="Report")
+    make_pdf(
+        str(docs / "report.pdf"),
+        [
+            "Quarterly revenue grew by twelve percent.",
+            "The glacier retreated forty metres this summer.",
+        ],
+        title="Report",
+    )
     bad = root / "bad"
     bad.mkdir()
     (bad / "empty.txt").write_bytes(b"")
@@ -106,7 +111,9 @@ def test_status_documents_export(ingested) -> None:
     lines = run("export", home=home).stdout.splitlines()
     assert len(lines) == sum(d["chunks"] for d in done) > 0
     first = json.loads(lines[0])
-    assert {"id", "document_id", "source", "chunk_index", "text", "vector", "metadata"} <= set(first)
+    assert {"id", "document_id", "source", "chunk_index", "text", "vector", "metadata"} <= set(
+        first
+    )
     assert len(first["vector"]) == 384
 
     manifest = home / "blobs" / "ingestion_output" / "accept" / "results" / f"{done[0]['id']}.json"

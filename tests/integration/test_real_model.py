@@ -33,15 +33,15 @@ def corpus(tmp_path: Path) -> Path:
         if name.endswith(".txt"):
             text = prose(i, 600) + "\n\n" + text + "\n\n" + prose(i + 10, 600)
         (root / name).write_text(text)
-    make_pdf(str(root / "whales.pdf"),
-             [prose(3, 200), "Humpback whales sing long songs while migrating to warm breeding "
-              "waters."], title="Whales")
+    make_pdf(
+        str(root / "whales.pdf"),
+        [prose(3, 200), "Humpback whales sing long songs while migrating to warm breeding waters."],
+        title="Whales",
+    )
     return root
 
 
-def test_search_finds_the_document_with_the_phrase(
-    real_embedder, home: Path, corpus: Path
-) -> None:
+def test_search_finds_the_document_with_the_phrase(real_embedder, home: Path, corpus: Path) -> None:
     with Conveyor(Settings(home=home), embedder=real_embedder) as cv:
         summary = cv.ingest([corpus])
         assert (summary.done, summary.failed) == (4, 0)
@@ -72,8 +72,10 @@ def test_chunks_fit_the_model_with_real_tokenizer(real_embedder) -> None:
 
 
 def test_batching_across_threads_matches_direct(real_embedder) -> None:
-    texts = [f"sentence number {i} about {w}" for i, w in
-             enumerate(["cats", "rain", "trains", "tea", "maps", "code", "boats", "snow"])]
+    texts = [
+        f"sentence number {i} about {w}"
+        for i, w in enumerate(["cats", "rain", "trains", "tea", "maps", "code", "boats", "snow"])
+    ]
     direct = real_embedder.embed(texts)
     batcher = BatchingEmbedder(real_embedder, max_batch=64, max_wait=0.05)
     out: dict[int, np.ndarray] = {}

@@ -22,14 +22,22 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> VectorStore:
 
 def _rec(doc: str, i: int, vec: list[float], text: str = "") -> ChunkRecord:
     v = np.asarray(vec, dtype=np.float32)
-    return ChunkRecord(id=f"{doc}-{i}", document_id=doc, chunk_index=i, text=text or f"{doc}{i}",
-                       source=f"file:///{doc}", page=i + 1, metadata={"i": i},
-                       vector=v / np.linalg.norm(v))
+    return ChunkRecord(
+        id=f"{doc}-{i}",
+        document_id=doc,
+        chunk_index=i,
+        text=text or f"{doc}{i}",
+        source=f"file:///{doc}",
+        page=i + 1,
+        metadata={"i": i},
+        vector=v / np.linalg.norm(v),
+    )
 
 
 def test_query_orders_by_cosine(store: VectorStore) -> None:
-    store.upsert("c", [_rec("a", 0, [1, 0, 0, 0]), _rec("a", 1, [0, 1, 0, 0]),
-                       _rec("b", 0, [1, 1, 0, 0])])
+    store.upsert(
+        "c", [_rec("a", 0, [1, 0, 0, 0]), _rec("a", 1, [0, 1, 0, 0]), _rec("b", 0, [1, 1, 0, 0])]
+    )
     hits = store.query("c", np.array([1, 0.1, 0, 0], dtype=np.float32), k=3)
     assert [h.id for h in hits] == ["a-0", "b-0", "a-1"]
     assert hits[0].score > hits[1].score > hits[2].score
@@ -59,8 +67,9 @@ def test_replace_document_leaves_nothing_behind(store: VectorStore) -> None:
 
 def test_filter_and_export(store: VectorStore) -> None:
     store.upsert("c", [_rec("a", 0, [1, 0, 0, 0]), _rec("b", 0, [1, 0.01, 0, 0])])
-    hits = store.query("c", np.array([1, 0, 0, 0], dtype=np.float32), k=5,
-                       where={"document_id": "b"})
+    hits = store.query(
+        "c", np.array([1, 0, 0, 0], dtype=np.float32), k=5, where={"document_id": "b"}
+    )
     assert [h.document_id for h in hits] == ["b"]
     exported = list(store.iter_chunks("c"))
     assert [r.id for r in exported] == ["a-0", "b-0"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from conveyor.chunking import chunk_sections
 from conveyor.extract import Section
 from conveyor.testing import WhitespaceTokenizer, prose
@@ -28,16 +30,16 @@ def test_covers_all_text_in_order_with_overlap() -> None:
     chunks = chunk_sections([Section(text)], _tok(), size=60, overlap=12)
     assert chunks[0].start == 0
     assert chunks[-1].end == len(text.rstrip())
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start <= a.end  # no gap: every word is in some chunk
         assert b.start > a.start  # always moves forward
-    overlapped = sum(1 for a, b in zip(chunks, chunks[1:], strict=False) if b.start < a.end)
+    overlapped = sum(1 for a, b in itertools.pairwise(chunks) if b.start < a.end)
     assert overlapped >= len(chunks) // 2
 
 
 def test_no_overlap_means_disjoint() -> None:
     chunks = chunk_sections([Section(prose(5, 600))], _tok(), size=50, overlap=0)
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start >= a.end
 
 

@@ -197,7 +197,7 @@ def test_registry_accepts_new_kinds_and_wraps_library_errors(scratch_kind: str) 
         raise ValueError("bad thing\nwith a second line")
 
     assert EXTRACTORS[scratch_kind] is broken
-    with pytest.raises(CorruptFile, match=r"damaged scratch file.*ValueError") as caught:
+    with pytest.raises(CorruptFile, match=r"damaged scratch file: ValueError: bad") as caught:
         extract(b"x", kind=scratch_kind)
     assert_one_line(caught.value)
     assert isinstance(caught.value, ConveyorError)
@@ -324,6 +324,15 @@ def test_html_metadata_and_links() -> None:
     assert metadata["links"] == ["https://example.com/bread", "/menu"]
 
 
+def test_html_tolerates_broken_markup() -> None:
+    result = extract(b"<html><title>Unclosed<body><p>visible <b>text</i></div>")
+    assert result.metadata["title"] == "Unclosed"
+    assert result.sections[0].text == "visible text"
+    cut_off = extract(b"<html><body><p>kept</p><!-- open comment <p>gone")
+    assert cut_off.sections[0].text == "kept"
+    assert extract(b"<html><body>kept " + b"<a " * 5000).sections[0].text == "kept"
+
+
 def test_html_declared_charset_and_empty_page() -> None:
     page = '<html><head><meta charset="windows-1252"></head><body>caf\xe9</body></html>'
     result = extract(page.encode("cp1252"))
@@ -410,6 +419,8 @@ def test_pdf_max_pages(report_pdf: bytes) -> None:
         extract(report_pdf, options={"max_pages": 2})
     assert_one_line(caught.value)
     assert extract(report_pdf, options={"max_pages": 3}).metadata["page_count"] == 3
+    with pytest.raises(PermanentError, match="max_pages must be a whole number"):
+        extract(report_pdf, options={"max_pages": "lots"})
 
 
 def test_pdf_page_errors(monkeypatch: pytest.MonkeyPatch, report_pdf: bytes) -> None:

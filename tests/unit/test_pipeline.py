@@ -18,8 +18,13 @@ from conveyor.testing import FakeEmbedder, make_pdf, prose
 
 
 def _settings(home: Path, **kw) -> Settings:
-    base = {"home": home, "chunk_size": 60, "chunk_overlap": 10, "retry_base_seconds": 0.05,
-            "visibility_timeout": 5.0}
+    base = {
+        "home": home,
+        "chunk_size": 60,
+        "chunk_overlap": 10,
+        "retry_base_seconds": 0.05,
+        "visibility_timeout": 5.0,
+    }
     base.update(kw)
     return Settings(**base)
 
@@ -45,8 +50,11 @@ def corpus(tmp_path: Path) -> Path:
         "<html><head><title>Gamma</title><script>var hidden = 1;</script></head>"
         "<body><p>Volcanoes erupt molten lava.</p></body></html>"
     )
-    make_pdf(str(root / "delta.pdf"), ["Glaciers carve deep valleys.", "Second page on fjords."],
-             title="Delta")
+    make_pdf(
+        str(root / "delta.pdf"),
+        ["Glaciers carve deep valleys.", "Second page on fjords."],
+        title="Delta",
+    )
     (root / ".hidden").write_text("never ingested")
     return root
 
@@ -199,10 +207,25 @@ def test_compactor_replay_is_idempotent(cv: Conveyor, corpus: Path) -> None:
     # keep payloads: re-create the deltas as a crashed compactor would have left them
     doc = cv.documents()[0]
     vec = np.ones((doc["chunks"], 32), dtype=np.float32) / np.sqrt(32)
-    chunks = [{"id": chunk_id(doc["id"], i), "chunk_index": i, "text": f"t{i}", "page": None,
-               "metadata": {}} for i in range(doc["chunks"])]
-    header = {"source": doc["source"], "run": "replay", "content_hash": "sha256:x",
-              "fingerprint": "f", "model": "fake/bag-of-words", "dim": 32, "timings": {}}
+    chunks = [
+        {
+            "id": chunk_id(doc["id"], i),
+            "chunk_index": i,
+            "text": f"t{i}",
+            "page": None,
+            "metadata": {},
+        }
+        for i in range(doc["chunks"])
+    ]
+    header = {
+        "source": doc["source"],
+        "run": "replay",
+        "content_hash": "sha256:x",
+        "fingerprint": "f",
+        "model": "fake/bag-of-words",
+        "dim": 32,
+        "timings": {},
+    }
     catalog.add_delta("default", doc["id"], header, chunks, vec.tobytes())
     catalog.add_delta("default", doc["id"], header, chunks, vec.tobytes())
     assert Compactor(cv.components).run_once() == 2

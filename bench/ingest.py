@@ -1,0 +1,106 @@
+"""Ingest throughput, and what the pipeline costs on top of the model.
+
+Generates a corpus of plain-text documents of varied English prose, ingests it
+with conveyor (workers + compactor in-process, the model already loaded), then
+encodes the very same chunks with the same model in one call, and prints:
+
+  documents/s, chunks/s, peak memory, and
+  ratio = ingest wall time / raw model encode time   (goal: <= 1.25)
+
+With --cli it also times `conveyor ingest` as a user runs it (a fresh process:
+Python start-up and model load included).
+
+    python bench/ingest.py                 # 300 documents of ~2,000 words
+    python bench/ingest.py --docs 50 --words 1000 --concurrency 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from conveyor.app import Conveyor
+from conveyor.embedding.local import LocalEmbedder
+from conveyor.settings import Settings
+from conveyor.testing import prose
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=300, help="documents (default 300)")
+    parser.add_argument("--words", type=int, default=2000, help="words per document")
+    parser.add_argument("--concurrency", type=int, default=2, help="in-process workers")
+    parser.add_argument("--cli", action="store_true", help="also time the CLI end to end")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
+        corpus = Path(tmp) / "corpus"
+        corpus.mkdir()
+        for i in range(args.docs):
+            (corpus / f"doc-{i:05d}.txt").write_text(prose(i, args.words))
+        print(f"corpus: {args.docs} documents x ~{args.words} words", flush=True)
+
+        settings = Settings(home=Path(tmp) / "home", concurrency=args.concurrency)
+        model = LocalEmbedder(settings.model, batch_size=settings.embed_batch_size)
+        t = time.perf_counter()
+        model.load()
+        model.embed(["warm up the model"] * 8)
+        load_s = time.perf_counter() - t
+
+        with Conveyor(settings, embedder=model) as cv:
+            t = time.perf_counter()
+            summary = cv.ingest([corpus])
+            ingest_s = time.perf_counter() - t
+            texts = [r.text for r in cv.components.vectors.iter_chunks("default", vectors=False)]
+        assert summary.failed == 0, summary.failures
+
+        t = time.perf_counter()
+        model.embed(texts)
+        raw_s = time.perf_counter() - t
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+        print(f"model load:        {load_s:8.2f} s (not in either figure below)")
+        print(
+            f"ingest:            {ingest_s:8.2f} s  {summary.done} documents, {len(texts)} chunks"
+        )
+        print(f"raw model encode:  {raw_s:8.2f} s  same {len(texts)} chunks, one call")
+        print(f"documents/s:       {summary.done / ingest_s:8.2f}")
+        rate, raw_rate = len(texts) / ingest_s, len(texts) / raw_s
+        print(f"chunks/s:          {rate:8.2f}  (raw model: {raw_rate:.2f})")
+        print(f"ratio ingest/raw:  {ingest_s / raw_s:8.3f}  (goal <= 1.25)")
+        print(f"peak RSS:          {peak_mb:8.0f} MiB")
+
+        if args.cli:
+            exe = Path(sys.executable).parent / "conveyor"
+            t = time.perf_counter()
+            subprocess.run(
+                [
+                    str(exe),
+                    "ingest",
+                    str(corpus),
+                    "--home",
+                    str(Path(tmp) / "cli-home"),
+                    "--concurrency",
+                    str(args.concurrency),
+                ],
+                check=True,
+                capture_output=True,
+            )
+            cli_s = time.perf_counter() - t
+            print(
+                f"CLI end to end:    {cli_s:8.2f} s  (process start + model load included;"
+                f" ratio {cli_s / raw_s:.3f})"
+            )
+
+
+if __name__ == "__main__":
+    main()
