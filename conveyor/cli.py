@@ -72,10 +72,9 @@ def main(verbose: int) -> None:
       conveyor status                            # documents by state, queue depth
       conveyor documents --state failed          # what failed, and why
     """
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from .logs import configure
+
+    configure(max(logging.WARNING - 10 * verbose, logging.DEBUG))
 
 
 @main.command()

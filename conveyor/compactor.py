@@ -134,6 +134,9 @@ class Compactor:
         key = MANIFEST_KEY.format(run=header["run"], document_id=doc_id)
         self.c.blobs.put(key, manifest_bytes(data))
         self.c.catalog.finish_delta(delta["id"], "applied")
+        log.info(
+            "merged %d chunks", len(records), extra={"document": doc_id, "collection": collection}
+        )
         return len(records)
 
     def run(self, stop: threading.Event, *, idle: float = 0.5) -> None:

@@ -164,6 +164,7 @@ class Processor:
         )
         self.on_delta()
         self._ack(lease, log_extra)
+        log.info("embedded %d chunks; waiting for the compactor", len(chunks), extra=log_extra)
         return Outcome(doc_id, "merge", chunks=len(chunks), timings=timings)
 
     def _ack(self, lease: Lease, extra: dict[str, Any]) -> None:

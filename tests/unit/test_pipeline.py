@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from pypdf import PdfReader, PdfWriter
 
 from conveyor.app import Conveyor
 from conveyor.compactor import Compactor
@@ -122,21 +124,34 @@ def test_bad_inputs_fail_alone_with_reasons(cv: Conveyor, tmp_path: Path) -> Non
     data = (root / "whole.pdf").read_bytes()
     (root / "truncated.pdf").write_bytes(data[: len(data) // 3])
     (root / "whole.pdf").unlink()
+    make_pdf(str(root / "locked.pdf"), ["secret words"])
+    writer = PdfWriter(clone_from=PdfReader(str(root / "locked.pdf")))
+    writer.encrypt(user_password="hunter2", owner_password="owner", algorithm="RC4-128")
+    with open(root / "locked.pdf", "wb") as out:
+        writer.write(out)
+    with open(root / "nopages.pdf", "wb") as out:
+        PdfWriter().write(out)
+    scan = Image.new("RGB", (200, 100), "white")
+    scan.save(root / "scan.pdf", "PDF")  # an image, no text layer
     gone = root / "gone.txt"
     gone.write_text("soon gone")
     queued = cv.enqueue([root])
     gone.unlink()  # disappears after enqueue, before a worker reads it
     cv.work()
     summary = cv.summary(queued, 1.0)
-    assert (summary.done, summary.failed) == (1, 4)
+    assert (summary.done, summary.failed) == (1, 7)
     reasons = {Path(f["source"]).name: f["error"] for f in summary.failures}
     assert "empty" in reasons["empty.txt"]
     assert "binary" in reasons["blob.bin"] or "not a supported" in reasons["blob.bin"]
     assert "PDF" in reasons["truncated.pdf"]
+    assert "password" in reasons["locked.pdf"]
+    assert "no pages" in reasons["nopages.pdf"]
+    assert "no text layer" in reasons["scan.pdf"]
     assert "not found" in reasons["gone.txt"]
     assert all("\n" not in r for r in reasons.values())
     depth = cv.components.queue.depth()
-    assert depth.dead == 4 and depth.visible == depth.in_flight == depth.delayed == 0
+    assert depth.dead == 7 and depth.visible == depth.in_flight == depth.delayed == 0
+    assert cv.search("lighthouses guide ships", k=1)[0].source.endswith("good.txt")
     # permanent errors are dead-lettered at once: one delivery each
     assert all(d.receive_count == 1 for d in cv.dead_letters())
 

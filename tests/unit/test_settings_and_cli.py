@@ -41,3 +41,20 @@ def test_every_command_has_help_with_an_example() -> None:
         assert result.exit_code == 0, name
         assert "Example" in result.output, name
         assert "--home" in result.output, name
+
+
+def test_log_lines_carry_their_fields() -> None:
+    import json
+    import logging
+
+    from conveyor.logs import JsonFormatter, KeyValueFormatter
+
+    record = logging.LogRecord(
+        "conveyor.worker", logging.INFO, __file__, 1, "job failed: %s", ("boom",), None
+    )
+    record.job = "j1"
+    record.document = "d1"
+    line = KeyValueFormatter("%(message)s").format(record)
+    assert line == "job failed: boom job=j1 document=d1"
+    data = json.loads(JsonFormatter().format(record))
+    assert (data["message"], data["job"], data["document"]) == ("job failed: boom", "j1", "d1")
