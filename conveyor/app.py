@@ -28,7 +28,7 @@ from .jobs import Job
 from .queue import JobQueue, open_queue
 from .settings import Settings
 from .vectorstore import Hit, VectorStore, open_vectorstore
-from .worker import WorkerPool
+from .worker import WorkerPool, stale_after
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,20 @@ class Components:
         return open_vectorstore(s.vectors_url or str(s.database_path))
 
     @cached_property
+    def extractor(self) -> Any:
+        """``extract`` in child processes with limits, or in this process."""
+        s = self.settings
+        if not s.isolate_extraction:
+            from . import extract
+
+            return extract
+        from .isolation import IsolatedExtractor
+
+        return IsolatedExtractor(
+            timeout=s.extract_timeout or None, memory_mb=s.extract_memory_mb or None
+        )
+
+    @cached_property
     def local_embedder(self) -> Any:
         from .embedding.local import LocalEmbedder
 
@@ -91,9 +105,10 @@ class Components:
         return inner
 
     def close(self) -> None:
-        for name in ("queue", "catalog", "vectors"):
-            if name in self.__dict__:
-                self.__dict__[name].close()
+        for name in ("queue", "catalog", "vectors", "extractor"):
+            closer = getattr(self.__dict__.get(name), "close", None)
+            if closer is not None:
+                closer()
         if "embedder" in self.__dict__:
             inner = self.__dict__["embedder"]
             while inner is not None:
@@ -343,6 +358,7 @@ class Conveyor:
                 for i in c.vectors.collections()
             ],
             "compactions": c.catalog.compactions(limit=5),
+            "workers": c.catalog.workers(stale_after=stale_after(self.settings.visibility_timeout)),
         }
 
     def documents(
@@ -356,6 +372,75 @@ class Conveyor:
 
     def dead_letters(self, limit: int = 100) -> list[Any]:
         return self.components.queue.dead_letters(limit)
+
+    def redrive(self, job_ids: Sequence[str] | None = None) -> int:
+        """Dead letters back onto the queue (all when ``job_ids`` is None); their
+        documents go back to ``queued``. Returns how many moved."""
+        c = self.components
+        wanted = None if job_ids is None else set(job_ids)
+        letters = [
+            d for d in c.queue.dead_letters(limit=1_000_000) if wanted is None or d.job_id in wanted
+        ]
+        if wanted is not None:
+            unknown = wanted - {d.job_id for d in letters}
+            if unknown:
+                raise ConveyorError("not in the dead-letter queue: " + ", ".join(sorted(unknown)))
+        moved = c.queue.redrive(None if job_ids is None else list(job_ids))
+        for letter in letters:
+            body = letter.body if isinstance(letter.body, dict) else {}
+            if isinstance(body.get("source"), str):
+                collection = str(body.get("collection") or self.settings.collection)
+                c.catalog.update(
+                    document_id(collection, body["source"]), state="queued", stage=None
+                )
+        return moved
+
+    def serve_worker(
+        self,
+        *,
+        concurrency: int | None = None,
+        compactor: bool = True,
+        grace: float = 30.0,
+        stop: threading.Event,
+        hurry: threading.Event | None = None,
+        until_idle: bool = False,
+    ) -> dict[str, int]:
+        """A long-running worker: jobs until ``stop`` is set, then a graceful shutdown —
+        jobs in flight get ``grace`` seconds, the rest go back to the queue."""
+        c = self.components
+        c.tokenizer  # noqa: B018 - fail on a bad model before taking jobs
+        writer = Compactor(c) if compactor else None
+        pool = WorkerPool(
+            c,
+            concurrency=concurrency or self.settings.concurrency,
+            on_delta=writer.wake.set if writer else None,
+        )
+        writer_stop = threading.Event()
+        writer_thread = None
+        if writer is not None:
+            writer_thread = threading.Thread(
+                target=writer.run,
+                args=(writer_stop,),
+                kwargs={"drain": False},
+                name="conveyor-compactor",
+                daemon=True,
+            )
+            writer_thread.start()
+        pool.start(until_idle=until_idle)
+        log.info("worker started", extra={"worker": pool.worker_id})
+        while not stop.is_set() and not pool.join(timeout=0.5):
+            pass
+        released = pool.shutdown(grace, hurry=hurry)
+        if writer is not None and writer_thread is not None:
+            writer_stop.set()
+            writer.wake.set()
+            writer_thread.join(grace)
+        log.info("worker stopped", extra={"worker": pool.worker_id})
+        return {"done": pool.jobs_done, "failed": pool.jobs_failed, "released": released}
+
+    def serve_compactor(self, *, stop: threading.Event) -> None:
+        """The single writer alone, until ``stop`` is set."""
+        Compactor(self.components).run(stop, drain=False)
 
     def export(self, collection: str | None = None) -> Iterator[dict[str, Any]]:
         """Every chunk with its vector, for moving to another store or checking."""

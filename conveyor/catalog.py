@@ -84,6 +84,18 @@ SCHEMA = [
         vector BLOB NOT NULL,
         PRIMARY KEY (model, text_hash)
     ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        concurrency INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        in_flight INTEGER NOT NULL DEFAULT 0,
+        jobs_done INTEGER NOT NULL DEFAULT 0,
+        jobs_failed INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS locks (
         name TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
@@ -294,6 +306,46 @@ class SqliteCatalog:
                 "INSERT OR IGNORE INTO embedding_cache (model, text_hash, vector) VALUES (?, ?, ?)",
                 [(model_id, h, v) for h, v in items],
             )
+
+    # -- workers ---------------------------------------------------------
+
+    def worker_beat(
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        concurrency: int,
+        state: str = "running",
+        in_flight: int = 0,
+        jobs_done: int = 0,
+        jobs_failed: int = 0,
+    ) -> None:
+        """Register or refresh a worker process (its heartbeat)."""
+        now = self.clock()
+        self._conn().execute(
+            "INSERT INTO workers (id, host, pid, concurrency, state, in_flight, jobs_done,"
+            " jobs_failed, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET state = excluded.state,"
+            " in_flight = excluded.in_flight, jobs_done = excluded.jobs_done,"
+            " jobs_failed = excluded.jobs_failed, heartbeat_at = excluded.heartbeat_at",
+            (worker_id, host, pid, concurrency, state, in_flight, jobs_done, jobs_failed, now, now),
+        )
+
+    def workers(self, *, stale_after: float, keep: float = 3600.0) -> list[dict[str, Any]]:
+        """Workers seen in the last ``keep`` seconds; ``stale`` when a running one has not
+        beaten for ``stale_after`` seconds (killed, hung, or its host is gone)."""
+        now = self.clock()
+        rows = self._conn().execute(
+            "SELECT * FROM workers WHERE heartbeat_at > ? ORDER BY started_at", (now - keep,)
+        )
+        out = []
+        for r in rows:
+            w = dict(r)
+            w["heartbeat_age"] = round(now - w["heartbeat_at"], 1)
+            w["stale"] = w["state"] == "running" and now - w["heartbeat_at"] > stale_after
+            out.append(w)
+        return out
 
     # -- locks -----------------------------------------------------------
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -295,6 +299,15 @@ def status(as_json: bool, home: Path | None) -> None:
     )
     for c in data["collections"]:
         click.echo(f"collection {c['name']}: {c['chunks']} chunks ({c['model']}, {c['dim']}d)")
+    for w in data["workers"]:
+        if w["state"] == "stopped" and w["heartbeat_age"] > 300:
+            continue
+        mark = "STALE (no heartbeat)" if w["stale"] else w["state"]
+        click.echo(
+            f"worker     {w['id']}  pid {w['pid']}  {w['in_flight']}/{w['concurrency']} in flight"
+            f"  done {w['jobs_done']} failed {w['jobs_failed']}"
+            f"  beat {w['heartbeat_age']:.0f}s ago  {mark}"
+        )
 
 
 @main.command()
@@ -354,6 +367,191 @@ def export(collection: str | None, home: Path | None) -> None:
     with _open(home) as cv:
         for record in cv.export(collection):
             click.echo(json.dumps(record, ensure_ascii=False))
+
+
+def _signals() -> tuple[threading.Event, threading.Event]:
+    """SIGTERM / Ctrl-C set ``stop``; a second one sets ``hurry`` too."""
+    stop, hurry = threading.Event(), threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            hurry.set()
+            click.echo("stopping now: releasing jobs in flight", err=True)
+        else:
+            stop.set()
+            click.echo(
+                f"{signal.Signals(signum).name}: finishing jobs in flight "
+                "(again to release them now)",
+                err=True,
+            )
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop, hurry
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    "-j",
+    type=click.IntRange(1),
+    default=None,
+    help=f"Jobs in flight in this process [env: {env_var('concurrency')}; default 2].",
+)
+@click.option(
+    "--no-compactor",
+    is_flag=True,
+    help="Do not run the compactor (the single writer) in this process.",
+)
+@click.option(
+    "--grace-seconds",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM / Ctrl-C, how long jobs in flight may take to finish "
+    "before they are released back to the queue.",
+)
+@click.option("--exit-when-idle", is_flag=True, help="Exit once the queue is empty.")
+@home_option
+@handle_errors
+def worker(
+    concurrency: int | None,
+    no_compactor: bool,
+    grace_seconds: float,
+    exit_when_idle: bool,
+    home: Path | None,
+) -> None:
+    """Run a long-lived worker: take jobs from the queue until stopped.
+
+    Start as many as you like, in terminals, containers or on other hosts
+    sharing the home. A job has no time limit: heartbeats keep its lease.
+    SIGTERM or Ctrl-C stops taking work, lets jobs in flight finish within
+    --grace-seconds, releases the rest and exits 0; a killed worker's jobs
+    come back when their leases expire.
+
+    \b
+    Examples:
+      conveyor ingest ./docs --no-wait && conveyor worker --concurrency 3
+      conveyor worker --no-compactor -j 2      # and `conveyor compactor` elsewhere
+    """
+    stop, hurry = _signals()
+    with _open(home) as cv:
+        result = cv.serve_worker(
+            concurrency=concurrency,
+            compactor=not no_compactor,
+            grace=grace_seconds,
+            stop=stop,
+            hurry=hurry,
+            until_idle=exit_when_idle,
+        )
+    click.echo(
+        f"worker stopped: {result['done']} jobs done, {result['failed']} failed, "
+        f"{result['released']} released back to the queue",
+        err=True,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # threads still inside the model cannot be joined; their jobs were released
+
+
+@main.command()
+@home_option
+@handle_errors
+def compactor(home: Path | None) -> None:
+    """Run the compactor alone: the single writer that merges deltas into the vector store.
+
+    `conveyor worker` runs one inside unless --no-compactor; several compactors
+    are safe (one writes each collection at a time), and a killed one resumes
+    where it stopped.
+
+    \b
+    Examples:
+      conveyor compactor
+      CONVEYOR_HOME=/data conveyor compactor
+    """
+    stop, _ = _signals()
+    with _open(home) as cv:
+        cv.serve_compactor(stop=stop)
+
+
+@main.group()
+def dlq() -> None:
+    """The dead-letter queue: jobs that failed for good, with their reasons.
+
+    \b
+    Examples:
+      conveyor dlq list
+      conveyor dlq redrive --all
+    """
+
+
+@dlq.command("list")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@home_option
+@handle_errors
+def dlq_list(limit: int, as_json: bool, home: Path | None) -> None:
+    """List dead letters: job id, source, reason, attempts, first and last seen.
+
+    \b
+    Examples:
+      conveyor dlq list
+      conveyor dlq list --json | jq -r '.[].job_id'
+    """
+    with _open(home) as cv:
+        letters = cv.dead_letters(limit)
+    rows = [
+        {
+            "job_id": d.job_id,
+            "source": d.body.get("source") if isinstance(d.body, dict) else None,
+            "error": d.error,
+            "attempts": d.receive_count,
+            "first_seen": _iso(d.first_seen),
+            "last_seen": _iso(d.last_seen),
+            "body": d.body,
+        }
+        for d in letters
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("the dead-letter queue is empty")
+    for r in rows:
+        click.echo(
+            f"{r['job_id']}  {r['attempts']}x  last {r['last_seen']}  "
+            f"{_display_source(str(r['source']))}"
+        )
+        click.echo(f"    reason: {r['error']}")
+
+
+@dlq.command("redrive")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "redrive_all", is_flag=True, help="Every dead letter.")
+@home_option
+@handle_errors
+def dlq_redrive(job_ids: tuple[str, ...], redrive_all: bool, home: Path | None) -> None:
+    """Put dead letters back onto the queue, with their attempts reset.
+
+    \b
+    Examples:
+      conveyor dlq redrive --all
+      conveyor dlq redrive 3f2a9c... 77b1e0...
+    """
+    if bool(job_ids) == redrive_all:
+        raise click.UsageError("give job ids or --all (not both)")
+    with _open(home) as cv:
+        moved = cv.redrive(None if redrive_all else list(job_ids))
+    click.echo(
+        f"redrove {moved} job{'s' if moved != 1 else ''}; run `conveyor worker` "
+        "(or `conveyor ingest`) to process them"
+    )
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 if __name__ == "__main__":  # pragma: no cover

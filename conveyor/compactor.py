@@ -42,9 +42,12 @@ class Compactor:
         self.batch = batch
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
+        self._stop: threading.Event | None = None
 
-    def run_once(self) -> int:
-        """Apply what is pending now, in every collection; returns deltas applied."""
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Apply what is pending now, in every collection; returns deltas applied.
+        With ``stop`` set, returns after the batch in hand (the rest stays pending)."""
+        self._stop = stop
         applied = 0
         for collection in self.c.catalog.pending_collections():
             lock = f"compactor:{collection}"
@@ -66,6 +69,8 @@ class Compactor:
             for delta in pending:
                 chunks += self._apply(collection, delta)
                 deltas += 1
+            if self._stop is not None and self._stop.is_set():
+                break
             self.c.catalog.acquire_lock(lock, self.owner, LOCK_TTL)  # renew
         if deltas:
             self.c.catalog.record_compaction(collection, "applied", deltas, chunks, started)
@@ -139,18 +144,18 @@ class Compactor:
         )
         return len(records)
 
-    def run(self, stop: threading.Event, *, idle: float = 0.5) -> None:
-        """Apply deltas until ``stop`` is set and nothing is pending."""
+    def run(self, stop: threading.Event, *, idle: float = 0.5, drain: bool = True) -> None:
+        """Apply deltas until ``stop`` is set — and, with ``drain``, nothing is pending."""
         while True:
             self.wake.clear()
             try:
-                applied = self.run_once()
+                applied = self.run_once(None if drain else stop)
             except Exception as exc:  # keep the writer alive; the delta stays pending
                 log.error("compaction failed: %s", safe_summary(exc), exc_info=True)
                 applied = 0
                 stop.wait(1.0)
+            if stop.is_set() and (not drain or not self.c.catalog.pending_collections()):
+                return
             if applied:
                 continue
-            if stop.is_set() and not self.c.catalog.pending_collections():
-                return
             self.wake.wait(idle)

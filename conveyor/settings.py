@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(2.0, ge=0)
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1, description="larger sources fail")
     max_pdf_pages: int | None = Field(None, ge=1)
+    isolate_extraction: bool = Field(True, description="extract in a child process")
+    extract_timeout: float = Field(300.0, ge=0, description="seconds per file; 0: no limit")
+    extract_memory_mb: int = Field(2048, ge=0, description="MiB per extraction; 0: no limit")
 
     embedding_url: str | None = Field(
         None,

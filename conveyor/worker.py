@@ -26,7 +26,6 @@ import numpy as np
 from .blobstore import read_source
 from .chunking import chunk_sections
 from .exceptions import EmptyDocument, classify, safe_summary
-from .extract import extract
 from .ids import chunk_id, content_hash, document_id
 from .jobs import MANIFEST_KEY, Job, manifest, manifest_bytes
 from .queue import Lease, LeaseLost
@@ -99,7 +98,7 @@ class Processor:
         if s.max_pdf_pages:
             options.setdefault("max_pages", s.max_pdf_pages)
         name = PurePosixPath(urlparse(job.source).path).name or None
-        extracted = extract(data, name=name, kind=job.kind, options=options)
+        extracted = self.c.extractor.extract(data, name=name, kind=job.kind, options=options)
         timings["extract"] = time.perf_counter() - t
 
         catalog.update(doc_id, stage="chunk", kind=extracted.kind, mime=extracted.mime)
@@ -215,8 +214,22 @@ class Processor:
         self.c.blobs.put(MANIFEST_KEY.format(run=job.run, document_id=doc_id), manifest_bytes(data))
 
 
+WORKER_BEAT_SECONDS = 5.0
+
+
+def beat_interval(visibility_timeout: float) -> float:
+    """How often a worker extends its leases and reports itself."""
+    return max(0.05, min(visibility_timeout / 3, WORKER_BEAT_SECONDS))
+
+
+def stale_after(visibility_timeout: float) -> float:
+    """A running worker silent this long is marked stale (killed, hung, host gone)."""
+    return 4 * beat_interval(visibility_timeout)
+
+
 class WorkerPool:
-    """``concurrency`` threads taking jobs, plus a heartbeat thread for their leases."""
+    """``concurrency`` threads taking jobs, plus a heartbeat thread that extends their
+    leases (so a job has no time cap) and records this worker in the catalog."""
 
     def __init__(
         self,
@@ -230,11 +243,14 @@ class WorkerPool:
         self.concurrency = concurrency
         self.processor = Processor(components, on_delta=on_delta)
         self.poll_interval = poll_interval
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.worker_id = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
+        self.jobs_done = self.jobs_failed = 0
         self._in_flight: dict[str, Lease] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._beat_stop = threading.Event()
 
     @property
     def in_flight(self) -> int:
@@ -242,6 +258,7 @@ class WorkerPool:
             return len(self._in_flight)
 
     def start(self, *, until_idle: bool = False) -> None:
+        self._beat("running")
         for n in range(self.concurrency):
             thread = threading.Thread(
                 target=self._loop, args=(until_idle,), name=f"conveyor-worker-{n}", daemon=True
@@ -263,6 +280,48 @@ class WorkerPool:
         """Take no more work; jobs in flight finish."""
         self.stopping.set()
 
+    def shutdown(self, grace: float, *, hurry: threading.Event | None = None) -> int:
+        """Stop taking work, give jobs in flight ``grace`` seconds to finish (cut short
+        when ``hurry`` is set), then release the rest back to the queue, visible at once.
+        Returns how many were released."""
+        self.stop()
+        deadline = time.monotonic() + grace
+        while not self.join(timeout=0.2) and time.monotonic() < deadline:
+            if hurry is not None and hurry.is_set():
+                break
+        with self._lock:
+            leftover = list(self._in_flight.values())
+            self._in_flight.clear()
+        for lease in leftover:
+            try:
+                self.c.queue.release(lease, error="released: the worker stopped before it finished")
+            except Exception as exc:  # the lease expires by itself anyway
+                log.warning("release failed: %s", safe_summary(exc), extra={"job": lease.job_id})
+                continue
+            job = lease.body if isinstance(lease.body, dict) else {}
+            if isinstance(job.get("source"), str):
+                collection = str(job.get("collection") or self.c.settings.collection)
+                doc = document_id(collection, job["source"])
+                self.c.catalog.update(doc, state="queued", stage=None)
+        self._beat_stop.set()
+        self._beat("stopped")
+        return len(leftover)
+
+    def _beat(self, state: str) -> None:
+        try:
+            self.c.catalog.worker_beat(
+                self.worker_id,
+                host=self.host,
+                pid=self.pid,
+                concurrency=self.concurrency,
+                state=state,
+                in_flight=self.in_flight,
+                jobs_done=self.jobs_done,
+                jobs_failed=self.jobs_failed,
+            )
+        except Exception as exc:  # status is best effort; the work goes on
+            log.warning("worker heartbeat failed: %s", safe_summary(exc))
+
     def _idle(self) -> bool:
         depth = self.c.queue.depth()
         return depth.visible == 0 and depth.in_flight == 0 and depth.delayed == 0
@@ -280,16 +339,22 @@ class WorkerPool:
                 with self._lock:
                     self._in_flight[lease.job_id] = lease
                 try:
-                    self.processor.process(lease)
+                    outcome = self.processor.process(lease)
                 finally:
                     with self._lock:
                         self._in_flight.pop(lease.job_id, None)
+                if outcome.status == "failed":
+                    self.jobs_failed += 1
+                elif outcome.status in ("merge", "skipped"):
+                    self.jobs_done += 1
 
     def _heartbeat(self) -> None:
         vt = self.c.settings.visibility_timeout
-        interval = max(0.05, min(vt / 3, 10.0))
-        while any(t.is_alive() for t in self._threads):
-            time.sleep(interval)
+        interval = beat_interval(vt)
+        last_beat = 0.0
+        while not self._beat_stop.wait(interval):
+            if not any(t.is_alive() for t in self._threads):
+                break
             with self._lock:
                 leases = list(self._in_flight.items())
             for job_id, lease in leases:
@@ -304,3 +369,8 @@ class WorkerPool:
                 with self._lock:
                     if job_id in self._in_flight:
                         self._in_flight[job_id] = fresh
+            if time.monotonic() - last_beat >= interval:
+                self._beat("running")
+                last_beat = time.monotonic()
+        if not self._beat_stop.is_set():
+            self._beat("stopped")

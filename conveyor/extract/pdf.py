@@ -178,6 +178,8 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
         try:
             page = reader.pages[number - 1]
             text = normalise_page_text(page.extract_text() or "")
+        except MemoryError:
+            raise  # a decompression bomb: the memory limit's business, not a page error
         except Exception as exc:
             page_errors.append({"page": number, "error": _reason(exc)})
             without_text.append(number)

@@ -34,13 +34,24 @@ def test_bad_setting_is_a_clear_cli_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_every_command_has_help_with_an_example() -> None:
+    import click
+
     runner = CliRunner()
-    assert main.commands
-    for name in main.commands:
-        result = runner.invoke(main, [name, "--help"])
-        assert result.exit_code == 0, name
-        assert "Example" in result.output, name
-        assert "--home" in result.output, name
+
+    def leaves(group: click.Group, prefix: list[str]):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from leaves(command, [*prefix, name])
+            yield [*prefix, name], command
+
+    commands = list(leaves(main, []))
+    assert len(commands) >= 10
+    for path, command in commands:
+        result = runner.invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "Example" in result.output, path
+        if not isinstance(command, click.Group):
+            assert "--home" in result.output, path
 
 
 def test_log_lines_carry_their_fields() -> None:

@@ -1,0 +1,209 @@
+"""Extraction in a child process, with a wall-clock limit and a memory limit.
+
+Parsing hostile files is where a worker can hang (a PDF whose parser loops,
+quadratic HTML) or balloon (a decompression bomb). Each worker slot keeps one
+long-lived child process (started with ``spawn``, so it is safe beside
+threads and a loaded model); the parent sends it the bytes and waits at most
+``timeout`` seconds. The child runs under ``RLIMIT_AS`` so a bomb raises
+``MemoryError`` there instead of taking the machine. A child that times out
+or dies is killed and replaced; the document fails alone, with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .exceptions import ConveyorError, PermanentError
+from .extract import Extracted, extract
+
+log = logging.getLogger(__name__)
+
+
+class ExtractionTimeout(PermanentError):
+    """Extraction ran past its wall-clock limit."""
+
+
+class ExtractionMemoryLimit(PermanentError):
+    """Extraction needed more memory than allowed."""
+
+
+class ExtractorCrashed(PermanentError):
+    """The extraction process died (a crash in a parser, or killed by the OS)."""
+
+
+def _child(requests: Connection, replies: Connection, memory_bytes: int | None) -> None:
+    """The child's loop: receive (data, name, kind, options), send back a result."""
+    if memory_bytes:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    while True:
+        try:
+            request = requests.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if request is None:
+            return
+        if request == "ping":
+            replies.send("pong")
+            continue
+        data, name, kind, options = request
+        try:
+            replies.send(("ok", extract(data, name=name, kind=kind, options=options)))
+        except MemoryError:
+            replies.send(("memory", None))
+        except ConveyorError as exc:
+            replies.send(("error", exc))
+        except BaseException as exc:  # report, keep serving
+            replies.send(("error", PermanentError(f"{type(exc).__name__}: {exc}")))
+
+
+class _Slot:
+    """One child process (``python -m conveyor.isolation``) and the pipes to it.
+
+    A plain subprocess rather than multiprocessing: it needs nothing from the
+    parent's ``__main__`` and is safe to start beside threads.
+    """
+
+    def __init__(self, memory_bytes: int | None) -> None:
+        child_in, parent_out = os.pipe()
+        parent_in, child_out = os.pipe()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "conveyor.isolation",
+                str(child_in),
+                str(child_out),
+                str(memory_bytes or 0),
+            ],
+            pass_fds=(child_in, child_out),
+            stdin=subprocess.DEVNULL,
+            close_fds=True,
+        )
+        os.close(child_in)
+        os.close(child_out)
+        self.requests = Connection(parent_out, readable=False)
+        self.replies = Connection(parent_in, writable=False)
+        # wait for start-up (imports) here, so it never counts against a document
+        try:
+            self.requests.send("ping")
+            ok = self.replies.poll(120) and self.replies.recv() == "pong"
+        except (EOFError, OSError):
+            ok = False
+        if not ok:
+            self.kill()
+            raise ConveyorError("could not start the extraction process")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a zombie we cannot reap
+            pass
+        self.requests.close()
+        self.replies.close()
+
+
+class IsolatedExtractor:
+    """``extract`` in child processes; one per calling thread, reused across jobs.
+
+    ``timeout`` (seconds) and ``memory_mb`` may be None to switch each limit off.
+    """
+
+    def __init__(self, *, timeout: float | None, memory_mb: int | None) -> None:
+        self.timeout = timeout
+        self.memory_mb = memory_mb
+        self._slots: dict[int, _Slot] = {}
+        self._lock = threading.Lock()
+
+    def _slot(self) -> _Slot:
+        key = threading.get_ident()
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None or not slot.alive():
+                memory = self.memory_mb * 1024 * 1024 if self.memory_mb else None
+                slot = self._slots[key] = _Slot(memory)
+            return slot
+
+    def _discard(self) -> None:
+        with self._lock:
+            slot = self._slots.pop(threading.get_ident(), None)
+        if slot is not None:
+            slot.kill()
+
+    def extract(
+        self,
+        data: bytes,
+        name: str | None = None,
+        kind: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Extracted:
+        slot = self._slot()
+        started = time.monotonic()
+        try:
+            slot.requests.send((data, name, kind, options or {}))
+            ready = slot.replies.poll(None if self.timeout is None else self.timeout)
+        except (BrokenPipeError, EOFError, OSError):
+            ready = True
+        if not ready:
+            self._discard()
+            raise ExtractionTimeout(
+                f"extraction took longer than {self.timeout:g} s and was stopped; the file may "
+                "be hostile or very large (raise CONVEYOR_EXTRACT_TIMEOUT, 0 for no limit)"
+            )
+        try:
+            status, payload = slot.replies.recv()
+        except (EOFError, OSError):
+            try:
+                code = slot.process.wait(5)
+            except subprocess.TimeoutExpired:
+                code = None
+            self._discard()
+            if code is not None and code < 0:
+                detail = f"killed by signal {-code}"
+            else:
+                detail = f"exit code {code}"
+            raise ExtractorCrashed(
+                f"the extraction process died ({detail}) on this file; it may be hostile or "
+                "need more memory than CONVEYOR_EXTRACT_MEMORY_MB allows"
+            ) from None
+        log.debug("extracted in child", extra={"seconds": time.monotonic() - started})
+        if status == "ok":
+            return payload
+        if status == "memory":
+            self._discard()  # a child that hit its limit may be fragmented; start afresh
+            raise ExtractionMemoryLimit(
+                f"extraction needed more than {self.memory_mb} MiB and was stopped (a "
+                "decompression bomb?); raise CONVEYOR_EXTRACT_MEMORY_MB, 0 for no limit"
+            )
+        raise payload
+
+    def close(self) -> None:
+        with self._lock:
+            slots, self._slots = list(self._slots.values()), {}
+        for slot in slots:
+            try:
+                slot.requests.send(None)
+            except OSError:
+                pass
+            slot.kill()
+
+
+if __name__ == "__main__":  # the child: python -m conveyor.isolation IN_FD OUT_FD MEMORY
+    _child(
+        Connection(int(sys.argv[1]), writable=False),
+        Connection(int(sys.argv[2]), readable=False),
+        int(sys.argv[3]) or None,
+    )

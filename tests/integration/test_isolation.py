@@ -1,0 +1,102 @@
+"""Hostile files fail alone, within their limits; the worker lives on."""
+
+from __future__ import annotations
+
+import io
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from pypdf import PdfWriter
+from pypdf.generic import DictionaryObject, NameObject, StreamObject
+
+from conveyor.app import Conveyor
+from conveyor.exceptions import PermanentError
+from conveyor.isolation import ExtractionMemoryLimit, ExtractionTimeout, IsolatedExtractor
+from conveyor.settings import Settings
+from conveyor.testing import FakeEmbedder
+
+
+def quadratic_html(size: int = 400_000) -> bytes:
+    """Malformed HTML on which Python's html.parser is quadratic: 400 KB takes minutes."""
+    unit = b'<a b=">" '
+    return b"<html><body>" + unit * (size // len(unit))
+
+
+def pdf_bomb() -> bytes:
+    """A 130 KB PDF whose page content inflates to 65 MB of text operators."""
+    writer = PdfWriter()
+    page = writer.add_blank_page(612, 792)
+    font = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Font"),
+            NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Helvetica"),
+        }
+    )
+    page[NameObject("/Resources")] = DictionaryObject(
+        {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
+    )
+    stream = StreamObject()
+    raw = b"BT /F1 12 Tf 72 700 Td " + b"(AAAAAAA) Tj " * 5_000_000 + b"ET"
+    stream._data = zlib.compress(raw, 9)
+    stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+    page[NameObject("/Contents")] = writer._add_object(stream)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def extractor():
+    x = IsolatedExtractor(timeout=2.0, memory_mb=300)
+    yield x
+    x.close()
+
+
+def test_hanging_parse_is_stopped_and_the_next_file_works(extractor: IsolatedExtractor) -> None:
+    started = time.monotonic()
+    with pytest.raises(ExtractionTimeout, match="longer than 2 s"):
+        extractor.extract(quadratic_html(), kind="html")
+    assert time.monotonic() - started < 10
+    assert extractor.extract(b"<p>after the storm</p>", kind="html").text == "after the storm"
+
+
+def test_decompression_bomb_hits_the_memory_limit(extractor: IsolatedExtractor) -> None:
+    started = time.monotonic()
+    with pytest.raises(ExtractionMemoryLimit, match="more than 300 MiB"):
+        extractor.extract(pdf_bomb())
+    assert time.monotonic() - started < 10
+    assert extractor.extract(b"calm again", name="a.txt").text == "calm again"
+
+
+def test_input_errors_come_back_as_they_are(extractor: IsolatedExtractor) -> None:
+    with pytest.raises(PermanentError, match="empty"):
+        extractor.extract(b"")
+
+
+def test_limits_can_be_switched_off() -> None:
+    x = IsolatedExtractor(timeout=None, memory_mb=None)
+    try:
+        assert x.extract(b"no limits here", name="a.txt").text == "no limits here"
+    finally:
+        x.close()
+
+
+def test_hostile_files_fail_alone_in_a_run(home: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "hang.html").write_bytes(quadratic_html())
+    (docs / "bomb.pdf").write_bytes(pdf_bomb())
+    (docs / "good.txt").write_text("Otters hold hands while they sleep.")
+    settings = Settings(home=home, extract_timeout=2.0, extract_memory_mb=300)
+    with Conveyor(settings, embedder=FakeEmbedder()) as cv:
+        started = time.monotonic()
+        summary = cv.ingest([docs])
+        assert time.monotonic() - started < 30
+        assert (summary.done, summary.failed) == (1, 2)
+        reasons = {Path(f["source"]).name: f["error"] for f in summary.failures}
+        assert "longer than 2 s" in reasons["hang.html"]
+        assert "300 MiB" in reasons["bomb.pdf"]
+        assert cv.search("otters sleeping", k=1)[0].source.endswith("good.txt")
