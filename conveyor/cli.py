@@ -299,9 +299,11 @@ def status(as_json: bool, home: Path | None) -> None:
     )
     for c in data["collections"]:
         click.echo(f"collection {c['name']}: {c['chunks']} chunks ({c['model']}, {c['dim']}d)")
-    for w in data["workers"]:
-        if w["state"] == "stopped" and w["heartbeat_age"] > 300:
-            continue
+    shown = [w for w in data["workers"] if w["state"] != "stopped" or w["heartbeat_age"] < 300]
+    if len(shown) > 12:
+        click.echo(f"workers    {len(shown) - 12} older ones not shown (see --json)")
+        shown = shown[-12:]
+    for w in shown:
         mark = "STALE (no heartbeat)" if w["stale"] else w["state"]
         click.echo(
             f"worker     {w['id']}  pid {w['pid']}  {w['in_flight']}/{w['concurrency']} in flight"

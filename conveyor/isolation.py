@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -116,6 +117,12 @@ class _Slot:
         self.replies.close()
 
 
+def _kill_all(slots: dict[int, _Slot]) -> None:
+    for slot in list(slots.values()):
+        slot.kill()
+    slots.clear()
+
+
 class IsolatedExtractor:
     """``extract`` in child processes; one per calling thread, reused across jobs.
 
@@ -127,6 +134,8 @@ class IsolatedExtractor:
         self.memory_mb = memory_mb
         self._slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
+        # children die with their owner, even one that was never closed
+        weakref.finalize(self, _kill_all, self._slots)
 
     def _slot(self) -> _Slot:
         key = threading.get_ident()
@@ -192,7 +201,8 @@ class IsolatedExtractor:
 
     def close(self) -> None:
         with self._lock:
-            slots, self._slots = list(self._slots.values()), {}
+            slots = list(self._slots.values())
+            self._slots.clear()
         for slot in slots:
             try:
                 slot.requests.send(None)

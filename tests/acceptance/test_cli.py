@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conveyor.testing import make_pdf, prose
 
-CONVEYOR = str(Path(sys.executable).parent / "conveyor")
-
-
-def run(*args: str, home: Path, stdin: str | None = None, check: int | None = 0):
-    env = {**os.environ, "CONVEYOR_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [CONVEYOR, *args], input=stdin, capture_output=True, text=True, env=env, timeout=300
-    )
-    if check is not None:
-        assert result.returncode == check, (result.stdout, result.stderr)
-    return result
+from .helpers import run
 
 
 @pytest.fixture(scope="module")

@@ -286,15 +286,14 @@ def test_concurrent_pools_share_work(home: Path, corpus: Path) -> None:
     """Two pools on the same home each take jobs; every document is done once."""
     with Conveyor(_settings(home), embedder=FakeEmbedder()) as a:
         a.enqueue([corpus])
-    fakes = [FakeEmbedder(), FakeEmbedder()]
-    threads = []
-    for fake in fakes:
-        c = Conveyor(_settings(home), embedder=fake)
-        threads.append(threading.Thread(target=c.work))
+    pools = [Conveyor(_settings(home), embedder=FakeEmbedder()) for _ in range(2)]
+    threads = [threading.Thread(target=c.work) for c in pools]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
+    for c in pools:
+        c.close()
     with Conveyor(_settings(home), embedder=FakeEmbedder()) as c:
         assert c.status()["documents"]["done"] == 4
         assert c.components.vectors.count("default") == sum(d["chunks"] for d in c.documents())

@@ -1,0 +1,62 @@
+"""Running the installed CLI from tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CONVEYOR = str(Path(sys.executable).parent / "conveyor")
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "CONVEYOR_HOME": str(home), "HF_HUB_OFFLINE": "1", **extra}
+
+
+def run(
+    *args: str, home: Path, stdin: str | None = None, check: int | None = 0, **env: str
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [CONVEYOR, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env_for(home, **env),
+        timeout=300,
+    )
+    if check is not None:
+        assert result.returncode == check, (result.stdout, result.stderr)
+    return result
+
+
+def start(*args: str, home: Path, log: Path | None = None, **env: str) -> subprocess.Popen[bytes]:
+    """``conveyor ARGS`` in the background, its output appended to ``log``."""
+    if log is None:
+        return subprocess.Popen(
+            [CONVEYOR, *args],
+            env=env_for(home, **env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [CONVEYOR, *args], env=env_for(home, **env), stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def status(home: Path, **env: str) -> dict[str, Any]:
+    return json.loads(run("status", "--json", home=home, **env).stdout)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
