@@ -270,8 +270,8 @@ class Conveyor:
                 if stop is not None and stop.is_set():
                     pool.stop()
         except KeyboardInterrupt:
-            pool.stop()
-            pool.join(timeout=self.settings.visibility_timeout)
+            # jobs in flight get a moment to finish; the rest go back to the queue
+            pool.shutdown(grace=10.0)
             raise
         finally:
             writer_stop.set()

@@ -45,6 +45,7 @@ def _child(requests: Connection, replies: Connection, memory_bytes: int | None) 
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True).start()
     while True:
         try:
             request = requests.recv()
@@ -64,6 +65,14 @@ def _child(requests: Connection, replies: Connection, memory_bytes: int | None) 
             replies.send(("error", exc))
         except BaseException as exc:  # report, keep serving
             replies.send(("error", PermanentError(f"{type(exc).__name__}: {exc}")))
+
+
+def _orphan_watch(parent: int) -> None:
+    """End the child when its worker is gone (SIGKILLed), even mid-parse."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 class _Slot:

@@ -100,3 +100,41 @@ def test_hostile_files_fail_alone_in_a_run(home: Path, tmp_path: Path) -> None:
         assert "longer than 2 s" in reasons["hang.html"]
         assert "300 MiB" in reasons["bomb.pdf"]
         assert cv.search("otters sleeping", k=1)[0].source.endswith("good.txt")
+
+
+def test_child_ends_when_its_worker_is_killed(tmp_path: Path) -> None:
+    """A worker SIGKILLed mid-parse leaves no orphan burning CPU."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys\n"
+        "from conveyor.isolation import IsolatedExtractor\n"
+        "x = IsolatedExtractor(timeout=None, memory_mb=None)\n"
+        "slot = x._slot()\n"
+        "print(slot.process.pid, flush=True)\n"
+        "x.extract(open(sys.argv[1], 'rb').read(), kind='html')\n"
+    )
+    (tmp_path / "slow.html").write_bytes(quadratic_html())
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "slow.html")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the extraction child outlived its worker")
