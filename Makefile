@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.stamp-install
 APT_STAMP := $(VENV)/.stamp-apt
 # CPU build of PyTorch; an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
-# Debian packages the tests need (none yet beyond Python; OCR, audio, browsers come later).
-APT_PACKAGES ?=
+# Debian packages the tests need: espeak-ng speaks the test recordings.
+APT_PACKAGES ?= espeak-ng
 DEMO_HOME ?= conveyor-data
 
 .PHONY: install demo test test-unit lint bench clean system-deps
@@ -20,7 +20,7 @@ $(VENV)/bin/python:
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[audio,dev]'
 	touch $@
 
 install: $(STAMP)

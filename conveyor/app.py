@@ -358,6 +358,10 @@ class Conveyor:
                 for i in c.vectors.collections()
             ],
             "compactions": c.catalog.compactions(limit=5),
+            "running": [
+                {"id": d["id"], "source": d["source"], "stage": d["stage"]}
+                for d in c.catalog.documents(state="running", limit=20)
+            ],
             "workers": c.catalog.workers(stale_after=stale_after(self.settings.visibility_timeout)),
         }
 
@@ -368,6 +372,9 @@ class Conveyor:
         for d in docs:
             path = source_path(d["source"])
             d["path"] = str(path) if path is not None else None
+            for key in ("duration", "language", "summary", "topics"):  # recordings
+                if key in d["metadata"]:
+                    d[key] = d["metadata"][key]
         return docs
 
     def dead_letters(self, limit: int = 100) -> list[Any]:

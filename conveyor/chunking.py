@@ -109,7 +109,12 @@ def chunk_sections(
     """Chunks of every section, numbered across the document."""
     size, overlap = effective_size(size, overlap, tokenizer)
     chunks: list[Chunk] = []
+    timed = [n for n, section in enumerate(sections) if section.start_s is not None]
+    if timed:
+        chunks.extend(_pack_timed(sections, timed, tokenizer, size, overlap))
     for number, section in enumerate(sections):
+        if section.start_s is not None:
+            continue
         for start, end, tokens in _split_section(section.text, tokenizer, size, overlap):
             chunks.append(
                 Chunk(
@@ -125,7 +130,74 @@ def chunk_sections(
                     metadata=dict(section.metadata),
                 )
             )
+    chunks.sort(key=lambda c: (c.section, c.start))
+    for index, chunk in enumerate(chunks):
+        chunk.index = index
     return _enforce_limit(chunks, tokenizer)
+
+
+def _pack_timed(
+    sections: Sequence[Section], numbers: list[int], tokenizer: Tokenizer, size: int, overlap: int
+) -> list[Chunk]:
+    """Timed sections (transcript segments) packed whole into chunks of up to ``size``
+    tokens; a chunk runs from its first segment's start to its last one's end, and
+    the next starts up to ``overlap`` tokens of segments back. Character offsets
+    are in the transcript with segments joined by spaces."""
+    segs = [sections[n] for n in numbers]
+    counts = tokenizer.count([s.text for s in segs])
+    offsets, position = [], 0
+    for seg in segs:
+        offsets.append(position)
+        position += len(seg.text) + 1
+    chunks: list[Chunk] = []
+    i = 0
+    while i < len(segs):
+        if counts[i] > size:  # one long segment: split its text, keep its times
+            for start, end, tokens in _split_section(segs[i].text, tokenizer, size, overlap):
+                chunks.append(
+                    _timed(
+                        segs[i : i + 1],
+                        numbers[i],
+                        segs[i].text[start:end],
+                        offsets[i] + start,
+                        offsets[i] + end,
+                        tokens,
+                    )
+                )
+            i += 1
+            continue
+        j, total = i, 0
+        while j < len(segs) and counts[j] <= size - total:
+            total += counts[j]
+            j += 1
+        text = " ".join(s.text for s in segs[i:j])
+        chunks.append(
+            _timed(segs[i:j], numbers[i], text, offsets[i], offsets[i] + len(text), total)
+        )
+        if j >= len(segs):
+            break
+        k, back = j, 0
+        while k - 1 > i and back + counts[k - 1] <= overlap:
+            back += counts[k - 1]
+            k -= 1
+        i = k
+    return chunks
+
+
+def _timed(
+    segs: Sequence[Section], number: int, text: str, start: int, end: int, tokens: int
+) -> Chunk:
+    return Chunk(
+        index=0,
+        text=text,
+        start=start,
+        end=end,
+        tokens=tokens,
+        section=number,
+        start_s=segs[0].start_s,
+        end_s=segs[-1].end_s,
+        metadata={"segments": len(segs)},
+    )
 
 
 def _enforce_limit(chunks: list[Chunk], tokenizer: Tokenizer) -> list[Chunk]:

@@ -264,6 +264,8 @@ def search(
         where = _display_source(hit.source)
         if hit.page is not None:
             where += f" (page {hit.page})"
+        if hit.metadata.get("start_s") is not None:
+            where += f" ({_mmss(hit.metadata['start_s'])}–{_mmss(hit.metadata['end_s'])})"
         click.secho(f"{rank}. {hit.score:.3f}  {where}  #{hit.chunk_index}", bold=True)
         text = " ".join(hit.text.split())
         click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))
@@ -299,6 +301,8 @@ def status(as_json: bool, home: Path | None) -> None:
     )
     for c in data["collections"]:
         click.echo(f"collection {c['name']}: {c['chunks']} chunks ({c['model']}, {c['dim']}d)")
+    for d in data["running"]:
+        click.echo(f"running    {_display_source(d['source'])}  [{d['stage'] or 'queued'}]")
     shown = [w for w in data["workers"] if w["state"] != "stopped" or w["heartbeat_age"] < 300]
     if len(shown) > 12:
         click.echo(f"workers    {len(shown) - 12} older ones not shown (see --json)")
@@ -547,6 +551,15 @@ def dlq_redrive(job_ids: tuple[str, ...], redrive_all: bool, home: Path | None) 
     click.echo(
         f"redrove {moved} job{'s' if moved != 1 else ''}; run `conveyor worker` "
         "(or `conveyor ingest`) to process them"
+    )
+
+
+def _mmss(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return (
+        f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+        if minutes >= 60
+        else f"{minutes:02d}:{secs:02d}"
     )
 
 

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -57,8 +58,14 @@ def _child(requests: Connection, replies: Connection, memory_bytes: int | None) 
             replies.send("pong")
             continue
         data, name, kind, options = request
+
+        def progress(message: str) -> None:
+            replies.send(("progress", message))
+
         try:
-            replies.send(("ok", extract(data, name=name, kind=kind, options=options)))
+            replies.send(
+                ("ok", extract(data, name=name, kind=kind, options=options, progress=progress))
+            )
         except MemoryError:
             replies.send(("memory", None))
         except ConveyorError as exc:
@@ -167,39 +174,36 @@ class IsolatedExtractor:
         name: str | None = None,
         kind: str | None = None,
         options: dict[str, Any] | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> Extracted:
+        """``extract`` in this thread's child. The time limit counts from the request, and
+        again from each progress report (a long recording reports as it goes)."""
         slot = self._slot()
-        started = time.monotonic()
         try:
             slot.requests.send((data, name, kind, options or {}))
-            ready = slot.replies.poll(None if self.timeout is None else self.timeout)
         except (BrokenPipeError, EOFError, OSError):
-            ready = True
-        if not ready:
-            self._discard()
-            raise ExtractionTimeout(
-                f"extraction took longer than {self.timeout:g} s and was stopped; the file may "
-                "be hostile or very large (raise CONVEYOR_EXTRACT_TIMEOUT, 0 for no limit)"
-            )
-        try:
-            status, payload = slot.replies.recv()
-        except (EOFError, OSError):
+            pass  # the child is gone: recv below says how
+        while True:
             try:
-                code = slot.process.wait(5)
-            except subprocess.TimeoutExpired:
-                code = None
-            self._discard()
-            if code is not None and code < 0:
-                detail = f"killed by signal {-code}"
-            else:
-                detail = f"exit code {code}"
-            raise ExtractorCrashed(
-                f"the extraction process died ({detail}) on this file; it may be hostile or "
-                "need more memory than CONVEYOR_EXTRACT_MEMORY_MB allows"
-            ) from None
-        log.debug("extracted in child", extra={"seconds": time.monotonic() - started})
+                ready = slot.replies.poll(self.timeout)
+            except (EOFError, OSError):
+                ready = True
+            if not ready:
+                self._discard()
+                raise ExtractionTimeout(
+                    f"extraction took longer than {self.timeout:g} s and was stopped; the file "
+                    "may be hostile or very large (raise CONVEYOR_EXTRACT_TIMEOUT, 0 for no limit)"
+                )
+            try:
+                status, payload = slot.replies.recv()
+            except (EOFError, OSError):
+                raise self._crashed(slot) from None
+            if status != "progress":
+                break
+            if progress is not None:
+                progress(payload)
         if status == "ok":
-            return payload
+            return payload  # type: ignore[no-any-return,unused-ignore]
         if status == "memory":
             self._discard()  # a child that hit its limit may be fragmented; start afresh
             raise ExtractionMemoryLimit(
@@ -207,6 +211,21 @@ class IsolatedExtractor:
                 "decompression bomb?); raise CONVEYOR_EXTRACT_MEMORY_MB, 0 for no limit"
             )
         raise payload
+
+    def _crashed(self, slot: _Slot) -> ExtractorCrashed:
+        try:
+            code = slot.process.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._discard()
+        if code is not None and code < 0:
+            detail = f"killed by signal {-code}"
+        else:
+            detail = f"exit code {code}"
+        return ExtractorCrashed(
+            f"the extraction process died ({detail}) on this file; it may be hostile or "
+            "need more memory than CONVEYOR_EXTRACT_MEMORY_MB allows"
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     extract_timeout: float = Field(300.0, ge=0, description="seconds per file; 0: no limit")
     extract_memory_mb: int = Field(2048, ge=0, description="MiB per extraction; 0: no limit")
 
+    whisper_model: str = Field("tiny.en", description="faster-whisper model name or folder")
+    whisper_compute_type: str = Field("int8", description="CTranslate2 compute type")
+    whisper_language: str | None = Field(None, description="spoken language; None: detect")
+    whisper_threads: int = Field(0, ge=0, description="CPU threads for Whisper; 0: all")
+
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible API for summaries")
+    llm_model: str | None = None
+    llm_api_key: str | None = Field(None, repr=False)
+    llm_timeout: float = Field(30.0, gt=0)
+
     embedding_url: str | None = Field(
         None,
         validation_alias=AliasChoices("CONVEYOR_EMBEDDING_URL", "EMBEDDING_SERVICE_URL"),

@@ -30,6 +30,7 @@ from .ids import chunk_id, content_hash, document_id
 from .jobs import MANIFEST_KEY, Job, manifest, manifest_bytes
 from .queue import Lease, LeaseLost
 from .retry import RetryPolicy
+from .summary import summarise
 
 if TYPE_CHECKING:
     from .app import Components
@@ -94,12 +95,22 @@ class Processor:
 
         catalog.update(doc_id, stage="extract", content_hash=digest, size=len(data))
         t = time.perf_counter()
-        options = dict(job.options)
-        if s.max_pdf_pages:
-            options.setdefault("max_pages", s.max_pdf_pages)
+        options = {**self._extract_options(), **job.options}
         name = PurePosixPath(urlparse(job.source).path).name or None
-        extracted = self.c.extractor.extract(data, name=name, kind=job.kind, options=options)
+        extracted = self.c.extractor.extract(
+            data,
+            name=name,
+            kind=job.kind,
+            options=options,
+            progress=lambda message: catalog.update(doc_id, stage=message),
+        )
         timings["extract"] = time.perf_counter() - t
+        if extracted.artifacts:
+            keys = {}
+            for artifact, content in extracted.artifacts.items():
+                keys[artifact] = f"artifacts/{doc_id}/{artifact}"
+                self.c.blobs.put(keys[artifact], content)
+            extracted.metadata["artifacts"] = keys
 
         catalog.update(doc_id, stage="chunk", kind=extracted.kind, mime=extracted.mime)
         t = time.perf_counter()
@@ -112,6 +123,20 @@ class Processor:
         t = time.perf_counter()
         vectors = self.c.embedder.embed([c.text for c in chunks])
         timings["embed"] = time.perf_counter() - t
+        if extracted.kind == "audio":
+            catalog.update(doc_id, stage="summarise")
+            t = time.perf_counter()
+            extracted.metadata.update(
+                summarise(
+                    [sec.text for sec in extracted.sections],
+                    self.c.embedder,
+                    llm_base_url=s.llm_base_url,
+                    llm_model=s.llm_model,
+                    llm_api_key=s.llm_api_key,
+                    llm_timeout=s.llm_timeout,
+                ).as_dict()
+            )
+            timings["summarise"] = time.perf_counter() - t
 
         header = {
             "source": job.source,
@@ -165,6 +190,19 @@ class Processor:
         self._ack(lease, log_extra)
         log.info("embedded %d chunks; waiting for the compactor", len(chunks), extra=log_extra)
         return Outcome(doc_id, "merge", chunks=len(chunks), timings=timings)
+
+    def _extract_options(self) -> dict[str, Any]:
+        """What the extractors need from the settings (they run in a child process)."""
+        s = self.c.settings
+        options: dict[str, Any] = {
+            "whisper_model": s.whisper_model,
+            "compute_type": s.whisper_compute_type,
+            "language": s.whisper_language,
+            "threads": s.whisper_threads,
+        }
+        if s.max_pdf_pages:
+            options["max_pages"] = s.max_pdf_pages
+        return options
 
     def _ack(self, lease: Lease, extra: dict[str, Any]) -> None:
         try:

@@ -14,6 +14,7 @@ with a one-line message a person can act on.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "Section",
     "extract",
     "register",
+    "report_progress",
     "sniff",
 ]
 
@@ -60,6 +62,8 @@ class Extracted:
     mime: str
     sections: list[Section]
     metadata: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    """Files worth keeping beside the chunks (a transcript as JSON, text, WebVTT)."""
 
     @property
     def text(self) -> str:
@@ -72,7 +76,13 @@ Extractor = Callable[[bytes, dict[str, Any]], Extracted]
 #: kind → extractor function; filled by :func:`register`.
 EXTRACTORS: dict[str, Extractor] = {}
 
-_LABELS = {"pdf": "PDF", "html": "HTML file", "markdown": "Markdown file", "text": "text file"}
+_LABELS = {
+    "audio": "audio file",
+    "pdf": "PDF",
+    "html": "HTML file",
+    "markdown": "Markdown file",
+    "text": "text file",
+}
 
 
 def register(kind: str) -> Callable[[Extractor], Extractor]:
@@ -85,11 +95,22 @@ def register(kind: str) -> Callable[[Extractor], Extractor]:
     return decorate
 
 
+_hooks = threading.local()
+
+
+def report_progress(message: str) -> None:
+    """Called by slow extractors (audio) to say where they are; shown as the stage."""
+    hook = getattr(_hooks, "progress", None)
+    if hook is not None:
+        hook(message)
+
+
 def extract(
     data: bytes,
     name: str | None = None,
     kind: str | None = None,
     options: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Extracted:
     """Extract text and metadata from ``data``.
 
@@ -105,6 +126,7 @@ def extract(
     if extractor is None:
         known = ", ".join(sorted(EXTRACTORS))
         raise UnsupportedType(f"kind {kind!r} is not supported (known kinds: {known})")
+    _hooks.progress = progress
     try:
         return extractor(data, dict(options or {}))
     except (ConveyorError, MemoryError):
@@ -113,9 +135,12 @@ def extract(
         label = _LABELS.get(kind, f"{kind} file")
         reason = safe_summary(f"{type(exc).__name__}: {exc}", limit=120)
         raise CorruptFile(f"truncated or damaged {label}: {reason}") from exc
+    finally:
+        _hooks.progress = None
 
 
 # Extractor modules register themselves on import; they need the types above.
+from . import audio as audio  # noqa: E402
 from . import html as html  # noqa: E402
 from . import pdf as pdf  # noqa: E402
 from . import text as text  # noqa: E402

@@ -86,7 +86,11 @@ _MAGIC: list[tuple[bytes, int, str | Callable[[bytes], str]]] = [
     (b"OggS", 0, "audio/ogg"),
     (b"fLaC", 0, "audio/flac"),
     (b"ftyp", 4, _ftyp_type),
+    (b"\x1a\x45\xdf\xa3", 0, "video/webm"),
 ]
+
+#: Video containers whose sound track is transcribed like an audio file.
+AUDIO_CONTAINERS = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-msvideo"})
 
 _MARKDOWN_NAMES = (".md", ".markdown", ".mdown", ".mkd")
 _HTML_NAMES = (".html", ".htm", ".xhtml")
@@ -190,7 +194,7 @@ def looks_like_html(text: str, name_hint: bool = False) -> bool:
 
 
 def sniff(data: bytes, name: str | None = None) -> str:
-    """The extractor kind for ``data``: ``pdf``, ``html``, ``markdown`` or ``text``.
+    """The extractor kind for ``data``: ``pdf``, ``html``, ``markdown``, ``text`` or ``audio``.
 
     Raises :class:`EmptyDocument` for empty or whitespace-only input and
     :class:`UnsupportedType` for recognised or unrecognised binary data.
@@ -202,8 +206,8 @@ def sniff(data: bytes, name: str | None = None) -> str:
         family = mime.split("/", 1)[0]
         if family == "image":
             raise UnsupportedType(f"{mime} is not supported yet (OCR is coming)")
-        if family == "audio":
-            raise UnsupportedType(f"{mime} is not supported yet (transcription is coming)")
+        if family == "audio" or mime in AUDIO_CONTAINERS:
+            return "audio"
         raise UnsupportedType(f"binary data ({mime}) is not a supported format")
     if is_pdf(data):
         return "pdf"

@@ -88,3 +88,21 @@ def test_pages_and_times_kept_and_numbering_spans_sections() -> None:
 
 def test_empty_sections_give_no_chunks() -> None:
     assert chunk_sections([Section("   \n\n ")], _tok(), size=50, overlap=5) == []
+
+
+def test_transcript_segments_packed_with_their_times() -> None:
+    segments = [
+        Section(f"Sentence number {i} spoken aloud here.", start_s=i * 2.0, end_s=i * 2.0 + 1.8)
+        for i in range(30)
+    ]
+    chunks = chunk_sections(segments, _tok(), size=30, overlap=8)
+    assert len(chunks) > 3
+    for c in chunks:
+        assert c.tokens <= 30
+        first, last = c.text.split("Sentence number ")[1], c.text.rsplit("number ", 1)[1]
+        assert c.start_s == int(first.split()[0]) * 2.0
+        assert c.end_s == int(last.split()[0]) * 2.0 + 1.8
+    assert chunks[0].start_s == 0.0 and chunks[-1].end_s == 29 * 2.0 + 1.8
+    # consecutive chunks overlap by whole segments, and always move forward
+    for a, b in itertools.pairwise(chunks):
+        assert a.start_s < b.start_s <= a.end_s
