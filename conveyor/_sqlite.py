@@ -59,6 +59,13 @@ def connect(path: str | Path, *, vec: bool = True, timeout: float = 30.0) -> Any
     return conn
 
 
+def table_exists(conn: Any, name: str) -> bool:
+    """Whether ``name`` exists: schema set-up is skipped then, so that read-only
+    commands never wait for the write lock."""
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    return row is not None
+
+
 class transaction:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
 

@@ -24,7 +24,7 @@ from .compactor import Compactor
 from .embedding import Embedder, Tokenizer
 from .exceptions import ConfigurationError, ConveyorError, safe_summary
 from .ids import document_id
-from .jobs import Job
+from .jobs import Job, check_name
 from .queue import JobQueue, open_queue
 from .settings import Settings
 from .vectorstore import Hit, VectorStore, open_vectorstore
@@ -138,6 +138,11 @@ class IngestSummary:
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def unfinished(self) -> int:
+        """Documents of the run not (yet) done, skipped or failed."""
+        return self.enqueued - self.done - self.skipped - self.failed
+
+    @property
     def chunks_per_second(self) -> float:
         return self.chunks / self.seconds if self.seconds > 0 else 0.0
 
@@ -149,6 +154,7 @@ class IngestSummary:
             "done": self.done,
             "skipped": self.skipped,
             "failed": self.failed,
+            "unfinished": self.unfinished,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "chunks_per_second": round(self.chunks_per_second, 2),
@@ -223,8 +229,8 @@ class Conveyor:
         force: bool = False,
     ) -> Enqueued:
         """One job per file under ``paths``; nothing runs yet."""
-        collection = collection or self.settings.collection
-        run = run or new_run_name()
+        collection = check_name("collection", collection or self.settings.collection)
+        run = check_name("run", run or new_run_name())
         files = expand_paths(paths, exclude=[self.settings.home])
         jobs = [
             Job(
@@ -274,6 +280,7 @@ class Conveyor:
             pool.shutdown(grace=10.0)
             raise
         finally:
+            pool.close()
             writer_stop.set()
             compactor.wake.set()
             while writer.is_alive():
@@ -303,6 +310,7 @@ class Conveyor:
 
     def summary(self, queued: Enqueued, seconds: float) -> IngestSummary:
         catalog = self.components.catalog
+        self.reconcile()
         counts = catalog.counts(run=queued.run)
         failures = [
             {"id": d["id"], "source": d["source"], "error": d["error"]}
@@ -331,13 +339,7 @@ class Conveyor:
         """Nearest chunks for each query, closest first; the model is loaded once."""
         collection = collection or self.settings.collection
         c = self.components
-        info = c.vectors.collection(collection)
-        if info is None:
-            known = ", ".join(i.name for i in c.vectors.collections()) or "none yet"
-            raise ConveyorError(
-                f"collection {collection!r} does not exist (collections: {known}); "
-                "ingest something first"
-            )
+        info = self._require_collection(collection)
         if info.model_id != c.local_embedder.model_id:
             raise ConveyorError(
                 f"collection {collection!r} was embedded with {info.model_id}, but the "
@@ -346,8 +348,43 @@ class Conveyor:
         vectors = c.local_embedder.embed(list(queries)) if queries else []
         return [c.vectors.query(collection, v, k) for v in vectors]
 
+    def _require_collection(self, collection: str) -> Any:
+        info = self.components.vectors.collection(collection)
+        if info is None:
+            known = ", ".join(i.name for i in self.components.vectors.collections()) or "none yet"
+            raise ConveyorError(
+                f"collection {collection!r} does not exist (collections: {known}); "
+                "ingest something first"
+            )
+        return info
+
+    def reconcile(self) -> int:
+        """Documents whose job the queue dead-lettered by itself (its leases kept
+        expiring: the worker died on it every time) become ``failed`` with that reason.
+        Returns how many changed."""
+        c = self.components
+        changed = 0
+        for letter in c.queue.dead_letters(limit=10_000):
+            body = letter.body if isinstance(letter.body, dict) else {}
+            if not isinstance(body.get("source"), str):
+                continue
+            collection = str(body.get("collection") or self.settings.collection)
+            doc_id = document_id(collection, body["source"])
+            doc = c.catalog.get(doc_id)
+            if doc is not None and doc["state"] in ("queued", "running"):
+                c.catalog.update(
+                    doc_id,
+                    state="failed",
+                    stage=None,
+                    error_kind="unknown",
+                    error=letter.error or "dead-lettered by the queue",
+                )
+                changed += 1
+        return changed
+
     def status(self) -> dict[str, Any]:
         c = self.components
+        self.reconcile()
         return {
             "home": str(self.settings.home.resolve()),
             "queue": c.queue.depth().as_dict(),
@@ -368,6 +405,7 @@ class Conveyor:
     def documents(
         self, *, state: str | None = None, collection: str | None = None, run: str | None = None
     ) -> list[dict[str, Any]]:
+        self.reconcile()
         docs = self.components.catalog.documents(state=state, collection=collection, run=run)
         for d in docs:
             path = source_path(d["source"])
@@ -452,6 +490,7 @@ class Conveyor:
     def export(self, collection: str | None = None) -> Iterator[dict[str, Any]]:
         """Every chunk with its vector, for moving to another store or checking."""
         collection = collection or self.settings.collection
+        self._require_collection(collection)
         for rec in self.components.vectors.iter_chunks(collection, vectors=True):
             yield {
                 "id": rec.id,

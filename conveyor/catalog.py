@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._sqlite import connect, transaction
+from ._sqlite import connect, table_exists, transaction
 
 STATES = ("queued", "running", "done", "skipped", "failed")
 
@@ -121,9 +121,10 @@ class SqliteCatalog:
         self.path = str(path)
         self.clock = clock
         self._local = threading.local()
-        with transaction(self._conn()) as conn:
-            for statement in SCHEMA:
-                conn.execute(statement)
+        if not table_exists(self._conn(), "workers"):
+            with transaction(self._conn()) as conn:
+                for statement in SCHEMA:
+                    conn.execute(statement)
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)

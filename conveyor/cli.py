@@ -44,19 +44,33 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ._sqlite import OperationalError
+
         try:
             return func(*args, **kwargs)
         except ConveyorError as exc:
             click.echo(f"error: {safe_summary(exc, 1000)}", err=True)
             sys.exit(2)
+        except OperationalError as exc:
+            click.echo(f"error: database busy or unreadable ({safe_summary(exc)}); another "
+                       "process may hold it for a long write, try again", err=True)
+            sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
 
 
-def _open(home: Path | None) -> Any:
+def _open(home: Path | None, *, must_exist: bool = True) -> Any:
+    """The Conveyor of ``home``; reading commands refuse a home that does not exist
+    rather than create an empty one where a path was mistyped."""
     from .app import Conveyor
 
-    return Conveyor(_settings(home))
+    settings = _settings(home)
+    if must_exist and not settings.database_path.exists():
+        raise ConveyorError(
+            f"no conveyor data in {settings.home} (nothing ingested there yet; "
+            "check --home or CONVEYOR_HOME)"
+        )
+    return Conveyor(settings)
 
 
 def _display_source(source: str) -> str:
@@ -152,7 +166,7 @@ def ingest(
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:
         _print_summary(summary)
-    sys.exit(1 if summary.failed else 0)
+    sys.exit(1 if summary.failed or summary.unfinished else 0)
 
 
 def _progress_factory(cv: Any, *, quiet: bool) -> Callable[[Any], Callable[[], None]]:
@@ -206,6 +220,9 @@ def _print_summary(s: Any) -> None:
     )
     for f in s.failures:
         click.echo(f"  failed: {_display_source(f['source'])}: {f['error']}")
+    if s.unfinished:
+        click.echo(f"  {s.unfinished} document(s) did not finish: see `conveyor documents "
+                   f"--run {s.run}`")
 
 
 @main.command()
@@ -441,7 +458,7 @@ def worker(
       conveyor worker --no-compactor -j 2      # and `conveyor compactor` elsewhere
     """
     stop, hurry = _signals()
-    with _open(home) as cv:
+    with _open(home, must_exist=False) as cv:
         result = cv.serve_worker(
             concurrency=concurrency,
             compactor=not no_compactor,
@@ -476,7 +493,7 @@ def compactor(home: Path | None) -> None:
       CONVEYOR_HOME=/data conveyor compactor
     """
     stop, _ = _signals()
-    with _open(home) as cv:
+    with _open(home, must_exist=False) as cv:
         cv.serve_compactor(stop=stop)
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .exceptions import PermanentError, safe_summary
+from .exceptions import ConveyorError, PermanentError, TransientError, safe_summary
 from .jobs import MANIFEST_KEY, manifest, manifest_bytes
 from .vectorstore import ChunkRecord
 
@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOCK_TTL = 60.0
+MAX_ATTEMPTS = 5  # a delta that fails this often is rejected, not retried forever
+
+
+def _deterministic(exc: Exception) -> bool:
+    """Errors that will recur on every attempt (not a busy database or a timeout)."""
+    return isinstance(exc, ConveyorError) and not isinstance(exc, TransientError)
 
 
 class Compactor:
@@ -43,6 +49,7 @@ class Compactor:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
         self._stop: threading.Event | None = None
+        self._attempts: dict[int, int] = {}
 
     def run_once(self, stop: threading.Event | None = None) -> int:
         """Apply what is pending now, in every collection; returns deltas applied.
@@ -60,21 +67,45 @@ class Compactor:
         return applied
 
     def _collection(self, collection: str, lock: str) -> int:
-        started = time.time()
+        started = renewed = time.time()
         deltas = chunks = 0
         while True:
             pending = self.c.catalog.pending_deltas(collection, limit=self.batch)
             if not pending:
                 break
             for delta in pending:
-                chunks += self._apply(collection, delta)
+                if time.time() - renewed > LOCK_TTL / 4:
+                    if not self.c.catalog.acquire_lock(lock, self.owner, LOCK_TTL):
+                        log.warning("lost the writer lock", extra={"collection": collection})
+                        return deltas
+                    renewed = time.time()
+                chunks += self._attempt(collection, delta)
                 deltas += 1
             if self._stop is not None and self._stop.is_set():
                 break
-            self.c.catalog.acquire_lock(lock, self.owner, LOCK_TTL)  # renew
         if deltas:
             self.c.catalog.record_compaction(collection, "applied", deltas, chunks, started)
         return deltas
+
+    def _attempt(self, collection: str, delta: dict[str, Any]) -> int:
+        """Apply, counting failures: a transient one is retried on the next pass, and
+        a delta that keeps failing (a full disk, an unwritable blob store) is rejected."""
+        try:
+            return self._apply(collection, delta)
+        except Exception as exc:
+            n = self._attempts[delta["id"]] = self._attempts.get(delta["id"], 0) + 1
+            if n < MAX_ATTEMPTS and not _deterministic(exc):
+                raise
+            self._reject(delta, f"could not merge after {n} attempt(s): {safe_summary(exc)}")
+            return 0
+
+    def _reject(self, delta: dict[str, Any], reason: str) -> None:
+        doc_id = delta["document_id"]
+        log.error("delta rejected: %s", reason, extra={"document": doc_id})
+        self.c.catalog.update(
+            doc_id, state="failed", stage=None, error=reason, error_kind="permanent"
+        )
+        self.c.catalog.finish_delta(delta["id"], "failed", reason)
 
     def _apply(self, collection: str, delta: dict[str, Any]) -> int:
         header, doc_id = delta["header"], delta["document_id"]
@@ -98,12 +129,7 @@ class Compactor:
             self.c.vectors.ensure_collection(collection, dim=dim, model_id=header["model"])
             self.c.vectors.replace_document(collection, doc_id, records)
         except PermanentError as exc:
-            reason = safe_summary(exc)
-            log.error("delta rejected: %s", reason, extra={"document": doc_id})
-            self.c.catalog.update(
-                doc_id, state="failed", stage=None, error=reason, error_kind="permanent"
-            )
-            self.c.catalog.finish_delta(delta["id"], "failed", reason)
+            self._reject(delta, safe_summary(exc))
             return 0
         timings = dict(header.get("timings") or {})
         timings["merge"] = time.perf_counter() - t

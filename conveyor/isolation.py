@@ -47,6 +47,9 @@ def _child(requests: Connection, replies: Connection, memory_bytes: int | None) 
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True).start()
+    from .logs import configure
+
+    configure(logging.ERROR)  # parsers' chatter stays out of the worker's output
     while True:
         try:
             request = requests.recv()

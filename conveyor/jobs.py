@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,17 @@ from typing import Any
 from .exceptions import PermanentError
 
 MANIFEST_KEY = "ingestion_output/{run}/results/{document_id}.json"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_name(what: str, value: str) -> str:
+    """Run and collection names become storage keys: letters, digits, ``.``, ``_``, ``-``."""
+    if not _NAME.fullmatch(value):
+        raise PermanentError(
+            f"invalid {what} name {value[:80]!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -34,8 +46,8 @@ class Job:
             raise PermanentError("job message 'options' must be an object")
         return cls(
             source=source,
-            collection=str(body.get("collection") or default_collection),
-            run=str(body.get("run") or "adhoc"),
+            collection=check_name("collection", str(body.get("collection") or default_collection)),
+            run=check_name("run", str(body.get("run") or "adhoc")),
             kind=body.get("kind"),
             options=options,
         )

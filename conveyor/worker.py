@@ -46,7 +46,7 @@ def fingerprint(content: str, model_id: str, size: int, overlap: int) -> str:
 @dataclass
 class Outcome:
     document_id: str | None
-    status: str  # merge (delta written), skipped, retry, failed
+    status: str  # merge (delta written), skipped, retry, failed, lost (lease gone)
     error: str | None = None
     chunks: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -222,22 +222,31 @@ class Processor:
             log.info("job failed (%s): %s", kind, summary, extra=extra)
         decision = self.retry.decide(kind, lease.receive_count, self.c.queue.max_receives)
         try:
+            # still ours? A worker paused past its lease must not overwrite the outcome
+            # of the worker that took the job over
+            lease = self.c.queue.extend(lease, self.c.settings.visibility_timeout)
+        except LeaseLost:
+            log.warning("lease lost before failing the job; another worker has it", extra=extra)
+            return Outcome(doc_id, "lost", error=summary)
+        if doc_id is not None and job is not None:
+            if decision.delay is None:
+                self.c.catalog.update(
+                    doc_id, state="failed", stage=None, error=summary, error_kind=kind
+                )
+                self._manifest(job, doc_id, "failed", 0, error=summary, error_kind=kind)
+            else:
+                self.c.catalog.update(
+                    doc_id, state="queued", stage="retry", error=summary, error_kind=kind
+                )
+        try:
             if decision.delay is None:
                 self.c.queue.dead_letter(lease, summary)
             else:
                 self.c.queue.release(lease, delay=decision.delay, error=summary)
         except LeaseLost:
             log.warning("lease lost while failing the job", extra=extra)
-        if doc_id is None or job is None:
-            return Outcome(None, "failed", error=summary)
-        if decision.delay is None:
-            self.c.catalog.update(
-                doc_id, state="failed", stage=None, error=summary, error_kind=kind
-            )
-            self._manifest(job, doc_id, "failed", 0, error=summary, error_kind=kind)
-            return Outcome(doc_id, "failed", error=summary)
-        self.c.catalog.update(doc_id, state="queued", stage="retry", error=summary, error_kind=kind)
-        return Outcome(doc_id, "retry", error=summary)
+        status = "failed" if decision.delay is None else "retry"
+        return Outcome(doc_id, status, error=summary)
 
     def _manifest(self, job: Job, doc_id: str, status: str, n: int, **extra: Any) -> None:
         data = manifest(
@@ -341,9 +350,14 @@ class WorkerPool:
                 collection = str(job.get("collection") or self.c.settings.collection)
                 doc = document_id(collection, job["source"])
                 self.c.catalog.update(doc, state="queued", stage=None)
-        self._beat_stop.set()
-        self._beat("stopped")
+        self.close()
         return len(leftover)
+
+    def close(self) -> None:
+        """Record this worker as stopped (its threads have ended)."""
+        if not self._beat_stop.is_set():
+            self._beat_stop.set()
+            self._beat("stopped")
 
     def _beat(self, state: str) -> None:
         try:
@@ -367,17 +381,34 @@ class WorkerPool:
     def _loop(self, until_idle: bool) -> None:
         vt = self.c.settings.visibility_timeout
         while not self.stopping.is_set():
-            leases = self.c.queue.receive(1, visibility_timeout=vt)
-            if not leases:
-                if until_idle and self._idle():
-                    return
-                self.stopping.wait(self.poll_interval)
+            try:
+                leases = self.c.queue.receive(1, visibility_timeout=vt)
+                if not leases:
+                    if until_idle and self._idle():
+                        return
+                    self.stopping.wait(self.poll_interval)
+                    continue
+            except Exception as exc:  # a busy database, a network blip: wait, go on
+                log.warning(
+                    "receiving failed, retrying: %s",
+                    safe_summary(exc),
+                    extra={"worker": self.worker_id},
+                )
+                self.stopping.wait(max(1.0, self.poll_interval))
                 continue
             for lease in leases:
                 with self._lock:
                     self._in_flight[lease.job_id] = lease
                 try:
                     outcome = self.processor.process(lease)
+                except Exception as exc:  # failing the job failed too; its lease will expire
+                    log.error(
+                        "job handling failed: %s",
+                        safe_summary(exc),
+                        exc_info=True,
+                        extra={"job": lease.job_id, "worker": self.worker_id},
+                    )
+                    outcome = Outcome(None, "failed", error=safe_summary(exc))
                 finally:
                     with self._lock:
                         self._in_flight.pop(lease.job_id, None)

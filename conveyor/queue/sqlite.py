@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .._sqlite import Connection, connect, sqlite3, transaction
+from .._sqlite import Connection, connect, sqlite3, table_exists, transaction
 from ..exceptions import ConfigurationError, safe_summary
 from . import (
     DEFAULT_MAX_RECEIVES,
@@ -163,9 +163,10 @@ class SqliteQueue:
         self._reset_connections()
         try:
             conn = self._conn()
-            conn.execute(CREATE_TABLE)
-            conn.execute(CREATE_INDEX)
-            conn.execute(CREATE_FIFO_INDEX)
+            if not table_exists(conn, "queue_jobs_fifo"):  # read-only users take no lock
+                conn.execute(CREATE_TABLE)
+                conn.execute(CREATE_INDEX)
+                conn.execute(CREATE_FIFO_INDEX)
         except sqlite3.Error as exc:
             raise ConfigurationError(
                 f"cannot open the queue database {self._where}: {safe_summary(exc)}"

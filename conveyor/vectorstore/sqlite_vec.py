@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .._sqlite import connect, transaction
+from .._sqlite import connect, table_exists, transaction
 from ..exceptions import ConveyorError, ModelMismatch
 from . import ChunkRecord, CollectionInfo, Hit
 
@@ -50,10 +50,11 @@ class SqliteVecStore:
         self.path = str(path)
         self._local = threading.local()
         self._collections: dict[str, CollectionInfo] = {}
-        with transaction(self._conn()) as conn:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        if not table_exists(self._conn(), "vs_chunks"):
+            with transaction(self._conn()) as conn:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)

@@ -123,4 +123,11 @@ def test_missing_path_and_no_collection_are_clear_errors(tmp_path: Path) -> None
     result = run("ingest", str(tmp_path / "nope"), home=tmp_path / "h", check=2)
     assert "no such file or directory" in result.stderr
     result = run("search", "anything", home=tmp_path / "h2", check=2)
-    assert "does not exist" in result.stderr
+    assert "no conveyor data in" in result.stderr
+    assert not (tmp_path / "h2").exists()  # a mistyped home is not created
+    (tmp_path / "note.txt").write_text("a note")
+    run("ingest", str(tmp_path / "note.txt"), "--no-wait", home=tmp_path / "h")
+    result = run("export", "--collection", "typo", home=tmp_path / "h", check=2)
+    assert "collection 'typo' does not exist" in result.stderr
+    result = run("ingest", str(tmp_path), "--run", "..", home=tmp_path / "h", check=2)
+    assert "invalid run name" in result.stderr

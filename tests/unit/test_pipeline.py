@@ -297,3 +297,78 @@ def test_concurrent_pools_share_work(home: Path, corpus: Path) -> None:
     with Conveyor(_settings(home), embedder=FakeEmbedder()) as c:
         assert c.status()["documents"]["done"] == 4
         assert c.components.vectors.count("default") == sum(d["chunks"] for d in c.documents())
+
+
+def test_job_dead_lettered_by_the_queue_fails_its_document(cv: Conveyor, corpus: Path) -> None:
+    """When the queue itself dead-letters a job (its worker died on every delivery),
+    the document does not stay `running` for ever."""
+    queued = cv.enqueue([corpus / "alpha.txt"])
+    queue = cv.components.queue
+    lease = queue.receive(1, visibility_timeout=30)[0]
+    cv.components.catalog.update(queued.document_ids[0], state="running", stage="embed")
+    queue.dead_letter(lease, "lease expired 5 times without ack (worker died or hung?)")
+    summary = cv.summary(queued, 1.0)
+    assert (summary.failed, summary.unfinished) == (1, 0)
+    assert "lease expired" in summary.failures[0]["error"]
+
+
+def test_a_delta_that_cannot_be_merged_is_rejected_not_retried_forever(
+    cv: Conveyor, corpus: Path
+) -> None:
+    cv.ingest([corpus / "alpha.txt"])
+    doc = cv.documents()[0]
+    header = {
+        "source": doc["source"],
+        "run": "r",
+        "content_hash": "sha256:x",
+        "fingerprint": "f",
+        "model": "fake/bag-of-words",
+        "dim": 32,
+        "timings": {},
+    }
+    chunk = {"id": chunk_id(doc["id"], 0), "chunk_index": 0, "text": "t", "page": None}
+    cv.components.catalog.add_delta("default", doc["id"], header, [chunk], b"\x00" * 7)
+    compactor = Compactor(cv.components)
+    for _ in range(10):
+        try:
+            compactor.run_once()
+            break
+        except ValueError:
+            continue
+    assert cv.components.catalog.delta_counts()["pending"] == 0
+    assert cv.components.catalog.delta_counts()["failed"] == 1
+    failed = cv.components.catalog.get(doc["id"])
+    assert failed["state"] == "failed" and "could not merge after 5" in failed["error"]
+
+
+def test_worker_threads_survive_queue_errors(cv: Conveyor, corpus: Path, monkeypatch) -> None:
+    queue = cv.components.queue
+    real = queue.receive
+    failures = iter([True, True])
+
+    def flaky(*args, **kwargs):
+        if next(failures, False):
+            raise RuntimeError("database is locked")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "receive", flaky)
+    summary = cv.ingest([corpus])
+    assert summary.done == 4
+    assert {w["state"] for w in cv.status()["workers"]} == {"stopped"}
+
+
+def test_a_worker_that_lost_its_lease_leaves_the_outcome_alone(cv: Conveyor, corpus: Path) -> None:
+    from conveyor.jobs import Job
+    from conveyor.worker import Processor
+
+    queued = cv.enqueue([corpus / "alpha.txt"])
+    queue = cv.components.queue
+    stale = queue.receive(1, visibility_timeout=30)[0]
+    queue.release(stale)
+    queue.receive(1, visibility_timeout=30)  # another worker has it now
+    cv.components.catalog.update(queued.document_ids[0], state="done", chunks=3)
+    outcome = Processor(cv.components)._fail(
+        stale, Job.from_message(stale.body), queued.document_ids[0], RuntimeError("late")
+    )
+    assert outcome.status == "lost"
+    assert cv.components.catalog.get(queued.document_ids[0])["state"] == "done"
