@@ -52,8 +52,11 @@ def handle_errors(func: F) -> F:
             click.echo(f"error: {safe_summary(exc, 1000)}", err=True)
             sys.exit(2)
         except OperationalError as exc:
-            click.echo(f"error: database busy or unreadable ({safe_summary(exc)}); another "
-                       "process may hold it for a long write, try again", err=True)
+            click.echo(
+                f"error: database busy or unreadable ({safe_summary(exc)}); another "
+                "process may hold it for a long write, try again",
+                err=True,
+            )
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
@@ -221,8 +224,9 @@ def _print_summary(s: Any) -> None:
     for f in s.failures:
         click.echo(f"  failed: {_display_source(f['source'])}: {f['error']}")
     if s.unfinished:
-        click.echo(f"  {s.unfinished} document(s) did not finish: see `conveyor documents "
-                   f"--run {s.run}`")
+        click.echo(
+            f"  {s.unfinished} document(s) did not finish: see `conveyor documents --run {s.run}`"
+        )
 
 
 @main.command()

@@ -2,7 +2,7 @@
 
 WAV, FLAC, MP3, OGG/Opus, M4A (and the sound track of MP4/WebM) are decoded
 by PyAV, which ships its own FFmpeg libraries: no system ffmpeg. Audio is
-decoded and transcribed in windows of ``window_seconds`` (10 minutes), so
+decoded and transcribed in windows of ``window_seconds`` (5 minutes), so
 an hour-long recording never sits in memory whole. Each Whisper segment is a
 section with its start and end seconds; the transcript is also returned as
 JSON, plain text and WebVTT artifacts.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,10 +165,11 @@ def extract_audio(data: bytes, options: dict[str, Any]) -> Extracted:
     )
     language = options.get("language") or None
     vad = bool(options.get("vad", True))
-    window = float(options.get("window_seconds") or 600.0)
+    window = float(options.get("window_seconds") or 300.0)
 
     segments: list[dict[str, Any]] = []
     duration = 0.0
+    reported = time.monotonic()
     detected, probability = language, 1.0
     for start, samples in decode_windows(data, window):
         duration = start + samples.shape[0] / SAMPLE_RATE
@@ -191,6 +193,9 @@ def extract_audio(data: bytes, options: dict[str, Any]) -> Extracted:
                         "confidence": round(math.exp(min(0.0, seg.avg_logprob)), 3),
                     }
                 )
+            if time.monotonic() - reported > 2.0:  # alive, and how far: every few seconds
+                report_progress(f"transcribe {_clock(start + seg.end, ',')[:8]}")
+                reported = time.monotonic()
         report_progress(f"transcribe {_clock(duration, ',')[:8]}")
     if duration == 0.0:
         raise EmptyDocument("audio has no samples (zero length)")
