@@ -33,6 +33,7 @@ SCHEMA = [
         stage TEXT,
         content_hash TEXT,
         fingerprint TEXT,
+        read_at REAL,
         kind TEXT,
         mime TEXT,
         size INTEGER,

@@ -110,6 +110,12 @@ class Compactor:
     def _apply(self, collection: str, delta: dict[str, Any]) -> int:
         header, doc_id = delta["header"], delta["document_id"]
         t = time.perf_counter()
+        current = self.c.catalog.get(doc_id) or {}
+        if (current.get("read_at") or 0) > (header.get("read_at") or 0):
+            # two jobs for one document finished out of order: the store already holds
+            # what a later read of the source produced; this older one must not win
+            self.c.catalog.finish_delta(delta["id"], "applied", "superseded by a newer read")
+            return 0
         try:
             dim = int(header["dim"])
             vectors = np.frombuffer(delta["vectors"], dtype=np.float32).reshape(-1, dim)
@@ -140,6 +146,7 @@ class Compactor:
             chunks=len(records),
             content_hash=header["content_hash"],
             fingerprint=header["fingerprint"],
+            read_at=header.get("read_at"),
             model=header["model"],
             timings=timings,
             error=None,

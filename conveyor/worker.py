@@ -79,6 +79,7 @@ class Processor:
         catalog.update(doc_id, state="running", stage="fetch", attempts=lease.receive_count)
 
         t = time.perf_counter()
+        read_at = time.time()
         data = read_source(job.source, max_bytes=s.max_file_bytes)
         digest = content_hash(data)
         timings["fetch"] = time.perf_counter() - t
@@ -142,6 +143,7 @@ class Processor:
             "source": job.source,
             "run": job.run,
             "job_id": lease.job_id,
+            "read_at": read_at,
             "content_hash": digest,
             "fingerprint": fp,
             "kind": extracted.kind,
@@ -341,7 +343,9 @@ class WorkerPool:
             self._in_flight.clear()
         for lease in leftover:
             try:
-                self.c.queue.release(lease, error="released: the worker stopped before it finished")
+                self.c.queue.release(
+                    lease, error="released: the worker stopped before it finished", refund=True
+                )
             except Exception as exc:  # the lease expires by itself anyway
                 log.warning("release failed: %s", safe_summary(exc), extra={"job": lease.job_id})
                 continue

@@ -138,11 +138,15 @@ class JobQueue(Protocol):
         is no longer current (the job may then run, or have run, elsewhere)."""
         ...
 
-    def release(self, lease: Lease, *, delay: float = 0.0, error: str | None = None) -> None:
+    def release(
+        self, lease: Lease, *, delay: float = 0.0, error: str | None = None, refund: bool = False
+    ) -> None:
         """Give the job back: visible again after ``delay`` seconds, its
         receive count kept, ``error`` stored as its ``last_error`` (pass a
-        :func:`~conveyor.exceptions.safe_summary`). Raises :class:`LeaseLost`
-        if the receipt is no longer current."""
+        :func:`~conveyor.exceptions.safe_summary`). ``refund`` takes this
+        delivery off the receive count (a worker shutting down did not try
+        the job, so it must not bring it closer to the dead-letter queue).
+        Raises :class:`LeaseLost` if the receipt is no longer current."""
         ...
 
     def dead_letter(self, lease: Lease, error: str) -> None:

@@ -141,9 +141,13 @@ class MemoryQueue:
             self._current(lease)
             del self._jobs[lease.job_id]
 
-    def release(self, lease: Lease, *, delay: float = 0.0, error: str | None = None) -> None:
+    def release(
+        self, lease: Lease, *, delay: float = 0.0, error: str | None = None, refund: bool = False
+    ) -> None:
         with self._lock:
             job = self._current(lease)
+            if refund:
+                job.receive_count = max(0, job.receive_count - 1)
             job.state = _QUEUED
             job.receipt = None
             job.visible_at = self._clock() + max(0.0, delay)

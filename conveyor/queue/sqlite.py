@@ -92,7 +92,8 @@ ACK_JOB = f"DELETE FROM queue_jobs {_HELD}"
 
 RELEASE_JOB = f"""
 UPDATE queue_jobs
-SET state = 'queued', receipt = NULL, visible_at = :visible_at, last_error = :error
+SET state = 'queued', receipt = NULL, visible_at = :visible_at, last_error = :error,
+    receive_count = max(0, receive_count - :refund)
 {_HELD}"""
 
 DEAD_LETTER_JOB = f"""
@@ -290,9 +291,11 @@ class SqliteQueue:
     def ack(self, lease: Lease) -> None:
         self._held(ACK_JOB, lease)
 
-    def release(self, lease: Lease, *, delay: float = 0.0, error: str | None = None) -> None:
+    def release(
+        self, lease: Lease, *, delay: float = 0.0, error: str | None = None, refund: bool = False
+    ) -> None:
         visible_at = self._clock() + max(0.0, delay)
-        self._held(RELEASE_JOB, lease, visible_at=visible_at, error=error)
+        self._held(RELEASE_JOB, lease, visible_at=visible_at, error=error, refund=int(refund))
 
     def dead_letter(self, lease: Lease, error: str) -> None:
         self._held(DEAD_LETTER_JOB, lease, now=self._clock(), error=error)

@@ -240,6 +240,7 @@ def test_compactor_replay_is_idempotent(cv: Conveyor, corpus: Path) -> None:
         "model": "fake/bag-of-words",
         "dim": 32,
         "timings": {},
+        "read_at": time.time() + 10,  # a newer read than the one applied
     }
     catalog.add_delta("default", doc["id"], header, chunks, vec.tobytes())
     catalog.add_delta("default", doc["id"], header, chunks, vec.tobytes())
@@ -325,6 +326,7 @@ def test_a_delta_that_cannot_be_merged_is_rejected_not_retried_forever(
         "model": "fake/bag-of-words",
         "dim": 32,
         "timings": {},
+        "read_at": time.time() + 10,
     }
     chunk = {"id": chunk_id(doc["id"], 0), "chunk_index": 0, "text": "t", "page": None}
     cv.components.catalog.add_delta("default", doc["id"], header, [chunk], b"\x00" * 7)
@@ -372,3 +374,26 @@ def test_a_worker_that_lost_its_lease_leaves_the_outcome_alone(cv: Conveyor, cor
     )
     assert outcome.status == "lost"
     assert cv.components.catalog.get(queued.document_ids[0])["state"] == "done"
+
+
+def test_an_older_delta_finishing_last_does_not_win(cv: Conveyor, corpus: Path) -> None:
+    cv.ingest([corpus / "alpha.txt"])
+    doc = cv.documents()[0]
+    store = cv.components.vectors
+    before = sorted(r.text for r in store.iter_chunks("default", vectors=False))
+    header = {
+        "source": doc["source"],
+        "run": "late",
+        "content_hash": "sha256:old",
+        "fingerprint": "old",
+        "model": "fake/bag-of-words",
+        "dim": 32,
+        "timings": {},
+        "read_at": 1.0,
+    }  # read long before the delta already applied
+    chunk = {"id": chunk_id(doc["id"], 0), "chunk_index": 0, "text": "stale text", "page": None}
+    vec = np.ones((1, 32), dtype=np.float32) / np.sqrt(32)
+    cv.components.catalog.add_delta("default", doc["id"], header, [chunk], vec.tobytes())
+    Compactor(cv.components).run_once()
+    assert sorted(r.text for r in store.iter_chunks("default", vectors=False)) == before
+    assert cv.components.catalog.get(doc["id"])["fingerprint"] != "old"

@@ -429,3 +429,15 @@ def test_leases_are_frozen(queue: JobQueue) -> None:
     assert isinstance(lease, Lease)
     with pytest.raises(AttributeError):
         lease.receipt = "forged"  # type: ignore[misc]
+
+
+def test_release_with_refund_does_not_count_the_delivery(queue) -> None:
+    """A worker shutting down gives jobs back without bringing them nearer the DLQ."""
+    queue.send({"n": 1})
+    lease = queue.receive(1, visibility_timeout=30)[0]
+    assert lease.receive_count == 1
+    queue.release(lease, refund=True)
+    again = queue.receive(1, visibility_timeout=30)[0]
+    assert again.receive_count == 1
+    queue.release(again)
+    assert queue.receive(1, visibility_timeout=30)[0].receive_count == 2
