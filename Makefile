@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.stamp-install
 APT_STAMP := $(VENV)/.stamp-apt
 # CPU build of PyTorch; an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
-# Debian packages the tests need: espeak-ng speaks the test recordings.
-APT_PACKAGES ?= espeak-ng
+# Debian packages: Tesseract for OCR; espeak-ng speaks the test recordings.
+APT_PACKAGES ?= tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd espeak-ng
 DEMO_HOME ?= conveyor-data
 
 .PHONY: install demo test test-unit lint bench clean system-deps

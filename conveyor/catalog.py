@@ -250,6 +250,15 @@ class SqliteCatalog:
             out.append(d)
         return out
 
+    def applied_parts(self, document_id: str, delivery: str) -> int:
+        """How many deltas of one delivery of a document are applied."""
+        row = self._conn().execute(
+            "SELECT count(*) FROM deltas WHERE document_id = ? AND state = 'applied'"
+            " AND json_extract(header, '$.delivery') = ?",
+            (document_id, delivery),
+        )
+        return int(row.fetchone()[0])
+
     def pending_collections(self) -> list[str]:
         rows = self._conn().execute(
             "SELECT DISTINCT collection FROM deltas WHERE state = 'pending' ORDER BY collection"

@@ -322,6 +322,12 @@ def status(as_json: bool, home: Path | None) -> None:
     )
     for c in data["collections"]:
         click.echo(f"collection {c['name']}: {c['chunks']} chunks ({c['model']}, {c['dim']}d)")
+    for r in data["compactions"]:
+        when = _iso(r["finished_at"]) or "running"
+        click.echo(
+            f"compaction {r['collection']}: {r['state']}, {r['deltas']} deltas, "
+            f"{r['chunks']} chunks, {when}"
+        )
     for d in data["running"]:
         click.echo(f"running    {_display_source(d['source'])}  [{d['stage'] or 'queued'}]")
     shown = [w for w in data["workers"] if w["state"] != "stopped" or w["heartbeat_age"] < 300]

@@ -137,13 +137,19 @@ class Compactor:
         except PermanentError as exc:
             self._reject(delta, safe_summary(exc))
             return 0
+        parts = int(header.get("parts") or 1)
+        if parts > 1 and self.c.catalog.applied_parts(doc_id, header["delivery"]) + 1 < parts:
+            # more parts of this document (its lines, its words) are still to merge
+            self.c.catalog.finish_delta(delta["id"], "applied")
+            return len(records)
+        collections = header.get("collections") or {collection: len(records)}
         timings = dict(header.get("timings") or {})
         timings["merge"] = time.perf_counter() - t
         self.c.catalog.update(
             doc_id,
             state="done",
             stage=None,
-            chunks=len(records),
+            chunks=int(header.get("main_chunks", len(records))),
             content_hash=header["content_hash"],
             fingerprint=header["fingerprint"],
             read_at=header.get("read_at"),
@@ -155,11 +161,12 @@ class Compactor:
         data = manifest(
             source=header["source"],
             document_id=doc_id,
-            collection=collection,
+            collection=next(iter(collections)),
             run=header["run"],
             status="done",
-            embeddings=len(records),
-            chunks=len(records),
+            embeddings=int(header.get("embeddings_total", len(records))),
+            chunks=int(header.get("main_chunks", len(records))),
+            collections=collections,
             content_hash=header["content_hash"],
             model=header["model"],
             dim=dim,

@@ -11,6 +11,7 @@ from typing import Any
 from .exceptions import PermanentError
 
 MANIFEST_KEY = "ingestion_output/{run}/results/{document_id}.json"
+RECEIPT_KEYS = ("image_id", "receipt_id", "artifacts_bucket", "lines_key", "words_key")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -38,6 +39,8 @@ class Job:
     def from_message(cls, body: Any, *, default_collection: str = "default") -> Job:
         if not isinstance(body, dict):
             raise PermanentError("job message is not a JSON object")
+        if all(k in body for k in RECEIPT_KEYS) and "source" not in body:
+            return cls._receipt(body, default_collection)
         source = body.get("source")
         if not isinstance(source, str) or not source:
             raise PermanentError("job message has no 'source'")
@@ -50,6 +53,20 @@ class Job:
             run=check_name("run", str(body.get("run") or "adhoc")),
             kind=body.get("kind"),
             options=options,
+        )
+
+    @classmethod
+    def _receipt(cls, body: dict[str, Any], default_collection: str) -> Job:
+        """The receipt message a producer's OCR step writes, as a job of kind ``receipt``."""
+        for key in RECEIPT_KEYS:
+            if body.get(key) in (None, ""):
+                raise PermanentError(f"receipt message has no '{key}'")
+        return cls(
+            source=f"receipt://{body['image_id']}/{body['receipt_id']}",
+            collection=check_name("collection", str(body.get("collection") or default_collection)),
+            run=check_name("run", str(body.get("run") or "adhoc")),
+            kind="receipt",
+            options={k: body[k] for k in RECEIPT_KEYS},
         )
 
     def message(self) -> dict[str, Any]:

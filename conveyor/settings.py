@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     extract_timeout: float = Field(300.0, ge=0, description="seconds per file; 0: no limit")
     extract_memory_mb: int = Field(2048, ge=0, description="MiB per extraction; 0: no limit")
 
+    ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. eng+deu")
+    ocr_timeout: float = Field(60.0, ge=0, description="seconds of OCR per page; 0: no limit")
+    ocr_orientation: bool = Field(True, description="detect pages turned by 90/180/270")
+    max_image_pixels: int = Field(50_000_000, ge=1, description="larger images fail")
+
     whisper_model: str = Field("tiny.en", description="faster-whisper model name or folder")
     whisper_compute_type: str = Field("int8", description="CTranslate2 compute type")
     whisper_language: str | None = Field(None, description="spoken language; None: detect")

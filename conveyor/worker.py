@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -25,7 +25,8 @@ import numpy as np
 
 from .blobstore import read_source
 from .chunking import chunk_sections
-from .exceptions import EmptyDocument, classify, safe_summary
+from .exceptions import EmptyDocument, PermanentError, classify, safe_summary
+from .extract.receipt import extract_receipt
 from .ids import chunk_id, content_hash, document_id
 from .jobs import MANIFEST_KEY, Job, manifest, manifest_bytes
 from .queue import Lease, LeaseLost
@@ -80,7 +81,12 @@ class Processor:
 
         t = time.perf_counter()
         read_at = time.time()
-        data = read_source(job.source, max_bytes=s.max_file_bytes)
+        receipt: tuple[bytes, bytes] | None = None
+        if job.kind == "receipt":
+            receipt = self._receipt_artifacts(job)
+            data = receipt[0] + b"\n\0\n" + receipt[1]
+        else:
+            data = read_source(job.source, max_bytes=s.max_file_bytes)
         digest = content_hash(data)
         timings["fetch"] = time.perf_counter() - t
         tokenizer = self.c.tokenizer
@@ -98,13 +104,20 @@ class Processor:
         t = time.perf_counter()
         options = {**self._extract_options(), **job.options}
         name = PurePosixPath(urlparse(job.source).path).name or None
-        extracted = self.c.extractor.extract(
-            data,
-            name=name,
-            kind=job.kind,
-            options=options,
-            progress=lambda message: catalog.update(doc_id, stage=message),
-        )
+        if receipt is not None:  # JSON already: nothing hostile to isolate
+            extracted = extract_receipt(
+                *receipt,
+                image_id=str(job.options["image_id"]),
+                receipt_id=job.options["receipt_id"],
+            )
+        else:
+            extracted = self.c.extractor.extract(
+                data,
+                name=name,
+                kind=job.kind,
+                options={**options, "image_id": doc_id},
+                progress=lambda message: catalog.update(doc_id, stage=message),
+            )
         timings["extract"] = time.perf_counter() - t
         if extracted.artifacts:
             keys = {}
@@ -177,8 +190,40 @@ class Processor:
             }
             for c in chunks
         ]
-        blob = np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
-        self.c.catalog.add_delta(job.collection, doc_id, header, records, blob)
+        parts = [(job.collection, records, vectors)]
+        for name, units in extracted.units.items():
+            if not units:
+                continue
+            t = time.perf_counter()
+            unit_vectors = self.c.embedder.embed([u.text for u in units])
+            timings[f"embed_{name}"] = time.perf_counter() - t
+            unit_records = [
+                {
+                    "id": chunk_id(f"{doc_id}/{name}", i),
+                    "chunk_index": i,
+                    "text": u.text,
+                    "page": u.page,
+                    "metadata": {**u.metadata, "unit": name},
+                }
+                for i, u in enumerate(units)
+            ]
+            parts.append((f"{job.collection}_{name}", unit_records, unit_vectors))
+        # one delta per collection (each has its own single writer); the document is
+        # done when every part of this delivery is merged
+        delivery = f"{lease.job_id}:{lease.receive_count}"
+        total = sum(len(recs) for _, recs, _ in parts)
+        for number, (collection, recs, vecs) in enumerate(parts):
+            part_header = {
+                **header,
+                "delivery": delivery,
+                "part": number,
+                "parts": len(parts),
+                "main_chunks": len(records),
+                "embeddings_total": total,
+                "collections": {c: len(r) for c, r, _ in parts},
+            }
+            blob = np.ascontiguousarray(vecs, dtype=np.float32).tobytes()
+            self.c.catalog.add_delta(collection, doc_id, part_header, recs, blob)
         catalog.update(
             doc_id,
             stage="merge",
@@ -193,6 +238,27 @@ class Processor:
         log.info("embedded %d chunks; waiting for the compactor", len(chunks), extra=log_extra)
         return Outcome(doc_id, "merge", chunks=len(chunks), timings=timings)
 
+    def _receipt_artifacts(self, job: Job) -> tuple[bytes, bytes]:
+        """The lines and words NDJSON a receipt message names. The bucket is a folder
+        (path or file:// URI), or the name of a top-level folder of the blob store."""
+        bucket = str(job.options["artifacts_bucket"])
+        out = []
+        for key in ("lines_key", "words_key"):
+            name = str(job.options[key]).lstrip("/")
+            if bucket.startswith(("file://", "/")):
+                uri = bucket.rstrip("/") + "/" + name
+                if uri.startswith("/"):
+                    uri = Path(uri).as_uri()
+                out.append(read_source(uri, max_bytes=self.c.settings.max_file_bytes))
+            elif "://" in bucket:
+                raise PermanentError(
+                    f"artifacts bucket {safe_summary(bucket)!r} is not reachable from this "
+                    "deployment (s3:// arrives with the S3 blob store)"
+                )
+            else:
+                out.append(self.c.blobs.get(f"{bucket}/{name}"))
+        return out[0], out[1]
+
     def _extract_options(self) -> dict[str, Any]:
         """What the extractors need from the settings (they run in a child process)."""
         s = self.c.settings
@@ -204,6 +270,12 @@ class Processor:
         }
         if s.max_pdf_pages:
             options["max_pages"] = s.max_pdf_pages
+        options.update(
+            ocr_lang=s.ocr_lang,
+            ocr_timeout=s.ocr_timeout or None,
+            max_pixels=s.max_image_pixels,
+            detect_orientation=s.ocr_orientation,
+        )
         return options
 
     def _ack(self, lease: Lease, extra: dict[str, Any]) -> None:

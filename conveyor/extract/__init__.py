@@ -64,6 +64,9 @@ class Extracted:
     metadata: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
     """Files worth keeping beside the chunks (a transcript as JSON, text, WebVTT)."""
+    units: dict[str, list[Section]] = field(default_factory=dict)
+    """Small units embedded one each into their own collection, ``<collection>_<name>``
+    (OCR ``lines`` and ``words``), beside the chunks of the text."""
 
     @property
     def text(self) -> str:
@@ -142,5 +145,6 @@ def extract(
 # Extractor modules register themselves on import; they need the types above.
 from . import audio as audio  # noqa: E402
 from . import html as html  # noqa: E402
+from . import image as image  # noqa: E402
 from . import pdf as pdf  # noqa: E402
 from . import text as text  # noqa: E402

@@ -9,6 +9,7 @@ treated the same and recorded in ``metadata["page_errors"]``. Options:
 from __future__ import annotations
 
 import re
+import shutil
 from io import BytesIO
 from itertools import pairwise
 from typing import Any
@@ -26,7 +27,47 @@ from conveyor.exceptions import (
 
 from . import Extracted, Section, register
 
-NO_TEXT_LAYER = "PDF has no text layer (a scanned document?); OCR is not available yet"
+NO_TEXT_LAYER = (
+    "PDF has no text layer (a scanned document?) and OCR is not available; "
+    "install tesseract-ocr to read it"
+)
+OCR_DPI = 200
+
+
+def _ocr_pages(data: bytes, numbers: list[int], options: dict[str, Any]) -> list[tuple[int, str]]:
+    """Render the pages without a text layer and OCR them (page number, text)."""
+    import pypdfium2
+
+    from conveyor.ocr import ocr_image
+
+    from .image import DEFAULT_MAX_PIXELS
+
+    max_pixels = int(options.get("max_pixels") or DEFAULT_MAX_PIXELS)
+    scale = float(options.get("ocr_dpi") or OCR_DPI) / 72.0
+    out = []
+    document = pypdfium2.PdfDocument(data, password=options.get("password"))
+    try:
+        for number in numbers:
+            page = document[number - 1]
+            width, height = page.get_size()
+            if width * height * scale * scale > max_pixels:
+                raise PermanentError(
+                    f"page {number} would render to more than {max_pixels:,} pixels for OCR"
+                )
+            image = page.render(scale=scale, grayscale=True).to_pil()
+            text = ocr_image(
+                image,
+                lang=str(options.get("ocr_lang") or "eng"),
+                timeout=options.get("ocr_timeout") or None,
+                detect_orientation=bool(options.get("detect_orientation", True)),
+                what=f"page {number}",
+            ).text
+            out.append((number, text))
+    finally:
+        document.close()
+    return out
+
+
 _METADATA_FIELDS = ("title", "author", "subject", "creator", "producer")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufeff]")
 _SPACES = re.compile(r"[ \t\u00a0]+")
@@ -197,13 +238,25 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
         raise CorruptFile(
             f"truncated or damaged PDF: no page could be read ({page_errors[0]['error']})"
         )
+    ocr_pages: list[int] = []
+    unreadable = {e["page"] for e in page_errors}
+    scans = [n for n in without_text if n not in unreadable]
+    if scans and options.get("ocr", True) and shutil.which("tesseract"):
+        for number, text in _ocr_pages(data, scans, options):
+            ocr_pages.append(number)
+            if text.strip():
+                sections.append(Section(text, page=number, metadata={"ocr": True}))
+        sections.sort(key=lambda s: s.page or 0)
     if not sections:
+        if ocr_pages:
+            raise EmptyDocument("PDF has no text layer and OCR found no text on its pages")
         raise EmptyDocument(NO_TEXT_LAYER)
     metadata = _metadata(reader)
     metadata.update(
         page_count=page_count,
         links=list(dict.fromkeys(link for link in links if link)),
         pages_without_text=without_text,
+        ocr_pages=ocr_pages,
     )
     if page_errors:
         metadata["page_errors"] = page_errors

@@ -89,6 +89,9 @@ _MAGIC: list[tuple[bytes, int, str | Callable[[bytes], str]]] = [
     (b"\x1a\x45\xdf\xa3", 0, "video/webm"),
 ]
 
+#: Image formats read for OCR.
+OCR_IMAGES = frozenset({"image/png", "image/jpeg", "image/tiff", "image/gif", "image/webp"})
+
 #: Video containers whose sound track is transcribed like an audio file.
 AUDIO_CONTAINERS = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-msvideo"})
 
@@ -204,8 +207,10 @@ def sniff(data: bytes, name: str | None = None) -> str:
     mime = binary_type(data)
     if mime is not None:
         family = mime.split("/", 1)[0]
+        if mime in OCR_IMAGES:
+            return "image"
         if family == "image":
-            raise UnsupportedType(f"{mime} is not supported yet (OCR is coming)")
+            raise UnsupportedType(f"{mime} is not supported (convert it to PNG, JPEG or TIFF)")
         if family == "audio" or mime in AUDIO_CONTAINERS:
             return "audio"
         raise UnsupportedType(f"binary data ({mime}) is not a supported format")

@@ -49,6 +49,7 @@ class Hit:
             "start_s": self.metadata.get("start_s"),
             "end_s": self.metadata.get("end_s"),
             "text": self.text,
+            "box": self.metadata.get("bounding_box"),
             "collection": self.collection,
             "metadata": self.metadata,
         }

@@ -101,10 +101,7 @@ def test_sniff_trusts_bytes_not_names(report_pdf: bytes) -> None:
 @pytest.mark.parametrize(
     ("data", "mime"),
     [
-        (b"\x89PNG\r\n\x1a\n" + bytes(40), "image/png"),
-        (b"\xff\xd8\xff\xe0" + bytes(40), "image/jpeg"),
-        (b"GIF89a" + bytes(40), "image/gif"),
-        (b"II*\x00" + bytes(40), "image/tiff"),
+        (b"\x00\x00\x00\x18ftypheic" + bytes(40), "image/heic"),
         (b"PK\x03\x04" + bytes(26) + b"word/document.xml", "wordprocessingml"),
         (b"PK\x03\x04" + bytes(40), "application/zip"),
         (b"\x1f\x8b\x08" + bytes(40), "application/gzip"),
@@ -133,9 +130,23 @@ def test_sniff_audio_by_bytes(data: bytes) -> None:
     assert sniff(data, "innocent.txt") == "audio"
 
 
-def test_sniff_images_mention_ocr() -> None:
-    with pytest.raises(UnsupportedType, match=r"image/png is not supported yet \(OCR"):
-        sniff(b"\x89PNG\r\n\x1a\n" + bytes(40))
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x89PNG\r\n\x1a\n" + bytes(40),
+        b"\xff\xd8\xff\xe0" + bytes(40),
+        b"GIF89a" + bytes(40),
+        b"II*\x00" + bytes(40),
+        b"MM\x00*" + bytes(40),
+    ],
+)
+def test_sniff_images_for_ocr(data: bytes) -> None:
+    assert sniff(data, "notes.txt") == "image"
+
+
+def test_sniff_other_images_say_what_to_do() -> None:
+    with pytest.raises(UnsupportedType, match=r"image/heic is not supported \(convert"):
+        sniff(b"\x00\x00\x00\x18ftypheic" + bytes(40))
 
 
 @pytest.mark.parametrize("data", [b"", b"   \n\t\r\n  "])
@@ -418,9 +429,9 @@ def test_pdf_without_pages() -> None:
     assert_one_line(caught.value)
 
 
-def test_pdf_without_text_layer() -> None:
+def test_pdf_without_text_layer_and_without_ocr() -> None:
     with pytest.raises(EmptyDocument) as caught:
-        extract(image_only_pdf())
+        extract(image_only_pdf(), options={"ocr": False})
     assert str(caught.value) == NO_TEXT_LAYER
     assert_one_line(caught.value)
 

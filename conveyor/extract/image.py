@@ -1,0 +1,142 @@
+"""Images (PNG, JPEG, TIFF with several pages, GIF, WebP): OCR into text, lines and words.
+
+Each page is turned upright (Tesseract's orientation detection) and OCR'd;
+its text becomes a section with its page number, and its lines and words
+become *units*, embedded one each into ``<collection>_lines`` and
+``<collection>_words`` with their boxes and confidences, so a search hit can
+be highlighted on the image. The lines and words are also returned as NDJSON
+artifacts in the receipt format (image id, receipt id, line id, word id,
+text, bounding box, confidence).
+
+Guards: ``max_pixels`` per page (decompression bombs fail before decoding)
+and ``ocr_timeout`` seconds per page.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from conveyor.exceptions import CorruptFile, EmptyDocument, PermanentError
+
+from . import Extracted, Section, register
+from .sniff import binary_type
+
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def open_image(data: bytes, max_pixels: int) -> Any:
+    """A PIL image, refused before decoding when it is larger than ``max_pixels``."""
+    from PIL import Image
+
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise PermanentError(f"image refused as a decompression bomb: {exc}") from None
+    except Exception as exc:
+        raise CorruptFile(f"image could not be read: {type(exc).__name__}: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PermanentError(
+            f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (a decompression bomb?); raise CONVEYOR_MAX_IMAGE_PIXELS"
+        )
+    return image
+
+
+def pages(image: Any, max_pixels: int) -> list[Any]:
+    """Every frame of a multi-page image, decoded, each checked against ``max_pixels``."""
+    from PIL import ImageSequence
+
+    out: list[Any] = []
+    try:
+        for frame in ImageSequence.Iterator(image):
+            width, height = frame.size
+            if width * height > max_pixels:
+                raise PermanentError(
+                    f"page {len(out) + 1} is {width}x{height} pixels, over the limit of "
+                    f"{max_pixels:,}"
+                )
+            frame.load()
+            out.append(frame.copy())
+    except PermanentError:
+        raise
+    except Exception as exc:
+        if not out:
+            raise CorruptFile(f"image could not be decoded: {type(exc).__name__}") from None
+    return out
+
+
+def ndjson(rows: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
+
+
+@register("image")
+def extract_image(data: bytes, options: dict[str, Any]) -> Extracted:
+    from conveyor.ocr import ocr_image
+
+    max_pixels = int(options.get("max_pixels") or DEFAULT_MAX_PIXELS)
+    image = open_image(data, max_pixels)
+    image_id = str(options.get("image_id") or "image")
+    frames = pages(image, max_pixels)
+    sections: list[Section] = []
+    lines: list[Section] = []
+    words: list[Section] = []
+    line_rows: list[dict[str, Any]] = []
+    word_rows: list[dict[str, Any]] = []
+    rotations = []
+    for number, frame in enumerate(frames, 1):
+        page = ocr_image(
+            frame,
+            lang=str(options.get("ocr_lang") or "eng"),
+            timeout=options.get("ocr_timeout") or None,
+            detect_orientation=bool(options.get("detect_orientation", True)),
+            what=f"page {number}",
+        )
+        rotations.append(page.rotation)
+        if page.text.strip():
+            sections.append(Section(page.text, page=number))
+        for line in page.lines:
+            row = {
+                "image_id": image_id,
+                "receipt_id": number,
+                "line_id": line.line,
+                "text": line.text,
+                "bounding_box": line.box,
+                "confidence": line.confidence,
+            }
+            line_rows.append(row)
+            lines.append(Section(line.text, page=number, metadata=_unit_metadata(row)))
+        for word in page.words:
+            row = {
+                "image_id": image_id,
+                "receipt_id": number,
+                "line_id": word.line,
+                "word_id": word.word,
+                "text": word.text,
+                "bounding_box": word.box,
+                "confidence": word.confidence,
+            }
+            word_rows.append(row)
+            words.append(Section(word.text, page=number, metadata=_unit_metadata(row)))
+    if not sections:
+        raise EmptyDocument("OCR found no text in the image")
+    return Extracted(
+        kind="image",
+        mime=binary_type(data) or "image/unknown",
+        sections=sections,
+        metadata={
+            "pages": len(frames),
+            "ocr_pages": list(range(1, len(frames) + 1)),
+            "rotation": rotations,
+            "width": image.size[0],
+            "height": image.size[1],
+        },
+        artifacts={"lines.ndjson": ndjson(line_rows), "words.ndjson": ndjson(word_rows)},
+        units={"lines": lines, "words": words},
+    )
+
+
+def _unit_metadata(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "text"}
