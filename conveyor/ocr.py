@@ -151,15 +151,27 @@ def ocr_image(
 ) -> PageText:
     """OCR a PIL image: turned upright first (when ``detect_orientation``)."""
     rgb = image.convert("L") if image.mode not in ("L", "RGB") else image
-    rotation = 0
-    if detect_orientation:
-        rotation = orientation(_png(rgb), timeout)
-        if rotation:
-            rgb = rgb.rotate(-rotation, expand=True)
-    tsv = _run(["-l", lang, "--psm", "3", "tsv"], _png(rgb), timeout, what)
-    page = parse_tsv(tsv)
+    rotation = orientation(_png(rgb), timeout) if detect_orientation else 0
+    page = _read(rgb, rotation, lang, timeout, what)
+    if rotation and _confidence(page) < 0.7:
+        # OSD can be 180 degrees off on noisy pages: read the other way too, keep the better
+        other = _read(rgb, (rotation + 180) % 360, lang, timeout, what)
+        if _confidence(other) > _confidence(page):
+            page = other
+    return page
+
+
+def _read(image: Any, rotation: int, lang: str, timeout: float | None, what: str) -> PageText:
+    turned = image.rotate(-rotation, expand=True) if rotation else image
+    page = parse_tsv(_run(["-l", lang, "--psm", "3", "tsv"], _png(turned), timeout, what))
     page.rotation = rotation
     return page
+
+
+def _confidence(page: PageText) -> float:
+    if not page.words:
+        return 0.0
+    return sum(w.confidence for w in page.words) / len(page.words)
 
 
 def _png(image: Any) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from typing import Any
 
 from conveyor.exceptions import CorruptFile, EmptyDocument, PermanentError
@@ -31,7 +32,9 @@ def open_image(data: bytes, max_pixels: int) -> Any:
     from PIL import Image
 
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # our own limit below says it better
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise PermanentError(f"image refused as a decompression bomb: {exc}") from None
     except Exception as exc:

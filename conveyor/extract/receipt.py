@@ -26,8 +26,10 @@ def parse_ndjson(data: bytes, name: str, id_field: str) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(raw)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise CorruptFile(f"{name} line {number}: not JSON ({exc.msg})") from None
+        except UnicodeDecodeError:
+            raise CorruptFile(f"{name} line {number}: not UTF-8") from None
         if not isinstance(row, dict):
             raise CorruptFile(f"{name} line {number}: not a JSON object")
         if not isinstance(row.get("text"), str) or not row["text"].strip():
