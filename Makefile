@@ -50,6 +50,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/workers.py
+	$(BIN)/python bench/ocr.py
 	$(BIN)/python bench/audio.py
 
 clean:
