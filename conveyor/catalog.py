@@ -280,13 +280,26 @@ class SqliteCatalog:
             (state, self.clock(), error, state, state, delta_id),
         )
 
-    def record_compaction(
-        self, collection: str, state: str, deltas: int, chunks: int, started: float, error=None
+    def start_compaction(self, collection: str) -> int:
+        """A compaction run record in state ``pending``; returns its id."""
+        cur = self._conn().execute(
+            "INSERT INTO compaction_runs (collection, state, started_at) VALUES (?, 'pending', ?)",
+            (collection, self.clock()),
+        )
+        return int(cur.lastrowid)
+
+    def finish_compaction(
+        self, run: int, state: str, deltas: int, chunks: int, error: str | None = None
     ) -> None:
-        self._conn().execute(
-            "INSERT INTO compaction_runs (collection, state, deltas, chunks, started_at,"
-            " finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (collection, state, deltas, chunks, started, self.clock(), error),
+        """``applied`` or ``failed``; a run that merged nothing is not kept."""
+        conn = self._conn()
+        if state == "applied" and deltas == 0:
+            conn.execute("DELETE FROM compaction_runs WHERE id = ?", (run,))
+            return
+        conn.execute(
+            "UPDATE compaction_runs SET state = ?, deltas = ?, chunks = ?, finished_at = ?,"
+            " error = ? WHERE id = ?",
+            (state, deltas, chunks, self.clock(), error, run),
         )
 
     def compactions(self, limit: int = 10) -> list[dict[str, Any]]:

@@ -67,8 +67,22 @@ class Compactor:
         return applied
 
     def _collection(self, collection: str, lock: str) -> int:
-        started = renewed = time.time()
-        deltas = chunks = 0
+        """One compaction run: a record that is ``pending`` while it merges, then
+        ``applied`` or ``failed`` (with the error)."""
+        run = self.c.catalog.start_compaction(collection)
+        counts = [0, 0]
+        try:
+            self._merge(collection, lock, counts)
+        except Exception as exc:
+            self.c.catalog.finish_compaction(
+                run, "failed", counts[0], counts[1], error=safe_summary(exc)
+            )
+            raise
+        self.c.catalog.finish_compaction(run, "applied", counts[0], counts[1])
+        return counts[0]
+
+    def _merge(self, collection: str, lock: str, counts: list[int]) -> None:
+        renewed = time.time()
         while True:
             pending = self.c.catalog.pending_deltas(collection, limit=self.batch)
             if not pending:
@@ -77,15 +91,12 @@ class Compactor:
                 if time.time() - renewed > LOCK_TTL / 4:
                     if not self.c.catalog.acquire_lock(lock, self.owner, LOCK_TTL):
                         log.warning("lost the writer lock", extra={"collection": collection})
-                        return deltas
+                        return
                     renewed = time.time()
-                chunks += self._attempt(collection, delta)
-                deltas += 1
+                counts[1] += self._attempt(collection, delta)
+                counts[0] += 1
             if self._stop is not None and self._stop.is_set():
-                break
-        if deltas:
-            self.c.catalog.record_compaction(collection, "applied", deltas, chunks, started)
-        return deltas
+                return
 
     def _attempt(self, collection: str, delta: dict[str, Any]) -> int:
         """Apply, counting failures: a transient one is retried on the next pass, and

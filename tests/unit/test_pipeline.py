@@ -397,3 +397,27 @@ def test_an_older_delta_finishing_last_does_not_win(cv: Conveyor, corpus: Path) 
     Compactor(cv.components).run_once()
     assert sorted(r.text for r in store.iter_chunks("default", vectors=False)) == before
     assert cv.components.catalog.get(doc["id"])["fingerprint"] != "old"
+
+
+def test_compaction_runs_are_records_with_a_state(cv: Conveyor, corpus: Path) -> None:
+    cv.ingest([corpus])
+    runs = cv.status()["compactions"]
+    assert runs and all(r["state"] == "applied" and r["finished_at"] for r in runs)
+    assert sum(r["deltas"] for r in runs) == 4
+    doc = cv.documents()[0]
+    header = {
+        "source": doc["source"],
+        "run": "r",
+        "content_hash": "x",
+        "fingerprint": "f",
+        "model": "fake/bag-of-words",
+        "dim": 32,
+        "timings": {},
+        "read_at": time.time() + 9,
+    }
+    chunk = {"id": chunk_id(doc["id"], 0), "chunk_index": 0, "text": "t", "page": None}
+    cv.components.catalog.add_delta("default", doc["id"], header, [chunk], b"\x00" * 7)
+    with pytest.raises(ValueError):
+        Compactor(cv.components).run_once()
+    latest = cv.status()["compactions"][0]
+    assert latest["state"] == "failed" and "ValueError" in latest["error"]
