@@ -138,3 +138,15 @@ def test_child_ends_when_its_worker_is_killed(tmp_path: Path) -> None:
         time.sleep(0.2)
     os.kill(child, signal.SIGKILL)
     raise AssertionError("the extraction child outlived its worker")
+
+
+def test_pdf_that_parses_for_minutes_is_stopped() -> None:
+    """The same bomb without a memory limit: pypdf would parse it for minutes."""
+    x = IsolatedExtractor(timeout=2.0, memory_mb=None)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ExtractionTimeout, match="longer than 2 s"):
+            x.extract(pdf_bomb())
+        assert time.monotonic() - started < 10
+    finally:
+        x.close()
