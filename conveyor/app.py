@@ -24,7 +24,7 @@ from .compactor import Compactor
 from .embedding import Embedder, Tokenizer
 from .exceptions import ConfigurationError, ConveyorError, safe_summary
 from .ids import document_id
-from .jobs import Job, check_name
+from .jobs import Job, check_name, document_of
 from .queue import JobQueue, open_queue
 from .settings import Settings
 from .vectorstore import Hit, VectorStore, open_vectorstore
@@ -365,13 +365,9 @@ class Conveyor:
         c = self.components
         changed = 0
         for letter in c.queue.dead_letters(limit=10_000):
-            body = letter.body if isinstance(letter.body, dict) else {}
-            if not isinstance(body.get("source"), str):
-                continue
-            collection = str(body.get("collection") or self.settings.collection)
-            doc_id = document_id(collection, body["source"])
-            doc = c.catalog.get(doc_id)
-            if doc is not None and doc["state"] in ("queued", "running"):
+            doc_id = document_of(letter.body, self.settings.collection)
+            doc = c.catalog.get(doc_id) if doc_id else None
+            if doc_id and doc is not None and doc["state"] in ("queued", "running"):
                 c.catalog.update(
                     doc_id,
                     state="failed",
@@ -432,12 +428,9 @@ class Conveyor:
                 raise ConveyorError("not in the dead-letter queue: " + ", ".join(sorted(unknown)))
         moved = c.queue.redrive(None if job_ids is None else list(job_ids))
         for letter in letters:
-            body = letter.body if isinstance(letter.body, dict) else {}
-            if isinstance(body.get("source"), str):
-                collection = str(body.get("collection") or self.settings.collection)
-                c.catalog.update(
-                    document_id(collection, body["source"]), state="queued", stage=None
-                )
+            doc_id = document_of(letter.body, self.settings.collection)
+            if doc_id:
+                c.catalog.update(doc_id, state="queued", stage=None)
         return moved
 
     def serve_worker(

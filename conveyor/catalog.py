@@ -69,6 +69,7 @@ SCHEMA = [
         error TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS deltas_pending ON deltas (state, collection, id)",
+    "CREATE INDEX IF NOT EXISTS deltas_document ON deltas (document_id, collection)",
     """CREATE TABLE IF NOT EXISTS compaction_runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         collection TEXT NOT NULL,
@@ -149,14 +150,17 @@ class SqliteCatalog:
 
     def update(self, document_id: str, **fields: Any) -> None:
         """Set columns of a document (``metadata``/``timings`` as dicts)."""
+        self._update(self._conn(), document_id, fields)
+
+    def _update(self, conn: Any, document_id: str, fields: dict[str, Any]) -> None:
         if not fields:
             return
-        fields["updated_at"] = self.clock()
+        fields = {**fields, "updated_at": self.clock()}
         for key in _DOC_JSON:
             if key in fields:
                 fields[key] = json.dumps(fields[key], ensure_ascii=False, default=str)
         assignments = ", ".join(f"{key} = ?" for key in fields)
-        self._conn().execute(
+        conn.execute(
             f"UPDATE documents SET {assignments} WHERE id = ?", [*fields.values(), document_id]
         )
 
@@ -250,14 +254,49 @@ class SqliteCatalog:
             out.append(d)
         return out
 
-    def applied_parts(self, document_id: str, delivery: str) -> int:
-        """How many deltas of one delivery of a document are applied."""
-        row = self._conn().execute(
-            "SELECT count(*) FROM deltas WHERE document_id = ? AND state = 'applied'"
-            " AND json_extract(header, '$.delivery') = ?",
-            (document_id, delivery),
+    def complete_part(
+        self,
+        delta_id: int,
+        document_id: str,
+        delivery: str | None,
+        parts: int,
+        done: dict[str, Any],
+    ) -> bool:
+        """Mark a delta applied; when it was the last part of its delivery still
+        missing, set the document's ``done`` fields in the same transaction (so two
+        compactors finishing two parts at once cannot both think the other is last).
+        True when the document is complete."""
+        with transaction(self._conn()) as conn:
+            conn.execute(
+                "UPDATE deltas SET state = 'applied', applied_at = ?, error = NULL,"
+                " chunks = '[]', vectors = x'' WHERE id = ?",
+                (self.clock(), delta_id),
+            )
+            merged = parts
+            if parts > 1:
+                merged = conn.execute(
+                    "SELECT count(DISTINCT json_extract(header, '$.part')) FROM deltas"
+                    " WHERE document_id = ? AND state = 'applied' AND error IS NULL"
+                    " AND json_extract(header, '$.delivery') = ?",
+                    (document_id, delivery),
+                ).fetchone()[0]
+            if merged >= parts:
+                self._update(conn, document_id, done)
+                return True
+            return False
+
+    def newest_applied_read(self, document_id: str, collection: str) -> float:
+        """When the source was read for the newest delta merged into ``collection``."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT max(json_extract(header, '$.read_at')) FROM deltas"
+                " WHERE document_id = ? AND collection = ? AND state = 'applied' AND error IS NULL",
+                (document_id, collection),
+            )
+            .fetchone()
         )
-        return int(row.fetchone()[0])
+        return float(row[0] or 0.0)
 
     def pending_collections(self) -> list[str]:
         rows = self._conn().execute(

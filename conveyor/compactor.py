@@ -121,10 +121,10 @@ class Compactor:
     def _apply(self, collection: str, delta: dict[str, Any]) -> int:
         header, doc_id = delta["header"], delta["document_id"]
         t = time.perf_counter()
-        current = self.c.catalog.get(doc_id) or {}
-        if (current.get("read_at") or 0) > (header.get("read_at") or 0):
-            # two jobs for one document finished out of order: the store already holds
-            # what a later read of the source produced; this older one must not win
+        newest = self.c.catalog.newest_applied_read(doc_id, collection)
+        if newest > (header.get("read_at") or 0):
+            # two jobs for one document finished out of order: this collection already
+            # holds what a later read of the source produced; the older one must not win
             self.c.catalog.finish_delta(delta["id"], "applied", "superseded by a newer read")
             return 0
         try:
@@ -149,26 +149,21 @@ class Compactor:
             self._reject(delta, safe_summary(exc))
             return 0
         parts = int(header.get("parts") or 1)
-        if parts > 1 and self.c.catalog.applied_parts(doc_id, header["delivery"]) + 1 < parts:
-            # more parts of this document (its lines, its words) are still to merge
-            self.c.catalog.finish_delta(delta["id"], "applied")
-            return len(records)
         collections = header.get("collections") or {collection: len(records)}
         timings = dict(header.get("timings") or {})
         timings["merge"] = time.perf_counter() - t
-        self.c.catalog.update(
-            doc_id,
-            state="done",
-            stage=None,
-            chunks=int(header.get("main_chunks", len(records))),
-            content_hash=header["content_hash"],
-            fingerprint=header["fingerprint"],
-            read_at=header.get("read_at"),
-            model=header["model"],
-            timings=timings,
-            error=None,
-            error_kind=None,
-        )
+        done = {
+            "state": "done",
+            "stage": None,
+            "chunks": int(header.get("main_chunks", len(records))),
+            "content_hash": header["content_hash"],
+            "fingerprint": header["fingerprint"],
+            "read_at": header.get("read_at"),
+            "model": header["model"],
+            "timings": timings,
+            "error": None,
+            "error_kind": None,
+        }
         data = manifest(
             source=header["source"],
             document_id=doc_id,
@@ -188,8 +183,13 @@ class Compactor:
             metadata=header.get("metadata") or {},
         )
         key = MANIFEST_KEY.format(run=header["run"], document_id=doc_id)
-        self.c.blobs.put(key, manifest_bytes(data))
-        self.c.catalog.finish_delta(delta["id"], "applied")
+        if parts == 1:  # written before the commit: a replay rewrites it, never loses it
+            self.c.blobs.put(key, manifest_bytes(data))
+        complete = self.c.catalog.complete_part(
+            delta["id"], doc_id, header.get("delivery"), parts, done
+        )
+        if complete and parts > 1:
+            self.c.blobs.put(key, manifest_bytes(data))
         log.info(
             "merged %d chunks", len(records), extra={"document": doc_id, "collection": collection}
         )

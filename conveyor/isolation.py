@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -82,7 +83,7 @@ def _orphan_watch(parent: int) -> None:
     while True:
         time.sleep(1.0)
         if os.getppid() != parent:
-            os._exit(1)
+            os.killpg(0, signal.SIGKILL)  # this child and any Tesseract it started
 
 
 class _Slot:
@@ -107,6 +108,7 @@ class _Slot:
             pass_fds=(child_in, child_out),
             stdin=subprocess.DEVNULL,
             close_fds=True,
+            start_new_session=True,  # its own process group: Tesseract dies with it
         )
         os.close(child_in)
         os.close(child_out)
@@ -127,7 +129,10 @@ class _Slot:
 
     def kill(self) -> None:
         if self.process.poll() is None:
-            self.process.kill()
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # the child and its Tesseract
+            except ProcessLookupError:
+                pass
         try:
             self.process.wait(5)
         except subprocess.TimeoutExpired:  # pragma: no cover - a zombie we cannot reap
@@ -183,7 +188,29 @@ class IsolatedExtractor:
         again from each progress report (a long recording reports as it goes)."""
         slot = self._slot()
         try:
-            slot.requests.send((data, name, kind, options or {}))
+            status, payload = self._exchange(slot, (data, name, kind, options or {}), progress)
+        except BaseException:
+            # anything that leaves the exchange early (KeyboardInterrupt included) may
+            # leave replies in the pipe: this child must not serve the next document
+            if self._slots.get(threading.get_ident()) is slot:
+                self._discard()
+            raise
+        if status == "ok":
+            return payload  # type: ignore[no-any-return,unused-ignore]
+        if status == "memory":
+            self._discard()  # a child that hit its limit may be fragmented; start afresh
+            raise ExtractionMemoryLimit(
+                f"extraction needed more than {self.memory_mb} MiB and was stopped (a "
+                "decompression bomb?); raise CONVEYOR_EXTRACT_MEMORY_MB, 0 for no limit"
+            )
+        raise payload
+
+    def _exchange(
+        self, slot: _Slot, request: tuple[Any, ...], progress: Callable[[str], None] | None
+    ) -> tuple[str, Any]:
+        """Send one request; relay progress until the answer arrives."""
+        try:
+            slot.requests.send(request)
         except (BrokenPipeError, EOFError, OSError):
             pass  # the child is gone: recv below says how
         while True:
@@ -202,18 +229,12 @@ class IsolatedExtractor:
             except (EOFError, OSError):
                 raise self._crashed(slot) from None
             if status != "progress":
-                break
+                return status, payload
             if progress is not None:
-                progress(payload)
-        if status == "ok":
-            return payload  # type: ignore[no-any-return,unused-ignore]
-        if status == "memory":
-            self._discard()  # a child that hit its limit may be fragmented; start afresh
-            raise ExtractionMemoryLimit(
-                f"extraction needed more than {self.memory_mb} MiB and was stopped (a "
-                "decompression bomb?); raise CONVEYOR_EXTRACT_MEMORY_MB, 0 for no limit"
-            )
-        raise payload
+                try:
+                    progress(payload)
+                except Exception as exc:  # showing progress must never break the exchange
+                    log.warning("progress report failed: %s", exc)
 
     def _crashed(self, slot: _Slot) -> ExtractorCrashed:
         try:

@@ -79,6 +79,17 @@ class Job:
         }
 
 
+def document_of(body: Any, default_collection: str) -> str | None:
+    """The document id a job message is about, or None for a malformed message."""
+    from .ids import document_id
+
+    try:
+        job = Job.from_message(body, default_collection=default_collection)
+    except PermanentError:
+        return None
+    return document_id(job.collection, job.source)
+
+
 def manifest(
     *,
     source: str,

@@ -150,7 +150,7 @@ def ocr_image(
     what: str = "the image",
 ) -> PageText:
     """OCR a PIL image: turned upright first (when ``detect_orientation``)."""
-    rgb = image.convert("L") if image.mode not in ("L", "RGB") else image
+    rgb = flatten(image)
     rotation = orientation(_png(rgb), timeout) if detect_orientation else 0
     page = _read(rgb, rotation, lang, timeout, what)
     if rotation and _confidence(page) < 0.7:
@@ -161,10 +161,40 @@ def ocr_image(
     return page
 
 
+def flatten(image: Any) -> Any:
+    """Greyscale on white: transparent pixels become background, not black."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("L")
+    return image if image.mode in ("L", "RGB") else image.convert("L")
+
+
+def unturn(box: dict[str, int], rotation: int, width: int, height: int) -> dict[str, int]:
+    """A box found on the page turned ``rotation`` degrees clockwise, in the coordinates
+    of the image as given (``width`` x ``height``), so highlights land on the photo."""
+    x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+    if rotation == 90:
+        return {"x": y, "y": height - (x + w), "width": h, "height": w}
+    if rotation == 180:
+        return {"x": width - (x + w), "y": height - (y + h), "width": w, "height": h}
+    if rotation == 270:
+        return {"x": width - (y + h), "y": x, "width": h, "height": w}
+    return box
+
+
 def _read(image: Any, rotation: int, lang: str, timeout: float | None, what: str) -> PageText:
     turned = image.rotate(-rotation, expand=True) if rotation else image
     page = parse_tsv(_run(["-l", lang, "--psm", "3", "tsv"], _png(turned), timeout, what))
     page.rotation = rotation
+    if rotation:
+        width, height = image.size
+        for line in page.lines:
+            line.box = unturn(line.box, rotation, width, height)
+        for word in page.words:
+            word.box = unturn(word.box, rotation, width, height)
     return page
 
 

@@ -17,18 +17,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 
-from .blobstore import read_source
+from .blobstore import read_source, source_path
 from .chunking import chunk_sections
 from .exceptions import EmptyDocument, PermanentError, classify, safe_summary
 from .extract.receipt import extract_receipt
 from .ids import chunk_id, content_hash, document_id
-from .jobs import MANIFEST_KEY, Job, manifest, manifest_bytes
+from .jobs import MANIFEST_KEY, Job, document_of, manifest, manifest_bytes
 from .queue import Lease, LeaseLost
 from .retry import RetryPolicy
 from .summary import summarise
@@ -191,11 +191,21 @@ class Processor:
             for c in chunks
         ]
         parts = [(job.collection, records, vectors)]
-        for name, units in extracted.units.items():
-            if not units:
-                continue
+        # unit collections this version fills, and those an earlier version filled:
+        # an empty part clears what the document no longer has (a photo become text)
+        earlier = (previous.get("metadata") or {}).get("unit_collections") or []
+        names = sorted(set(extracted.units) | set(earlier))
+        extracted.metadata["unit_collections"] = sorted(
+            n for n in extracted.units if extracted.units[n]
+        )
+        for name in names:
+            units = extracted.units.get(name, [])
             t = time.perf_counter()
-            unit_vectors = self.c.embedder.embed([u.text for u in units])
+            unit_vectors = (
+                self.c.embedder.embed([u.text for u in units])
+                if units
+                else np.zeros((0, vectors.shape[1]), dtype=np.float32)
+            )
             timings[f"embed_{name}"] = time.perf_counter() - t
             unit_records = [
                 {
@@ -210,7 +220,7 @@ class Processor:
             parts.append((f"{job.collection}_{name}", unit_records, unit_vectors))
         # one delta per collection (each has its own single writer); the document is
         # done when every part of this delivery is merged
-        delivery = f"{lease.job_id}:{lease.receive_count}"
+        delivery = uuid.uuid4().hex  # this attempt: parts of an earlier one never count
         total = sum(len(recs) for _, recs, _ in parts)
         for number, (collection, recs, vecs) in enumerate(parts):
             part_header = {
@@ -242,21 +252,32 @@ class Processor:
         """The lines and words NDJSON a receipt message names. The bucket is a folder
         (path or file:// URI), or the name of a top-level folder of the blob store."""
         bucket = str(job.options["artifacts_bucket"])
+        limit = self.c.settings.max_file_bytes
         out = []
         for key in ("lines_key", "words_key"):
-            name = str(job.options[key]).lstrip("/")
+            name = str(job.options[key])
+            parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+            if not parts or ".." in parts:
+                raise PermanentError(f"receipt {key} {name[:100]!r} must stay inside the bucket")
             if bucket.startswith(("file://", "/")):
-                uri = bucket.rstrip("/") + "/" + name
-                if uri.startswith("/"):
-                    uri = Path(uri).as_uri()
-                out.append(read_source(uri, max_bytes=self.c.settings.max_file_bytes))
+                root = source_path(bucket)
+                assert root is not None
+                out.append(read_source(root.joinpath(*parts).as_uri(), max_bytes=limit))
             elif "://" in bucket:
                 raise PermanentError(
                     f"artifacts bucket {safe_summary(bucket)!r} is not reachable from this "
                     "deployment (s3:// arrives with the S3 blob store)"
                 )
             else:
-                out.append(self.c.blobs.get(f"{bucket}/{name}"))
+                if not bucket.strip("/") or ".." in bucket.split("/"):
+                    raise PermanentError(f"invalid artifacts bucket {bucket[:100]!r}")
+                blob_key = "/".join([bucket.strip("/"), *parts])
+                info = self.c.blobs.stat(blob_key)
+                if info is not None and info.size > limit:
+                    raise PermanentError(
+                        f"{key} is {info.size:,} bytes, over the limit of {limit:,}"
+                    )
+                out.append(self.c.blobs.get(blob_key))
         return out[0], out[1]
 
     def _extract_options(self) -> dict[str, Any]:
@@ -421,10 +442,8 @@ class WorkerPool:
             except Exception as exc:  # the lease expires by itself anyway
                 log.warning("release failed: %s", safe_summary(exc), extra={"job": lease.job_id})
                 continue
-            job = lease.body if isinstance(lease.body, dict) else {}
-            if isinstance(job.get("source"), str):
-                collection = str(job.get("collection") or self.c.settings.collection)
-                doc = document_id(collection, job["source"])
+            doc = document_of(lease.body, self.c.settings.collection)
+            if doc:
                 self.c.catalog.update(doc, state="queued", stage=None)
         self.close()
         return len(leftover)

@@ -17,14 +17,16 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from conveyor.exceptions import CorruptFile, EmptyDocument, PermanentError
 
-from . import Extracted, Section, register
+from . import Extracted, Section, register, report_progress
 from .sniff import binary_type
 
 DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_PAGES = 1000
 
 
 def open_image(data: bytes, max_pixels: int) -> Any:
@@ -48,27 +50,32 @@ def open_image(data: bytes, max_pixels: int) -> Any:
     return image
 
 
-def pages(image: Any, max_pixels: int) -> list[Any]:
-    """Every frame of a multi-page image, decoded, each checked against ``max_pixels``."""
-    from PIL import ImageSequence
-
-    out: list[Any] = []
-    try:
-        for frame in ImageSequence.Iterator(image):
-            width, height = frame.size
+def pages(image: Any, max_pixels: int, max_pages: int) -> Iterator[Any]:
+    """Each frame of a (multi-page) image, decoded one at a time and checked against
+    ``max_pixels``; more than ``max_pages`` frames is an error."""
+    count = getattr(image, "n_frames", 1)
+    if count > max_pages:
+        raise PermanentError(
+            f"image has {count} pages, more than the limit of {max_pages} (CONVEYOR_MAX_PDF_PAGES)"
+        )
+    for number in range(count):
+        try:
+            image.seek(number)
+            width, height = image.size
             if width * height > max_pixels:
                 raise PermanentError(
-                    f"page {len(out) + 1} is {width}x{height} pixels, over the limit of "
+                    f"page {number + 1} is {width}x{height} pixels, over the limit of "
                     f"{max_pixels:,}"
                 )
-            frame.load()
-            out.append(frame.copy())
-    except PermanentError:
-        raise
-    except Exception as exc:
-        if not out:
-            raise CorruptFile(f"image could not be decoded: {type(exc).__name__}") from None
-    return out
+            image.load()
+            frame = image.copy()
+        except PermanentError:
+            raise
+        except Exception as exc:
+            if number == 0:
+                raise CorruptFile(f"image could not be decoded: {type(exc).__name__}") from None
+            return  # damaged after the first pages: keep what was read
+        yield frame
 
 
 def ndjson(rows: list[dict[str, Any]]) -> bytes:
@@ -82,14 +89,16 @@ def extract_image(data: bytes, options: dict[str, Any]) -> Extracted:
     max_pixels = int(options.get("max_pixels") or DEFAULT_MAX_PIXELS)
     image = open_image(data, max_pixels)
     image_id = str(options.get("image_id") or "image")
-    frames = pages(image, max_pixels)
+    max_pages = int(options.get("max_pages") or DEFAULT_MAX_PAGES)
+    count = getattr(image, "n_frames", 1)
     sections: list[Section] = []
     lines: list[Section] = []
     words: list[Section] = []
     line_rows: list[dict[str, Any]] = []
     word_rows: list[dict[str, Any]] = []
     rotations = []
-    for number, frame in enumerate(frames, 1):
+    for number, frame in enumerate(pages(image, max_pixels, max_pages), 1):
+        report_progress(f"ocr page {number}/{count}")
         page = ocr_image(
             frame,
             lang=str(options.get("ocr_lang") or "eng"),
@@ -130,8 +139,8 @@ def extract_image(data: bytes, options: dict[str, Any]) -> Extracted:
         mime=binary_type(data) or "image/unknown",
         sections=sections,
         metadata={
-            "pages": len(frames),
-            "ocr_pages": list(range(1, len(frames) + 1)),
+            "pages": len(rotations),
+            "ocr_pages": list(range(1, len(rotations) + 1)),
             "rotation": rotations,
             "width": image.size[0],
             "height": image.size[1],

@@ -25,7 +25,7 @@ from conveyor.exceptions import (
     safe_summary,
 )
 
-from . import Extracted, Section, register
+from . import Extracted, Section, register, report_progress
 
 NO_TEXT_LAYER = (
     "PDF has no text layer (a scanned document?) and OCR is not available; "
@@ -47,7 +47,8 @@ def _ocr_pages(data: bytes, numbers: list[int], options: dict[str, Any]) -> list
     out = []
     document = pypdfium2.PdfDocument(data, password=options.get("password"))
     try:
-        for number in numbers:
+        for done, number in enumerate(numbers, 1):
+            report_progress(f"ocr page {number} ({done}/{len(numbers)})")
             page = document[number - 1]
             width, height = page.get_size()
             if width * height * scale * scale > max_pixels:

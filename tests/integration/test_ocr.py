@@ -122,6 +122,28 @@ def test_turned_page_is_read_upright(turn: int) -> None:
     words = [[u.text for u in r.units["words"]] for r in results]
     assert words[1] == words[0]  # read exactly as the upright photo
     assert "grocery" in [_norm(w) for w in words[1]]
+    # boxes are in the turned photo's own coordinates: they fit it, and map back
+    # onto the upright boxes
+    turned = upright.rotate(turn, expand=True)
+    for mine, straight in zip(results[1].units["lines"], results[0].units["lines"], strict=True):
+        box = mine.metadata["bounding_box"]
+        assert 0 <= box["x"] and box["x"] + box["width"] <= turned.size[0]
+        assert 0 <= box["y"] and box["y"] + box["height"] <= turned.size[1]
+        ref = straight.metadata["bounding_box"]
+        assert sorted((box["width"], box["height"])) == pytest.approx(
+            sorted((ref["width"], ref["height"])), abs=6
+        )
+
+
+def test_transparent_png_reads_as_on_white() -> None:
+    image = receipt(RECEIPTS["copper.png"], seed=4, angle=0).convert("RGBA")
+    pixels = np.array(image)
+    pixels[..., 3] = np.where(pixels[..., 0] > 200, 0, 255)  # background see-through
+    pixels[pixels[..., 3] == 0, :3] = 0  # and black under the transparency
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(buffer, format="PNG")
+    words = [u.text for u in extract(buffer.getvalue()).units["words"]]
+    assert word_accuracy(RECEIPTS["copper.png"], words) >= 0.8
 
 
 def test_multipage_tiff_gives_pages() -> None:

@@ -421,3 +421,22 @@ def test_compaction_runs_are_records_with_a_state(cv: Conveyor, corpus: Path) ->
         Compactor(cv.components).run_once()
     latest = cv.status()["compactions"][0]
     assert latest["state"] == "failed" and "ValueError" in latest["error"]
+
+
+def test_receipt_keys_cannot_leave_their_bucket(cv: Conveyor, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.ndjson"
+    secret.write_text('{"text": "do not read me"}\n')
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    message = {
+        "image_id": "i",
+        "receipt_id": 1,
+        "artifacts_bucket": str(bucket),
+        "lines_key": "../secret.ndjson",
+        "words_key": "../secret.ndjson",
+    }
+    cv.components.queue.send(message)
+    cv.work()
+    doc = cv.documents()[0]
+    assert doc["state"] == "failed" and "must stay inside the bucket" in doc["error"]
+    assert cv.dead_letters()[0].receive_count == 1  # permanent: no retries
