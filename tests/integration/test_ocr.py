@@ -279,3 +279,20 @@ def test_receipt_message_from_a_producer(real_embedder, home: Path) -> None:
         hit = cv.search("owl bookshop", k=1, collection="receipts_lines")[0]
         assert hit.text == "NIGHT OWL BOOKSHOP" and hit.metadata["image_id"] == "img-7"
         assert cv.search("BOOKSHOP", k=1, collection="receipts_words")[0].text == "BOOKSHOP"
+
+
+def test_a_photo_replaced_by_text_leaves_no_lines_or_words(
+    real_embedder, home: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "note.png"
+    receipt(RECEIPTS["copper.png"], seed=6, angle=0).save(path, format="PNG")
+    with Conveyor(Settings(home=home), embedder=real_embedder) as cv:
+        assert cv.ingest([path], collection="rc").done == 1
+        doc = cv.documents()[0]
+        vectors = cv.components.vectors
+        assert vectors.count("rc_lines", document_id=doc["id"]) >= 4
+        path.write_text("Now just a plain note about copper kettles.")
+        assert cv.ingest([path], collection="rc").done == 1
+        assert vectors.count("rc_lines", document_id=doc["id"]) == 0
+        assert vectors.count("rc_words", document_id=doc["id"]) == 0
+        assert vectors.count("rc", document_id=doc["id"]) == 1
