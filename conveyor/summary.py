@@ -50,9 +50,10 @@ class Summary:
         return {"summary": self.summary, "topics": self.topics, "summary_method": self.method}
 
 
-def _candidates(text: str, longest: int = 3) -> list[str]:
-    """Phrases of 1–3 words between stopwords, as they appear."""
-    seen: dict[str, None] = {}
+def _candidates(text: str, longest: int = 3, keep: int = 400) -> list[str]:
+    """Phrases of 1–3 words between stopwords: the ``keep`` most frequent, from the
+    whole text (not just its opening), first seen first among equals."""
+    seen: dict[str, int] = {}
     for sentence in _SENTENCE.split(text):
         run: list[str] = []
         for word in [*_WORD.findall(sentence), ""]:
@@ -61,9 +62,11 @@ def _candidates(text: str, longest: int = 3) -> list[str]:
                 continue
             for n in range(1, longest + 1):
                 for i in range(len(run) - n + 1):
-                    seen.setdefault(" ".join(run[i : i + n]), None)
+                    phrase = " ".join(run[i : i + n])
+                    seen[phrase] = seen.get(phrase, 0) + 1
             run = []
-    return list(seen)
+    ranked = sorted(seen, key=lambda p: -seen[p])  # stable: first seen first among equals
+    return ranked[:keep]
 
 
 def extractive(text: str, embedder: Embedder, *, sentences: int = 3, topics: int = 5) -> Summary:
@@ -77,7 +80,7 @@ def extractive(text: str, embedder: Embedder, *, sentences: int = 3, topics: int
     best = sorted(np.argsort(-(vectors @ centre))[:sentences])
     summary = " ".join(parts[i] for i in best)
 
-    phrases = _candidates(text)[:400]
+    phrases = _candidates(text)
     chosen: list[str] = []
     if phrases:
         pv = embedder.embed(phrases)

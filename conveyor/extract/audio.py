@@ -188,7 +188,7 @@ def extract_audio(data: bytes, options: dict[str, Any]) -> Extracted:
                 segments.append(
                     {
                         "start": round(start + seg.start, 2),
-                        "end": round(start + seg.end, 2),
+                        "end": round(start + min(seg.end, samples.shape[0] / SAMPLE_RATE), 2),
                         "text": text,
                         "confidence": round(math.exp(min(0.0, seg.avg_logprob)), 3),
                     }

@@ -45,6 +45,7 @@ def _ocr_pages(data: bytes, numbers: list[int], options: dict[str, Any]) -> list
     max_pixels = int(options.get("max_pixels") or DEFAULT_MAX_PIXELS)
     scale = float(options.get("ocr_dpi") or OCR_DPI) / 72.0
     out = []
+    failures: list[str] = []
     document = pypdfium2.PdfDocument(data, password=options.get("password"))
     try:
         for done, number in enumerate(numbers, 1):
@@ -56,14 +57,21 @@ def _ocr_pages(data: bytes, numbers: list[int], options: dict[str, Any]) -> list
                     f"page {number} would render to more than {max_pixels:,} pixels for OCR"
                 )
             image = page.render(scale=scale, grayscale=True).to_pil()
-            text = ocr_image(
-                image,
-                lang=str(options.get("ocr_lang") or "eng"),
-                timeout=options.get("ocr_timeout") or None,
-                detect_orientation=bool(options.get("detect_orientation", True)),
-                what=f"page {number}",
-            ).text
+            try:
+                text = ocr_image(
+                    image,
+                    lang=str(options.get("ocr_lang") or "eng"),
+                    timeout=options.get("ocr_timeout") or None,
+                    detect_orientation=bool(options.get("detect_orientation", True)),
+                    what=f"page {number}",
+                ).text
+            except PermanentError as exc:  # one bad page does not sink the document
+                if not failures:
+                    failures.append(str(exc))
+                continue
             out.append((number, text))
+        if failures and not out:
+            raise PermanentError(failures[0])
     finally:
         document.close()
     return out
