@@ -93,19 +93,31 @@ class Components:
         return self.local_embedder.tokenizer  # type: ignore[no-any-return,unused-ignore]
 
     @cached_property
+    def query_embedder(self) -> Embedder:
+        """The embedding service when one is configured (local model as fallback),
+        else the local model."""
+        if self.settings.embedding_url:
+            from .embedding.http import HttpEmbedder
+
+            return HttpEmbedder(self.settings.embedding_url, fallback=lambda: self.local_embedder)
+        return self.local_embedder  # type: ignore[no-any-return,unused-ignore]
+
+    @cached_property
     def embedder(self) -> Embedder:
         """Batching across workers in front of the model, the cache in front of that."""
         from .embedding.batching import BatchingEmbedder
         from .embedding.cache import CachedEmbedder
 
         s = self.settings
-        inner: Embedder = BatchingEmbedder(self.local_embedder, max_batch=s.embed_batch_size * 2)
+        inner: Embedder = self.query_embedder
+        if not s.embedding_url:  # the service batches across clients itself
+            inner = BatchingEmbedder(self.local_embedder, max_batch=s.embed_batch_size * 2)
         if s.embedding_cache:
             inner = CachedEmbedder(inner, self.catalog)
         return inner
 
     def close(self) -> None:
-        for name in ("queue", "catalog", "vectors", "extractor"):
+        for name in ("queue", "catalog", "vectors", "extractor", "query_embedder"):
             closer = getattr(self.__dict__.get(name), "close", None)
             if closer is not None:
                 closer()
@@ -340,12 +352,13 @@ class Conveyor:
         collection = collection or self.settings.collection
         c = self.components
         info = self._require_collection(collection)
-        if info.model_id != c.local_embedder.model_id:
+        model = c.query_embedder
+        if info.model_id != model.model_id:
             raise ConveyorError(
                 f"collection {collection!r} was embedded with {info.model_id}, but the "
-                f"configured model is {c.local_embedder.model_id}; set CONVEYOR_MODEL to match"
+                f"configured model is {model.model_id}; set CONVEYOR_MODEL to match"
             )
-        vectors = c.local_embedder.embed(list(queries)) if queries else []
+        vectors: Any = model.embed(list(queries)) if queries else []
         return [c.vectors.query(collection, v, k) for v in vectors]
 
     def _require_collection(self, collection: str) -> Any:

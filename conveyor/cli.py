@@ -507,6 +507,45 @@ def compactor(home: Path | None) -> None:
         cv.serve_compactor(stop=stop)
 
 
+@main.command("embed-server")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on (0.0.0.0 for every interface).",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8003, show_default=True)
+@home_option
+@handle_errors
+def embed_server(host: str, port: int, home: Path | None) -> None:
+    """Serve the embedding model over HTTP: one model in memory for every worker and app.
+
+    GET /health (503 while the model loads), POST /embed {"texts": [...]},
+    OpenAI-compatible POST /v1/embeddings, GET /metrics. Workers use it when
+    EMBEDDING_SERVICE_URL is set, and fall back to the local model when it is down.
+
+    \b
+    Examples:
+      conveyor embed-server --host 0.0.0.0 --port 8003
+      EMBEDDING_SERVICE_URL=http://localhost:8003 conveyor ingest ./docs
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConveyorError(
+            "embed-server needs the server extra: pip install 'conveyor[server]'"
+        ) from None
+    from .server.embed import create_app
+
+    uvicorn.run(
+        create_app(_settings(home)),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+    )
+
+
 @main.group()
 def dlq() -> None:
     """The dead-letter queue: jobs that failed for good, with their reasons.

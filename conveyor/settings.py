@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     embedding_url: str | None = Field(
         None,
         validation_alias=AliasChoices("CONVEYOR_EMBEDDING_URL", "EMBEDDING_SERVICE_URL"),
-        description="URL of a conveyor embed-server (coming soon)",
+        description="URL of a conveyor embed-server; the local model is the fallback",
     )
 
     @field_validator("chunk_overlap")

@@ -16,17 +16,38 @@ from concurrent.futures import Future
 
 import numpy as np
 
+from ..exceptions import TransientError
 from . import Embedder
 
 
-class BatchingEmbedder:
-    """An :class:`Embedder` that batches across threads in front of ``inner``."""
+class Overloaded(TransientError):
+    """More texts are waiting for the model than the batcher accepts."""
 
-    def __init__(self, inner: Embedder, *, max_batch: int = 128, max_wait: float = 0.005) -> None:
+
+class BatchingEmbedder:
+    """An :class:`Embedder` that batches across threads in front of ``inner``.
+
+    ``max_pending`` bounds the texts waiting for the model: past it, ``embed``
+    raises :class:`Overloaded` at once instead of queueing without end.
+    """
+
+    def __init__(
+        self,
+        inner: Embedder,
+        *,
+        max_batch: int = 128,
+        max_wait: float = 0.005,
+        max_pending: int | None = None,
+    ) -> None:
         self.inner = inner
         self.model_id = inner.model_id
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.max_pending = max_pending
+        self.pending = 0
+        self.batches = 0
+        self.batched_texts = 0
+        self._count = threading.Lock()
         self._requests: queue.Queue[tuple[list[str], Future[np.ndarray]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -47,9 +68,20 @@ class BatchingEmbedder:
         if not texts:
             return self.inner.embed([])
         self._ensure_thread()
+        with self._count:
+            if self.max_pending is not None and self.pending + len(texts) > self.max_pending:
+                raise Overloaded(
+                    f"{self.pending} texts are already waiting for the model (limit "
+                    f"{self.max_pending}); retry shortly"
+                )
+            self.pending += len(texts)
         future: Future[np.ndarray] = Future()
         self._requests.put((list(texts), future))
-        return future.result()
+        try:
+            return future.result()
+        finally:
+            with self._count:
+                self.pending -= len(texts)
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -80,6 +112,8 @@ class BatchingEmbedder:
 
     def _embed_batch(self, batch: list[tuple[list[str], Future[np.ndarray]]]) -> None:
         texts = [t for texts, _ in batch for t in texts]
+        self.batches += 1
+        self.batched_texts += len(texts)
         try:
             vectors = self.inner.embed(texts)
         except BaseException as exc:
