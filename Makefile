@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/ocr.py
+	$(BIN)/python bench/embed_server.py
 	$(BIN)/python bench/audio.py
 
 clean:
