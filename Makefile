@@ -20,7 +20,7 @@ $(VENV)/bin/python:
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[audio,server,dev]'
+	$(BIN)/pip install --quiet -e '.[audio,onnx,server,dev]'
 	touch $@
 
 install: $(STAMP)

@@ -33,6 +33,12 @@ from .worker import WorkerPool, stale_after
 log = logging.getLogger(__name__)
 
 
+def onnx_folder(settings: Settings) -> Path:
+    """Where the ONNX export of the configured model lives."""
+    name = settings.model.strip("/").replace("/", "--")
+    return settings.models_path / name
+
+
 class Components:
     """The backends of one home, opened on first use."""
 
@@ -83,9 +89,14 @@ class Components:
 
     @cached_property
     def local_embedder(self) -> Any:
+        """The model in this process, with the configured backend."""
+        s = self.settings
+        if s.embedding_backend.startswith("onnx"):
+            from .embedding.onnx import OnnxEmbedder
+
+            return OnnxEmbedder(s.model, onnx_folder(s), int8=s.embedding_backend == "onnx-int8")
         from .embedding.local import LocalEmbedder
 
-        s = self.settings
         return LocalEmbedder(s.model, device=s.device, batch_size=s.embed_batch_size)
 
     @cached_property

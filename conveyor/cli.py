@@ -547,6 +547,40 @@ def embed_server(host: str, port: int, home: Path | None) -> None:
 
 
 @main.group()
+def models() -> None:
+    """Embedding model files: export to ONNX for the faster backends.
+
+    \b
+    Examples:
+      conveyor models export              # model.onnx and model-int8.onnx
+      CONVEYOR_EMBEDDING_BACKEND=onnx-int8 conveyor ingest ./docs
+    """
+
+
+@models.command("export")
+@click.option("--no-int8", is_flag=True, help="Only the fp32 graph.")
+@home_option
+@handle_errors
+def models_export(no_int8: bool, home: Path | None) -> None:
+    """Export the configured model to ONNX (fp32, and int8 quantised per channel).
+
+    The ONNX backends export by themselves on first use; this does it ahead
+    of time (e.g. while building a container image).
+
+    \b
+    Examples:
+      conveyor models export --home /data
+      CONVEYOR_MODEL=/models/my-minilm conveyor models export
+    """
+    from .app import onnx_folder
+    from .embedding.onnx import export
+
+    settings = _settings(home)
+    folder = export(settings.model, onnx_folder(settings), int8=not no_int8)
+    click.echo(f"exported {settings.model} to {folder}")
+
+
+@main.group()
 def dlq() -> None:
     """The dead-letter queue: jobs that failed for good, with their reasons.
 

@@ -175,6 +175,7 @@ class Compactor:
             collections=collections,
             content_hash=header["content_hash"],
             model=header["model"],
+            backend=header.get("backend"),
             dim=dim,
             kind=header.get("kind"),
             mime=header.get("mime"),

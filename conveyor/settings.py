@@ -8,7 +8,7 @@ CLI options default from here; ``conveyor <command> --help`` shows the variable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     collection: str = "default"
     model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or path")
     device: str = "cpu"
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch", description="torch (sentence-transformers) or ONNX Runtime, fp32 or int8"
+    )
     embed_batch_size: int = Field(64, ge=1)
     embedding_cache: bool = True
 
@@ -89,6 +92,11 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         """The one SQLite file that holds queue, catalog and vectors by default."""
         return self.home / "conveyor.db"
+
+    @property
+    def models_path(self) -> Path:
+        """Where exported ONNX models are kept."""
+        return self.home / "models"
 
     @property
     def blobs_path(self) -> Path:

@@ -163,6 +163,7 @@ class Processor:
             "mime": extracted.mime,
             "size": len(data),
             "model": model_id,
+            "backend": getattr(self.c.query_embedder, "backend", None),
             "dim": int(vectors.shape[1]),
             "timings": timings,
             "metadata": extracted.metadata,

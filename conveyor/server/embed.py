@@ -121,12 +121,10 @@ def create_app(
     def load() -> None:
         try:
             model = embedder
-            if model is None:
-                from ..embedding.local import LocalEmbedder
+            if model is None:  # the configured model and backend (torch, onnx, onnx-int8)
+                from ..app import Components
 
-                model = LocalEmbedder(
-                    settings.model, device=settings.device, batch_size=settings.embed_batch_size
-                )
+                model = Components(settings).local_embedder
             model.embed(["warm up"])
             state["model"] = model
             state["dim"] = int(model.dim)

@@ -1,0 +1,55 @@
+"""ONNX Runtime backends (fp32, int8) against the torch model they were exported from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from conveyor.app import Conveyor, onnx_folder
+from conveyor.embedding.onnx import OnnxEmbedder, export
+from conveyor.server.embed import create_app
+from conveyor.settings import DEFAULT_MODEL, Settings
+from conveyor.testing import prose
+
+TEXTS = [" ".join(prose(i, 220).split()[:220]) for i in range(24)] + ["short", "two words"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("onnx-home")
+    export(DEFAULT_MODEL, onnx_folder(Settings(home=home)), int8=True)
+    return home
+
+
+@pytest.mark.parametrize(("int8", "mean", "low"), [(False, 0.999, 0.995), (True, 0.99, 0.97)])
+def test_onnx_matches_torch(
+    real_embedder, exported: Path, int8: bool, mean: float, low: float
+) -> None:
+    onnx = OnnxEmbedder(DEFAULT_MODEL, onnx_folder(Settings(home=exported)), int8=int8)
+    cosine = np.sum(onnx.embed(TEXTS) * real_embedder.embed(TEXTS), axis=1)
+    assert cosine.mean() >= mean and cosine.min() >= low, (cosine.mean(), cosine.min())
+    assert onnx.model_id == real_embedder.model_id and onnx.dim == 384
+
+
+def test_ingest_and_serve_with_int8(exported: Path, tmp_path: Path) -> None:
+    settings = Settings(home=exported, embedding_backend="onnx-int8")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Penguins huddle together through the Antarctic winter.")
+    (docs / "b.txt").write_text("The bakery sells sourdough bread every morning.")
+    with Conveyor(settings) as cv:
+        assert cv.ingest([docs]).done == 2
+        assert cv.search("birds in the cold", k=1)[0].source.endswith("a.txt")
+        doc = cv.documents(state="done")[0]
+        assert doc["model"] == DEFAULT_MODEL
+    with TestClient(create_app(settings)) as client:
+        import time
+
+        deadline = time.monotonic() + 60
+        while (health := client.get("/health")).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert health.json()["backend"] == "onnx-int8"
