@@ -22,12 +22,15 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx
+import numpy as np
 import uvicorn
 
+from conveyor.app import Components
 from conveyor.embedding.local import LocalEmbedder
 from conveyor.server.embed import create_app
 from conveyor.settings import Settings
@@ -38,13 +41,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--texts", type=int, default=320, help="texts per throughput run")
     parser.add_argument("--batch", type=int, default=8, help="texts per request")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx", "onnx-int8"],
+        help="backend the server runs",
+    )
     args = parser.parse_args()
 
-    settings = Settings()
-    model = LocalEmbedder(settings.model, batch_size=settings.embed_batch_size)
-    model.load()
+    import tempfile
+
+    settings = Settings(home=Path(tempfile.mkdtemp(prefix="conveyor-bench-")))
     texts = [" ".join(prose(i, 200).split()[:200]) for i in range(args.texts)]
+    torch_model = LocalEmbedder(settings.model, batch_size=16)
+    torch_model.load()
+    reference = torch_model.embed(texts[:64])
+    print("backends, raw, batches of 16 (~200-word chunks):")
+    torch_rate = 0.0
+    for backend in ("torch", "onnx", "onnx-int8"):
+        candidate = Components(settings.model_copy(update={"embedding_backend": backend}))
+        embedder = candidate.local_embedder
+        embedder.embed(texts[:16])  # load (and export, once)
+        t = time.perf_counter()
+        vectors = np.vstack([embedder.embed(texts[i : i + 16]) for i in range(0, 64, 16)])
+        rate = 64 / (time.perf_counter() - t)
+        torch_rate = torch_rate or rate
+        cosine = np.sum(vectors * reference, axis=1)
+        print(
+            f"  {backend:<10} {rate:6.1f} texts/s  ({rate / torch_rate:.2f}x torch)  "
+            f"cosine to torch mean {cosine.mean():.4f} min {cosine.min():.4f}"
+        )
+
+    settings = settings.model_copy(update={"embedding_backend": args.backend})
+    model = Components(settings).local_embedder
     model.embed(texts[:16])
+    print(f"server backend: {args.backend}")
 
     t = time.perf_counter()
     model.embed(texts)
