@@ -33,7 +33,6 @@ SCHEMA = [
         stage TEXT,
         content_hash TEXT,
         fingerprint TEXT,
-        read_at REAL,
         kind TEXT,
         mime TEXT,
         size INTEGER,
@@ -210,9 +209,6 @@ class SqliteCatalog:
             " ON CONFLICT(id) DO UPDATE SET enqueued = runs.enqueued + excluded.enqueued",
             (run, collection, self.clock(), enqueued),
         )
-
-    def finish_run(self, run: str) -> None:
-        self._conn().execute("UPDATE runs SET finished_at = ? WHERE id = ?", (self.clock(), run))
 
     # -- deltas ----------------------------------------------------------
 

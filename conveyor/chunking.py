@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .embedding import Tokenizer
@@ -125,8 +125,6 @@ def chunk_sections(
                     tokens=tokens,
                     section=number,
                     page=section.page,
-                    start_s=section.start_s,
-                    end_s=section.end_s,
                     metadata=dict(section.metadata),
                 )
             )
@@ -235,15 +233,6 @@ def _enforce_limit(chunks: list[Chunk], tokenizer: Tokenizer) -> list[Chunk]:
 
 
 def _piece(chunk: Chunk, start: int, end: int, text: str, tokens: int) -> Chunk:
-    return Chunk(
-        index=0,
-        text=text,
-        start=start,
-        end=end,
-        tokens=tokens,
-        section=chunk.section,
-        page=chunk.page,
-        start_s=chunk.start_s,
-        end_s=chunk.end_s,
-        metadata=dict(chunk.metadata),
+    return replace(
+        chunk, text=text, start=start, end=end, tokens=tokens, metadata=dict(chunk.metadata)
     )

@@ -39,6 +39,17 @@ def home_option(func: F) -> F:
     )(func)
 
 
+def concurrency_option(func: F) -> F:
+    """``--concurrency/-j N``: jobs in flight in this process."""
+    return click.option(
+        "--concurrency",
+        "-j",
+        type=click.IntRange(1),
+        default=None,
+        help=f"Jobs in flight in this process [env: {env_var('concurrency')}; default 2].",
+    )(func)
+
+
 def handle_errors(func: F) -> F:
     """A ConveyorError ends the command with its one-line message and exit status 2."""
 
@@ -114,13 +125,7 @@ def main(verbose: int) -> None:
 )
 @click.option("--force", is_flag=True, help="Re-embed files even if unchanged.")
 @click.option("--no-wait", is_flag=True, help="Only enqueue; `conveyor worker` processes later.")
-@click.option(
-    "--concurrency",
-    "-j",
-    type=click.IntRange(1),
-    default=None,
-    help=f"Jobs in flight at once [env: {env_var('concurrency')}; default 2].",
-)
+@concurrency_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @home_option
 @handle_errors
@@ -424,13 +429,7 @@ def _signals() -> tuple[threading.Event, threading.Event]:
 
 
 @main.command()
-@click.option(
-    "--concurrency",
-    "-j",
-    type=click.IntRange(1),
-    default=None,
-    help=f"Jobs in flight in this process [env: {env_var('concurrency')}; default 2].",
-)
+@concurrency_option
 @click.option(
     "--no-compactor",
     is_flag=True,

@@ -158,7 +158,6 @@ class Compactor:
             "chunks": int(header.get("main_chunks", len(records))),
             "content_hash": header["content_hash"],
             "fingerprint": header["fingerprint"],
-            "read_at": header.get("read_at"),
             "model": header["model"],
             "timings": timings,
             "error": None,

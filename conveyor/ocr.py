@@ -185,6 +185,18 @@ def unturn(box: dict[str, int], rotation: int, width: int, height: int) -> dict[
     return box
 
 
+def ocr_page(image: Any, options: dict[str, Any], what: str) -> PageText:
+    """:func:`ocr_image` with the extractor options (``ocr_lang``, ``ocr_timeout``,
+    ``detect_orientation``) that images and scanned PDF pages share."""
+    return ocr_image(
+        image,
+        lang=str(options.get("ocr_lang") or "eng"),
+        timeout=options.get("ocr_timeout") or None,
+        detect_orientation=bool(options.get("detect_orientation", True)),
+        what=what,
+    )
+
+
 def _read(image: Any, rotation: int, lang: str, timeout: float | None, what: str) -> PageText:
     turned = image.rotate(-rotation, expand=True) if rotation else image
     page = parse_tsv(_run(["-l", lang, "--psm", "3", "tsv"], _png(turned), timeout, what))

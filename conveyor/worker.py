@@ -75,7 +75,8 @@ class Processor:
         s, catalog = self.c.settings, self.c.catalog
         timings: dict[str, float] = {}
         log_extra = {"job": lease.job_id, "document": doc_id}
-        if catalog.get(doc_id) is None:  # a job sent by someone else than `ingest`
+        previous = catalog.get(doc_id) or {}  # the last version's fingerprint and units
+        if not previous:  # a job sent by someone else than `ingest`
             catalog.enqueued([(doc_id, job.collection, job.source)], job.run)
         catalog.update(doc_id, state="running", stage="fetch", attempts=lease.receive_count)
 
@@ -92,7 +93,6 @@ class Processor:
         tokenizer = self.c.tokenizer
         model_id = self.c.embedder.model_id
         fp = fingerprint(digest, model_id, s.chunk_size, s.chunk_overlap)
-        previous = catalog.get(doc_id) or {}
         if previous.get("fingerprint") == fp and not job.options.get("force"):
             catalog.update(doc_id, state="skipped", stage=None, error=None, error_kind=None)
             self._manifest(job, doc_id, "skipped", 0, content_hash=digest, model=model_id)

@@ -84,7 +84,7 @@ def ndjson(rows: list[dict[str, Any]]) -> bytes:
 
 @register("image")
 def extract_image(data: bytes, options: dict[str, Any]) -> Extracted:
-    from conveyor.ocr import ocr_image
+    from conveyor.ocr import ocr_page
 
     max_pixels = int(options.get("max_pixels") or DEFAULT_MAX_PIXELS)
     image = open_image(data, max_pixels)
@@ -99,13 +99,7 @@ def extract_image(data: bytes, options: dict[str, Any]) -> Extracted:
     rotations = []
     for number, frame in enumerate(pages(image, max_pixels, max_pages), 1):
         report_progress(f"ocr page {number}/{count}")
-        page = ocr_image(
-            frame,
-            lang=str(options.get("ocr_lang") or "eng"),
-            timeout=options.get("ocr_timeout") or None,
-            detect_orientation=bool(options.get("detect_orientation", True)),
-            what=f"page {number}",
-        )
+        page = ocr_page(frame, options, f"page {number}")
         rotations.append(page.rotation)
         if page.text.strip():
             sections.append(Section(page.text, page=number))

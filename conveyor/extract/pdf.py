@@ -38,7 +38,7 @@ def _ocr_pages(data: bytes, numbers: list[int], options: dict[str, Any]) -> list
     """Render the pages without a text layer and OCR them (page number, text)."""
     import pypdfium2
 
-    from conveyor.ocr import ocr_image
+    from conveyor.ocr import ocr_page
 
     from .image import DEFAULT_MAX_PIXELS
 
@@ -58,13 +58,7 @@ def _ocr_pages(data: bytes, numbers: list[int], options: dict[str, Any]) -> list
                 )
             image = page.render(scale=scale, grayscale=True).to_pil()
             try:
-                text = ocr_image(
-                    image,
-                    lang=str(options.get("ocr_lang") or "eng"),
-                    timeout=options.get("ocr_timeout") or None,
-                    detect_orientation=bool(options.get("detect_orientation", True)),
-                    what=f"page {number}",
-                ).text
+                text = ocr_page(image, options, f"page {number}").text
             except PermanentError as exc:  # one bad page does not sink the document
                 if not failures:
                     failures.append(str(exc))

@@ -43,6 +43,19 @@ FROM vs_chunks WHERE rowid IN ({marks})
 """
 
 
+def _chunk_fields(row: Any) -> dict[str, Any]:
+    """What a ``vs_chunks`` row says of its chunk (shared by hits and exported records)."""
+    return {
+        "id": row["id"],
+        "document_id": row["document_id"],
+        "chunk_index": row["chunk_index"],
+        "text": row["text"],
+        "source": row["source"],
+        "page": row["page"],
+        "metadata": json.loads(row["metadata"]),
+    }
+
+
 class SqliteVecStore:
     """The default vector store. Exact (brute-force) cosine search, fast to ~1M chunks."""
 
@@ -221,19 +234,7 @@ class SqliteVecStore:
             r = found.get(rowid)
             if r is None or any(r[key] != value for key, value in where.items()):
                 continue
-            hits.append(
-                Hit(
-                    score=1.0 - dist,
-                    id=r["id"],
-                    document_id=r["document_id"],
-                    source=r["source"],
-                    chunk_index=r["chunk_index"],
-                    page=r["page"],
-                    text=r["text"],
-                    metadata=json.loads(r["metadata"]),
-                    collection=collection,
-                )
-            )
+            hits.append(Hit(score=1.0 - dist, collection=collection, **_chunk_fields(r)))
         hits.sort(key=lambda h: -h.score)
         return hits
 
@@ -265,13 +266,7 @@ class SqliteVecStore:
         )
         for r in cur:
             yield ChunkRecord(
-                id=r["id"],
-                document_id=r["document_id"],
-                chunk_index=r["chunk_index"],
-                text=r["text"],
-                source=r["source"],
-                page=r["page"],
-                metadata=json.loads(r["metadata"]),
+                **_chunk_fields(r),
                 vector=np.frombuffer(r["embedding"], dtype=np.float32) if vectors else None,
             )
 

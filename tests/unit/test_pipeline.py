@@ -212,6 +212,36 @@ def test_heartbeat_keeps_a_long_job_leased(home: Path, tmp_path: Path) -> None:
         assert cv.documents()[0]["attempts"] == 1
 
 
+def add_delta(
+    cv: Conveyor,
+    doc: dict,
+    texts: list[str],
+    *,
+    read_at: float,
+    vectors: bytes | None = None,
+    fingerprint: str = "f",
+) -> None:
+    """A delta for ``doc`` as a worker writes it: one chunk per text, unit vectors
+    unless ``vectors`` (raw bytes, possibly malformed) is given."""
+    header = {
+        "source": doc["source"],
+        "run": "r",
+        "content_hash": "sha256:x",
+        "fingerprint": fingerprint,
+        "model": "fake/bag-of-words",
+        "dim": 32,
+        "timings": {},
+        "read_at": read_at,
+    }
+    chunks = [
+        {"id": chunk_id(doc["id"], i), "chunk_index": i, "text": t, "page": None, "metadata": {}}
+        for i, t in enumerate(texts)
+    ]
+    if vectors is None:
+        vectors = (np.ones((len(texts), 32), dtype=np.float32) / np.sqrt(32)).tobytes()
+    cv.components.catalog.add_delta("default", doc["id"], header, chunks, vectors)
+
+
 def test_compactor_replay_is_idempotent(cv: Conveyor, corpus: Path) -> None:
     """Re-applying every delta (as after a crash before marking) changes nothing."""
     cv.ingest([corpus])
@@ -221,29 +251,9 @@ def test_compactor_replay_is_idempotent(cv: Conveyor, corpus: Path) -> None:
     conn = catalog._conn()
     # keep payloads: re-create the deltas as a crashed compactor would have left them
     doc = cv.documents()[0]
-    vec = np.ones((doc["chunks"], 32), dtype=np.float32) / np.sqrt(32)
-    chunks = [
-        {
-            "id": chunk_id(doc["id"], i),
-            "chunk_index": i,
-            "text": f"t{i}",
-            "page": None,
-            "metadata": {},
-        }
-        for i in range(doc["chunks"])
-    ]
-    header = {
-        "source": doc["source"],
-        "run": "replay",
-        "content_hash": "sha256:x",
-        "fingerprint": "f",
-        "model": "fake/bag-of-words",
-        "dim": 32,
-        "timings": {},
-        "read_at": time.time() + 10,  # a newer read than the one applied
-    }
-    catalog.add_delta("default", doc["id"], header, chunks, vec.tobytes())
-    catalog.add_delta("default", doc["id"], header, chunks, vec.tobytes())
+    texts = [f"t{i}" for i in range(doc["chunks"])]
+    for _ in range(2):  # a newer read than the one applied, twice
+        add_delta(cv, doc, texts, read_at=time.time() + 10)
     assert Compactor(cv.components).run_once() == 2
     after = sorted((r.id, r.text) for r in store.iter_chunks("default", vectors=False))
     assert len(after) == len(before)
@@ -318,18 +328,7 @@ def test_a_delta_that_cannot_be_merged_is_rejected_not_retried_forever(
 ) -> None:
     cv.ingest([corpus / "alpha.txt"])
     doc = cv.documents()[0]
-    header = {
-        "source": doc["source"],
-        "run": "r",
-        "content_hash": "sha256:x",
-        "fingerprint": "f",
-        "model": "fake/bag-of-words",
-        "dim": 32,
-        "timings": {},
-        "read_at": time.time() + 10,
-    }
-    chunk = {"id": chunk_id(doc["id"], 0), "chunk_index": 0, "text": "t", "page": None}
-    cv.components.catalog.add_delta("default", doc["id"], header, [chunk], b"\x00" * 7)
+    add_delta(cv, doc, ["t"], read_at=time.time() + 10, vectors=b"\x00" * 7)
     compactor = Compactor(cv.components)
     for _ in range(10):
         try:
@@ -381,19 +380,8 @@ def test_an_older_delta_finishing_last_does_not_win(cv: Conveyor, corpus: Path) 
     doc = cv.documents()[0]
     store = cv.components.vectors
     before = sorted(r.text for r in store.iter_chunks("default", vectors=False))
-    header = {
-        "source": doc["source"],
-        "run": "late",
-        "content_hash": "sha256:old",
-        "fingerprint": "old",
-        "model": "fake/bag-of-words",
-        "dim": 32,
-        "timings": {},
-        "read_at": 1.0,
-    }  # read long before the delta already applied
-    chunk = {"id": chunk_id(doc["id"], 0), "chunk_index": 0, "text": "stale text", "page": None}
-    vec = np.ones((1, 32), dtype=np.float32) / np.sqrt(32)
-    cv.components.catalog.add_delta("default", doc["id"], header, [chunk], vec.tobytes())
+    # read long before the delta already applied
+    add_delta(cv, doc, ["stale text"], read_at=1.0, fingerprint="old")
     Compactor(cv.components).run_once()
     assert sorted(r.text for r in store.iter_chunks("default", vectors=False)) == before
     assert cv.components.catalog.get(doc["id"])["fingerprint"] != "old"
@@ -405,18 +393,7 @@ def test_compaction_runs_are_records_with_a_state(cv: Conveyor, corpus: Path) ->
     assert runs and all(r["state"] == "applied" and r["finished_at"] for r in runs)
     assert sum(r["deltas"] for r in runs) == 4
     doc = cv.documents()[0]
-    header = {
-        "source": doc["source"],
-        "run": "r",
-        "content_hash": "x",
-        "fingerprint": "f",
-        "model": "fake/bag-of-words",
-        "dim": 32,
-        "timings": {},
-        "read_at": time.time() + 9,
-    }
-    chunk = {"id": chunk_id(doc["id"], 0), "chunk_index": 0, "text": "t", "page": None}
-    cv.components.catalog.add_delta("default", doc["id"], header, [chunk], b"\x00" * 7)
+    add_delta(cv, doc, ["t"], read_at=time.time() + 9, vectors=b"\x00" * 7)
     with pytest.raises(ValueError):
         Compactor(cv.components).run_once()
     latest = cv.status()["compactions"][0]
