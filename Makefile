@@ -8,9 +8,13 @@ STAMP  := $(VENV)/.stamp-install
 APT_STAMP := $(VENV)/.stamp-apt
 # CPU build of PyTorch; an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
-# Debian packages: Tesseract for OCR; espeak-ng speaks the test recordings.
-APT_PACKAGES ?= tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd espeak-ng
+# Debian packages: Tesseract for OCR; espeak-ng speaks the test recordings; PostgreSQL
+# for the queue and catalog tests; Chromium and its driver for the status page test.
+APT_PACKAGES ?= tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd espeak-ng postgresql \
+	chromium chromium-driver
 DEMO_HOME ?= conveyor-data
+# Optional backends the tests exercise; a user picks the extras they need.
+EXTRAS ?= audio,onnx,server,postgres,aws,chroma,qdrant,dev
 
 .PHONY: install demo test test-unit lint bench clean system-deps
 
@@ -20,14 +24,15 @@ $(VENV)/bin/python:
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[audio,onnx,server,dev]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(STAMP)
 
 system-deps: | $(VENV)/bin/python
-	@if [ -n "$(APT_PACKAGES)" ] && [ ! -f $(APT_STAMP) ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES) && touch $(APT_STAMP); \
+	@if [ -n "$(APT_PACKAGES)" ] && [ "$$(cat $(APT_STAMP) 2>/dev/null)" != "$(APT_PACKAGES)" ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES) \
+		&& echo "$(APT_PACKAGES)" > $(APT_STAMP); \
 	fi
 
 demo: install

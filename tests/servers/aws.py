@@ -1,0 +1,1 @@
+"""Session fixtures for real aws servers (filled in by the aws backends)."""

@@ -1,0 +1,1 @@
+"""Session fixtures for real chroma servers (filled in by the chroma backends)."""

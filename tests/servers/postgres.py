@@ -1,0 +1,1 @@
+"""Session fixtures for real postgres servers (filled in by the postgres backends)."""
