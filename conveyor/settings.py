@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch", description="torch (sentence-transformers) or ONNX Runtime, fp32 or int8"
     )
+    models_dir: Path | None = Field(
+        None, description="exported ONNX models; default: home/models (a container bakes them in)"
+    )
     embed_batch_size: int = Field(64, ge=1)
     embedding_cache: bool = True
 
@@ -95,8 +98,8 @@ class Settings(BaseSettings):
 
     @property
     def models_path(self) -> Path:
-        """Where exported ONNX models are kept."""
-        return self.home / "models"
+        """Where exported ONNX models are kept (``CONVEYOR_MODELS_DIR``, else home/models)."""
+        return self.models_dir or self.home / "models"
 
     @property
     def blobs_path(self) -> Path:

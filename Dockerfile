@@ -1,0 +1,50 @@
+# One image for every role; the command picks it:
+#   docker run conveyor worker --concurrency 3
+#   docker run -p 8000:8000 conveyor serve --host 0.0.0.0 --port 8000
+#   docker run -p 8003:8003 conveyor embed-server --host 0.0.0.0 --port 8003
+#   docker run -e INPUT_JSON='{"FileURI": "s3://…"}' conveyor run-job
+#   docker build --target lambda -t conveyor-lambda .   (the AWS Lambda image)
+# Kept in step with the Makefile: the same CPU torch pin, the same Debian packages for
+# OCR, the same pip extras minus the test-only ones (tests/unit/test_packaging.py checks).
+FROM python:3.11-slim-bookworm AS base
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HF_HUB_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false \
+    CONVEYOR_HOME=/data
+
+# Runtime Debian packages (the Makefile's APT_PACKAGES without the test-only ones).
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+# CPU build of PyTorch (an unpinned torch pulls a multi-GB CUDA build).
+RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml README.md ./
+COPY conveyor ./conveyor
+RUN pip install ".[audio,onnx,server,postgres,aws,chroma,qdrant]"
+
+# Export the ONNX model at build time so the first job doesn't pay for it.
+RUN CONVEYOR_HOME=/opt/conveyor conveyor models export
+ENV CONVEYOR_MODELS_DIR=/opt/conveyor/models
+
+RUN useradd --create-home --uid 10001 conveyor && mkdir -p /data && chown conveyor /data
+
+# AWS Lambda (container image, fed by SQS): `docker build --target lambda`. The runtime
+# interface client calls the handler; only /tmp is writable there.
+FROM base AS lambda
+RUN pip install awslambdaric
+ENV CONVEYOR_HOME=/tmp/conveyor
+USER conveyor
+ENTRYPOINT ["python", "-m", "awslambdaric"]
+CMD ["conveyor.aws.lambda_handler.handler"]
+
+# The default image: worker, serve, embed-server, run-job, ingest, … (`docker build .`).
+FROM base AS app
+USER conveyor
+VOLUME ["/data"]
+ENTRYPOINT ["conveyor"]
+CMD ["worker", "--concurrency", "2"]
