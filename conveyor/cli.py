@@ -506,6 +506,70 @@ def compactor(home: Path | None) -> None:
         cv.serve_compactor(stop=stop)
 
 
+@main.command("run-job")
+@click.option(
+    "--input",
+    "input_json",
+    envvar="INPUT_JSON",
+    metavar="JSON|@FILE",
+    default=None,
+    help="The job: a job message, {\"FileURI\": …, \"collection\": …, \"execution_name\": …} "
+    "or an S3 event; @path reads a file, @- standard input [env: INPUT_JSON].",
+)
+@click.option(
+    "--execution-name",
+    envvar="EXECUTION_NAME",
+    default=None,
+    help="Names the results folder when the input has no execution_name "
+    "[env: EXECUTION_NAME; default: the job's run].",
+)
+@click.option(
+    "--merge-timeout",
+    type=click.FloatRange(0),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for the document's delta to be merged (another compactor "
+    "may hold the collection's lock).",
+)
+@home_option
+@handle_errors
+def run_job(
+    input_json: str | None, execution_name: str | None, merge_timeout: float, home: Path | None
+) -> None:
+    """Run one job in this process and exit: for Step Functions and ECS RunTask.
+
+    Processes the document (transient errors retried here), merges it into
+    the vector store, writes the result to
+    ingestion_output/{execution_name}/sf-results/{document_id}.json in the blob
+    store as {"FileURI": …, "EmbeddingsGenerated": …, …} and prints it. Exit
+    status: 0 done or skipped (unchanged), 1 the document failed (the reason on
+    stderr), 2 bad input.
+
+    \b
+    Examples:
+      INPUT_JSON='{"FileURI": "s3://bucket/in/a.pdf", "execution_name": "exec-42"}' \\
+        conveyor run-job
+      conveyor run-job --input '{"source": "file:///data/a.pdf", "collection": "reports"}'
+      conveyor run-job --input @job.json --execution-name nightly
+    """
+    from .aws.run_job import parse_input, read_input, run_one
+
+    if not input_json:
+        raise click.UsageError("no job: set INPUT_JSON or pass --input JSON|@FILE")
+    settings = _settings(home)
+    one = parse_input(
+        read_input(input_json),
+        default_collection=settings.collection,
+        execution_name=execution_name,
+    )
+    with _open(home, must_exist=False) as cv:
+        outcome = run_one(cv.components, one, merge_timeout=merge_timeout)
+    click.echo(json.dumps(outcome.result, indent=2, ensure_ascii=False, default=str))
+    if not outcome.ok:
+        click.echo(f"error: {outcome.status}: {outcome.result.get('error')}", err=True)
+        sys.exit(1)
+
+
 @main.command("embed-server")
 @click.option(
     "--host",

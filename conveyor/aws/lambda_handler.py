@@ -1,0 +1,419 @@
+"""AWS Lambda handler for an SQS event source mapping with ``ReportBatchItemFailures``.
+
+Set the function's handler to ``conveyor.aws.lambda_handler.handler``. Each
+SQS record's body is a job message, a receipt message or an S3 event
+notification (also wrapped in an SNS envelope); it runs through the same
+:class:`~conveyor.worker.Processor` as ``conveyor worker`` (by way of
+:class:`~conveyor.aws.batch.BatchQueue`), then the compactor merges the deltas.
+
+What comes back to SQS, per record:
+
+* done or skipped (unchanged) — not listed: Lambda deletes the message.
+* failed for good (a corrupt file, a body that is not a job) — recorded in the
+  catalog as a failed document with its reason (a body that names no
+  document becomes a document ``sqs://<queue>/<messageId>``), and not listed:
+  retrying cannot help, and the reason is where ``conveyor documents --state
+  failed`` shows it.
+* failed for now (a timeout, a busy database, an unknown error below
+  ``CONVEYOR_MAX_RECEIVES`` deliveries) — listed in ``batchItemFailures``:
+  SQS delivers it again after the queue's visibility timeout, and its redrive
+  policy dead-letters it in the end.
+* not started because the invocation was running out of time — listed too,
+  and left alone in the catalog: it is not a failure.
+
+Time: a record is started only while more than ``CONVEYOR_LAMBDA_RESERVE_SECONDS``
+plus the longest record so far (in this container) remain; the reserve is for
+merging and replying. The compactor then merges what is pending, in every
+collection, and stops (after the batch in hand) when the reserve is nearly
+used up. Deltas left pending — the time ran out, or another compactor holds
+a collection's lock — are merged by the next invocation of any instance, or by
+``conveyor compactor``; their documents stay ``running`` (stage ``merge``)
+until then. The compactor's lock makes concurrent instances safe.
+
+Reuse: the settings (from the environment), the connections and the model
+are built on the first invocation and kept at module level for the next
+ones, as Lambda keeps the process warm.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..app import Components
+from ..compactor import Compactor
+from ..exceptions import ConfigurationError, PermanentError, safe_summary
+from ..ids import document_id
+from ..settings import Settings
+from ..worker import Outcome, Processor
+from .batch import BatchQueue
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RESERVE_SECONDS = 10.0
+MERGE_WAIT_SECONDS = 3.0
+"""How long to wait for a collection whose lock another compactor holds."""
+
+
+@dataclass
+class Warm:
+    """What one Lambda container keeps between invocations."""
+
+    components: Components
+    compactor: Compactor
+    worker_id: str
+    reserve: float
+    longest: float = 0.0
+    """Seconds the slowest record has taken in this container."""
+    invocations: int = 0
+    done: int = 0
+    failed: int = 0
+
+
+_warm: Warm | None = None
+_warm_lock = threading.Lock()
+
+
+def _reserve_from_env() -> float:
+    raw = os.environ.get("CONVEYOR_LAMBDA_RESERVE_SECONDS")
+    if raw is None:
+        return DEFAULT_RESERVE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigurationError(
+            f"CONVEYOR_LAMBDA_RESERVE_SECONDS must be a number of seconds >= 0, got {raw!r}"
+        )
+    return value
+
+
+def warm(
+    settings: Settings | None = None, *, embedder: Any = None, reserve: float | None = None
+) -> Warm:
+    """The container's shared state, built on the first call: settings from the
+    environment (``CONVEYOR_HOME`` defaults to a folder under /tmp, the only
+    writable place in Lambda), the backends opened — so a wrong URL fails here,
+    naming it — and the model loaded. Later calls return the same object.
+    ``settings``/``embedder`` are for tests and for wrappers that build their own."""
+    global _warm
+    with _warm_lock:
+        if _warm is not None:
+            return _warm
+        if settings is None:
+            try:
+                settings = Settings()
+            except Exception as exc:  # pydantic's ValidationError: a bad variable
+                raise ConfigurationError(f"invalid setting: {safe_summary(exc, 600)}") from None
+            if "CONVEYOR_HOME" not in os.environ:
+                settings = settings.with_home(Path(tempfile.gettempdir()) / "conveyor-data")
+        settings.home.mkdir(parents=True, exist_ok=True)
+        components = Components(settings, local_embedder=embedder)
+        components.catalog  # noqa: B018 - open the backends now: a bad URL fails at start-up
+        components.blobs  # noqa: B018
+        components.vectors  # noqa: B018
+        components.tokenizer  # noqa: B018
+        if not settings.embedding_url:  # the service's fallback loads only when needed
+            load = getattr(components.local_embedder, "load", None)
+            if load is not None:
+                load()
+        name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "lambda")
+        stream = os.environ.get(
+            "AWS_LAMBDA_LOG_STREAM_NAME", f"{socket.gethostname()}:{os.getpid()}"
+        )
+        _warm = Warm(
+            components=components,
+            compactor=Compactor(components, batch=8),
+            worker_id=f"{name}:{stream}",
+            reserve=_reserve_from_env() if reserve is None else reserve,
+        )
+        return _warm
+
+
+def reset() -> None:
+    """Close and forget the shared state (tests; a wrapper changing settings)."""
+    global _warm
+    with _warm_lock:
+        if _warm is not None:
+            _warm.components.close()
+        _warm = None
+
+
+class Clock:
+    """Seconds left in this invocation, from the Lambda context (none: no limit)."""
+
+    def __init__(self, context: Any) -> None:
+        self._remaining = getattr(context, "get_remaining_time_in_millis", None)
+
+    def left(self) -> float:
+        if self._remaining is None:
+            return math.inf
+        return float(self._remaining()) / 1000.0
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    """Process an SQS batch; returns ``{"batchItemFailures": [{"itemIdentifier": id}]}``
+    naming the records SQS should deliver again (see the module docstring)."""
+    state = warm()
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        raise ConfigurationError(
+            "not an SQS event (no 'Records' list): conveyor's Lambda handler expects an SQS "
+            "event source mapping with ReportBatchItemFailures"
+        )
+    return Batch(state, Clock(context)).run(records)
+
+
+class Batch:
+    """One invocation: the records, what became of each, and the merge."""
+
+    def __init__(self, state: Warm, clock: Clock) -> None:
+        self.state, self.clock = state, clock
+        self.c = state.components
+        self.queue = BatchQueue(max_receives=self.c.settings.max_receives)
+        self.c.queue = self.queue  # the processor acks into this batch, not a queue of ours
+        self.order: list[str] = []  # message ids, as delivered
+        self.settled: set[str] = set()  # bad messages recorded, S3 test events
+        self.unrecorded: set[str] = set()  # bad messages the catalog did not take
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def run(self, records: list[Any]) -> dict[str, list[dict[str, str]]]:
+        state = self.state
+        state.invocations += 1
+        self._beat("running")
+        for record in records:
+            self._accept(record)
+        counts = self._process()
+        merged = self._merge()
+        retry = [mid for mid in self.order if self._retry(mid)]
+        state.done += counts["done"]
+        state.failed += counts["failed"]
+        self._beat("stopped")
+        log.info(
+            "batch of %d: %d done, %d failed, %d to retry (%d not started); "
+            "%d deltas merged; %.1fs left",
+            len(self.order),
+            counts["done"],
+            counts["failed"],
+            len(retry),
+            counts["unstarted"],
+            merged,
+            self.clock.left(),
+            extra={"worker": state.worker_id},
+        )
+        return {"batchItemFailures": [{"itemIdentifier": mid} for mid in retry]}
+
+    # -- intake ----------------------------------------------------------
+
+    def _accept(self, record: Any) -> None:
+        mid = record.get("messageId") if isinstance(record, dict) else None
+        if not isinstance(mid, str) or not mid:
+            log.error("SQS record without a messageId, ignored: %s", safe_summary(str(record)))
+            return
+        if mid in self.records:
+            return  # the same message twice in one batch: once is enough
+        self.order.append(mid)
+        self.records[mid] = record
+        try:
+            body = decode_body(record.get("body"))
+        except PermanentError as exc:
+            self._bad_message(mid, safe_summary(exc))
+            return
+        if body is None:
+            log.info("S3 test event, nothing to do", extra={"job": mid})
+            self.settled.add(mid)
+            return
+        attributes = record.get("attributes") or {}
+        try:
+            received = int(attributes.get("ApproximateReceiveCount", 1))
+        except (TypeError, ValueError):
+            received = 1
+        self.queue.deliver(mid, body, previous_receives=received - 1)
+
+    def _bad_message(self, mid: str, reason: str) -> None:
+        """A message that names no document: recorded as a failed document of its
+        own, so the reason shows where every other failure does."""
+        record = self.records[mid]
+        source = message_uri(record)
+        collection = self.c.settings.collection
+        doc_id = document_id(collection, source)
+        try:
+            self.c.catalog.enqueued([(doc_id, collection, source)], "adhoc")
+            self.c.catalog.update(
+                doc_id,
+                state="failed",
+                stage=None,
+                error=reason,
+                error_kind="permanent",
+                metadata={"message_id": mid, "body": safe_summary(str(record.get("body")), 1000)},
+            )
+        except Exception as exc:  # could not record it: let SQS bring it back
+            log.warning(
+                "could not record a bad message, it will be retried: %s",
+                safe_summary(exc),
+                extra={"job": mid},
+            )
+            self.unrecorded.add(mid)
+            return
+        log.info("bad message: %s", reason, extra={"job": mid, "document": doc_id})
+        self.settled.add(mid)
+
+    # -- work ------------------------------------------------------------
+
+    def _process(self) -> dict[str, int]:
+        s, state = self.c.settings, self.state
+        processor = Processor(self.c)
+        counts = {"done": 0, "failed": 0, "unstarted": 0}
+        while True:
+            needed = state.reserve + state.longest
+            left = self.clock.left()
+            if left <= needed:
+                counts["unstarted"] = self.queue.depth().visible
+                if counts["unstarted"]:
+                    log.warning(
+                        "%.1fs left, %.1fs needed to start another record: %d returned unstarted",
+                        left,
+                        needed,
+                        counts["unstarted"],
+                        extra={"worker": state.worker_id},
+                    )
+                return counts
+            leases = self.queue.receive(1, visibility_timeout=s.visibility_timeout)
+            if not leases:
+                return counts
+            lease = leases[0]
+            started = time.monotonic()
+            try:
+                outcome = processor.process(lease)
+            except Exception as exc:  # failing the job failed too: SQS brings it back
+                log.error(
+                    "job handling failed: %s",
+                    safe_summary(exc),
+                    exc_info=True,
+                    extra={"job": lease.job_id},
+                )
+                outcome = Outcome(None, "retry", error=safe_summary(exc))
+            state.longest = max(state.longest, time.monotonic() - started)
+            fate = self.queue.fates.get(lease.job_id)
+            if fate is not None and fate.state == "dead" and outcome.document_id is None:
+                self._bad_message(lease.job_id, fate.error or "not a job message")
+            if outcome.status in ("merge", "skipped"):
+                counts["done"] += 1
+            elif outcome.status == "failed":
+                counts["failed"] += 1
+
+    def _retry(self, mid: str) -> bool:
+        """Whether SQS should deliver ``mid`` again: released for a retry, not
+        started, its handling broke before the processor settled it, or it was bad
+        but could not be recorded as such."""
+        if mid in self.settled:
+            return False
+        fate = self.queue.fates.get(mid)
+        return fate is None or fate.state == "retry" or mid in self.unrecorded
+
+    # -- merge -----------------------------------------------------------
+
+    def _merge(self) -> int:
+        """Run the compactor in the time left: until nothing is pending, the
+        reserve is nearly used up, or the only pending collections are locked
+        by another compactor (which then merges them) for a few seconds."""
+        compactor, catalog = self.state.compactor, self.c.catalog
+        stop = threading.Event()
+        budget = self.clock.left() - self.state.reserve / 4
+        if budget <= 0:
+            return 0
+        timer = None
+        if math.isfinite(budget):
+            timer = threading.Timer(budget, stop.set)
+            timer.daemon = True
+            timer.start()
+        applied, idle_since = 0, time.monotonic()
+        try:
+            while not stop.is_set():
+                try:
+                    n = compactor.run_once(stop)
+                    pending = catalog.pending_collections()
+                except Exception as exc:  # the deltas stay pending for the next one
+                    log.warning("compaction failed, left pending: %s", safe_summary(exc))
+                    break
+                applied += n
+                if not pending:
+                    break
+                if n:
+                    idle_since = time.monotonic()
+                    continue
+                if time.monotonic() - idle_since > MERGE_WAIT_SECONDS:
+                    log.info(
+                        "deltas left pending in %s (another compactor has the lock)",
+                        ", ".join(pending),
+                    )
+                    break
+                stop.wait(0.2)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return applied
+
+    def _beat(self, status: str) -> None:
+        state = self.state
+        try:
+            self.c.catalog.worker_beat(
+                state.worker_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                concurrency=1,
+                state=status,
+                in_flight=self.queue.depth().in_flight,
+                jobs_done=state.done,
+                jobs_failed=state.failed,
+            )
+        except Exception as exc:  # status is best effort
+            log.warning("worker heartbeat failed: %s", safe_summary(exc))
+
+
+def decode_body(text: Any) -> dict[str, Any] | None:
+    """The job message of an SQS body: the JSON object itself, or the message
+    inside an SNS envelope (S3 → SNS → SQS without raw delivery). None for S3's
+    test event, sent when a notification is set up. :class:`PermanentError` when
+    it is not a JSON object."""
+    if not isinstance(text, str):
+        raise PermanentError("SQS message has no body")
+    body = _json_object(text, "message body")
+    if body.get("Type") == "Notification" and isinstance(body.get("Message"), str):
+        body = _json_object(body["Message"], "SNS message")
+    if body.get("Event") == "s3:TestEvent":
+        return None
+    return body
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PermanentError(
+            f"{what} is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
+            f"{safe_summary(text, 80)}"
+        ) from None
+    if not isinstance(data, dict):
+        raise PermanentError(f"{what} is JSON but not an object: {safe_summary(text, 80)}")
+    return data
+
+
+def message_uri(record: dict[str, Any]) -> str:
+    """``sqs://<queue-name>/<messageId>``: a name for a message that names no document."""
+    arn = str(record.get("eventSourceARN") or "")
+    queue = arn.rsplit(":", 1)[-1] if arn.startswith("arn:") else "queue"
+    return f"sqs://{queue}/{record.get('messageId')}"
+
+
+__all__ = ["Batch", "Clock", "Warm", "decode_body", "handler", "reset", "warm"]

@@ -1,0 +1,246 @@
+"""One job in this process, then exit: ``conveyor run-job`` for Step Functions and ECS RunTask.
+
+The input (``INPUT_JSON``, or ``--input``) is one JSON object, in any of these forms:
+
+* a job message — ``{"source": "s3://…" | "file://…", "collection": …, "run": …,
+  "kind": …, "options": {…}}`` — or a receipt message, as the queue carries them;
+* a Step Functions style object — ``{"FileURI": "s3://…" | "file://…",
+  "collection": …, "execution_name": …}`` (``run``, ``kind``, ``options``
+  optional; other keys, which a state machine often passes along, are ignored);
+* an S3 event: a notification (``{"Records": [one record]}``), one of its
+  records, or an EventBridge "Object Created" event, once the S3 parsing in
+  :mod:`conveyor.jobs` understands it.
+
+The job runs through the ordinary :class:`~conveyor.worker.Processor` (by way of
+:class:`~conveyor.aws.batch.BatchQueue`): transient errors are retried here,
+with the usual backoff, up to ``CONVEYOR_MAX_RECEIVES`` attempts. Its delta is
+merged by a compactor in this process (or by another that holds the
+collection's lock — then this waits for it). The result — the document's
+result manifest plus ``execution_name`` — is written to
+``ingestion_output/{execution_name}/sf-results/{document_id}.json`` in the
+blob store, for a failed document too.
+
+The execution name comes from the input (``execution_name``), else from
+``EXECUTION_NAME`` / ``--execution-name``, else it is the job's run. An
+execution ARN is cut to its name, and characters a storage key cannot hold
+become ``-``. When the input names no run, the run is the execution name, so
+the execution's result manifests sit beside its sf-results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..compactor import Compactor
+from ..exceptions import ConveyorError, PermanentError, safe_summary
+from ..ids import document_id
+from ..jobs import MANIFEST_KEY, Job, check_name, manifest, manifest_bytes
+from ..worker import Processor
+from .batch import BatchQueue
+
+if TYPE_CHECKING:
+    from ..app import Components
+
+log = logging.getLogger(__name__)
+
+RESULT_KEY = "ingestion_output/{execution}/sf-results/{document_id}.json"
+_NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class BadInput(ConveyorError):
+    """The input is not a job conveyor understands (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class OneJob:
+    job: Job
+    execution_name: str
+
+    @property
+    def document_id(self) -> str:
+        return document_id(self.job.collection, self.job.source)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    status: str  # done, skipped, failed, pending (merge not finished in time)
+    result: dict[str, Any]
+    key: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "skipped")
+
+
+def read_input(text: str) -> str:
+    """``@path`` reads a file (``@-`` standard input); anything else is the JSON itself."""
+    if not text.startswith("@"):
+        return text
+    import sys
+    from pathlib import Path
+
+    if text == "@-":
+        return sys.stdin.read()
+    try:
+        return Path(text[1:]).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read the input file {text[1:]!r}: {exc.strerror}") from None
+
+
+def execution_label(name: str) -> str:
+    """A Step Functions execution name (or ARN) as a storage-key-safe name."""
+    if name.startswith("arn:"):
+        name = name.rsplit(":", 1)[-1]
+    cleaned = _NOT_IN_NAMES.sub("-", name).lstrip("._-")[:128]
+    if not cleaned:
+        raise BadInput(f"execution name {name[:80]!r} has no letter or digit")
+    return cleaned
+
+
+def parse_input(text: str, *, default_collection: str, execution_name: str | None = None) -> OneJob:
+    """The job and execution name of a run-job input (see the module docstring).
+    :class:`BadInput` says what is wrong with it."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(
+            f"input is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
+            f"{safe_summary(text, 80)!r}"
+        ) from None
+    if not isinstance(data, dict):
+        raise BadInput(
+            'input must be a JSON object: a job message {"source": …}, '
+            '{"FileURI": …, "collection": …, "execution_name": …} or an S3 event'
+        )
+    given = data.get("execution_name") or execution_name
+    if given is not None and not isinstance(given, str):
+        raise BadInput("'execution_name' must be a string")
+    execution = execution_label(given) if given else None
+    body = _job_body(data)
+    if execution and not body.get("run"):
+        body["run"] = execution
+    try:
+        job = Job.from_message(body, default_collection=default_collection)
+    except PermanentError as exc:
+        raise BadInput(safe_summary(exc)) from None
+    return OneJob(job, execution or check_name("execution", job.run))
+
+
+def _job_body(data: dict[str, Any]) -> dict[str, Any]:
+    """A job message for each accepted form."""
+    if "FileURI" in data:
+        uri = data["FileURI"]
+        if not isinstance(uri, str) or not uri:
+            raise BadInput("'FileURI' must be a non-empty string (s3://…, file://… or a path)")
+        return {
+            "source": uri,
+            "collection": data.get("collection"),
+            "run": data.get("run"),
+            "kind": data.get("kind"),
+            "options": data.get("options") or {},
+        }
+    return {k: v for k, v in data.items() if k != "execution_name"}
+
+
+def run_one(
+    c: Components, one: OneJob, *, merge_timeout: float = 300.0, poll: float = 0.2
+) -> JobResult:
+    """Process ``one`` here, wait for its merge, write and return its result."""
+    job, doc_id = one.job, one.document_id
+    queue = BatchQueue(max_receives=c.settings.max_receives)
+    c.queue = queue  # the processor acks into this queue; there is no other
+    job_id = uuid.uuid4().hex
+    queue.deliver(job_id, job.message())
+    processor = Processor(c)
+    extra = {"job": job_id, "document": doc_id, "run": job.run}
+    while True:
+        leases = queue.receive(1, visibility_timeout=c.settings.visibility_timeout)
+        if leases:
+            outcome = processor.process(leases[0])
+            if outcome.status == "retry":
+                log.info("attempt failed, retrying: %s", outcome.error, extra=extra)
+            continue
+        if queue.delayed():  # a transient failure waits out its backoff
+            time.sleep(poll)
+            continue
+        break
+
+    status = _wait_for_merge(c, doc_id, merge_timeout, poll, extra)
+    doc = c.catalog.get(doc_id) or {}
+    if status in ("done", "skipped"):
+        data = _manifest(c, job, doc_id) or manifest(
+            source=job.source,
+            document_id=doc_id,
+            collection=job.collection,
+            run=job.run,
+            status=status,
+            embeddings=int(doc.get("chunks") or 0) if status == "done" else 0,
+            chunks=int(doc.get("chunks") or 0),
+        )
+    else:
+        error = str(doc.get("error") or "the job did not finish")
+        if status == "pending":
+            error = (
+                f"the document's delta was not merged within {merge_timeout:g}s; "
+                "a running compactor (any worker, Lambda or `conveyor compactor`) merges it"
+            )
+        data = manifest(
+            source=job.source,
+            document_id=doc_id,
+            collection=job.collection,
+            run=job.run,
+            status=status,
+            embeddings=0,
+            error=error,
+            error_kind=doc.get("error_kind"),
+        )
+    result = {**data, "execution_name": one.execution_name, "result_manifest": None}
+    if status in ("done", "skipped"):
+        result["result_manifest"] = MANIFEST_KEY.format(run=job.run, document_id=doc_id)
+    key = RESULT_KEY.format(execution=one.execution_name, document_id=doc_id)
+    c.blobs.put(key, manifest_bytes(result))
+    return JobResult(status, result, key)
+
+
+def _wait_for_merge(
+    c: Components, doc_id: str, timeout: float, poll: float, extra: dict[str, Any]
+) -> str:
+    """Merge pending deltas until the document is settled: its state, or
+    ``pending`` when ``timeout`` passed first (another compactor holding the
+    lock for longer, or merges failing)."""
+    compactor = Compactor(c)
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = c.catalog.get(doc_id) or {}
+        state = str(doc.get("state"))
+        if state in ("done", "skipped", "failed"):
+            return state
+        if state != "running":  # queued: the processor never settled it
+            return "failed"
+        try:
+            compactor.run_once()
+        except Exception as exc:  # retried until the deadline
+            log.warning("compaction failed, retrying: %s", safe_summary(exc), extra=extra)
+        doc = c.catalog.get(doc_id) or {}
+        if doc.get("state") in ("done", "failed"):
+            return str(doc["state"])
+        if time.monotonic() >= deadline:
+            return "pending"
+        time.sleep(poll)
+
+
+def _manifest(c: Components, job: Job, doc_id: str) -> dict[str, Any] | None:
+    """The result manifest the processor (skipped) or the compactor (done) wrote."""
+    from ..exceptions import SourceNotFound
+
+    try:
+        data = json.loads(c.blobs.get(MANIFEST_KEY.format(run=job.run, document_id=doc_id)))
+    except (SourceNotFound, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

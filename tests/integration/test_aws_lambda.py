@@ -1,0 +1,122 @@
+"""The Lambda handler with the real model, real extraction (in child processes) and sqlite-vec."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lambda_events import LambdaContext, ids, sqs_event, sqs_record
+
+from conveyor.app import Conveyor
+from conveyor.aws import lambda_handler
+from conveyor.ids import document_id
+from conveyor.jobs import MANIFEST_KEY
+from conveyor.settings import Settings
+from conveyor.testing import make_pdf
+
+TOPICS = {
+    "volcano.txt": "Basaltic lava flows slowly downhill from the erupting volcano.",
+    "bread.md": "# Sourdough\n\nKnead the dough and let the sourdough starter ferment overnight.",
+    "chess.html": "<html><body><p>The Sicilian Defence answers e4 with c5.</p></body></html>",
+    "whales.txt": "Humpback whales sing long songs while migrating to warm waters.",
+    "bees.txt": "Honey bees dance to tell the hive where the flowers are.",
+}
+QUERIES = {
+    "lava from an erupting volcano": "volcano.txt",
+    "letting sourdough starter ferment": "bread.md",
+    "Sicilian Defence chess opening": "chess.html",
+    "humpback whale songs": "whales.txt",
+    "bees dancing about flowers": "bees.txt",
+}
+
+
+@pytest.fixture
+def warm(home: Path, real_embedder) -> Iterator[lambda_handler.Warm]:
+    lambda_handler.reset()
+    yield lambda_handler.warm(Settings(home=home), embedder=real_embedder)
+    lambda_handler.reset()
+
+
+def _job(path: Path) -> dict:
+    return {"source": path.as_uri(), "collection": "default", "run": "lambda-run"}
+
+
+def test_batch_with_bad_records_merges_the_good_and_retries_nothing(
+    warm: lambda_handler.Warm, home: Path, tmp_path: Path, real_embedder
+) -> None:
+    good = []
+    for name, text in TOPICS.items():
+        good.append(tmp_path / name)
+        good[-1].write_text(text)
+    corrupt = tmp_path / "report.pdf"
+    make_pdf(str(corrupt), ["Quarterly numbers. " * 40])
+    corrupt.write_bytes(corrupt.read_bytes()[:300])  # truncated in transit
+    records = [sqs_record(_job(p)) for p in good]
+    records.insert(2, sqs_record(_job(corrupt)))
+    unparseable = sqs_record('{"source": "file:///tmp/x.txt", ')
+    records.append(unparseable)
+
+    response = lambda_handler.handler(sqs_event(*records), LambdaContext())
+
+    assert ids(response) == []  # nothing here gets better by retrying
+    catalog = warm.components.catalog
+    for path in good:
+        doc = catalog.get(document_id("default", path.as_uri()))
+        assert doc is not None and doc["state"] == "done" and doc["chunks"] >= 1, doc
+        manifest = warm.components.blobs.get(
+            MANIFEST_KEY.format(run="lambda-run", document_id=doc["id"])
+        )
+        assert b'"EmbeddingsGenerated": 1' in manifest
+    bad = catalog.get(document_id("default", corrupt.as_uri()))
+    assert bad is not None and bad["state"] == "failed" and "PDF" in bad["error"]
+    message = catalog.get(document_id("default", f"sqs://conveyor-jobs/{unparseable['messageId']}"))
+    assert message is not None and message["state"] == "failed"
+    assert "not JSON" in message["error"] and message["error_kind"] == "permanent"
+    assert catalog.counts()["failed"] == 2
+    assert catalog.pending_collections() == []
+
+    with Conveyor(Settings(home=home), embedder=real_embedder) as cv:
+        results = cv.search_many(list(QUERIES), k=1)
+    for (query, expected), hits in zip(QUERIES.items(), results, strict=True):
+        assert hits[0].source.endswith(expected), (query, hits[0].source)
+
+
+def test_too_little_time_starts_nothing_and_fails_nothing(
+    warm: lambda_handler.Warm, tmp_path: Path
+) -> None:
+    paths = [tmp_path / f"{i}.txt" for i in range(3)]
+    for p in paths:
+        p.write_text("Glaciers carve valleys over thousands of years.")
+    records = [sqs_record(_job(p)) for p in paths]
+    response = lambda_handler.handler(sqs_event(*records), LambdaContext(millis=3_000))
+    assert ids(response) == [r["messageId"] for r in records]
+    assert warm.components.catalog.counts()["failed"] == 0
+    assert warm.components.catalog.documents() == []
+    assert warm.components.vectors.collection("default") is None
+
+
+def test_the_model_is_loaded_once_per_container(
+    monkeypatch: pytest.MonkeyPatch, home: Path, tmp_path: Path
+) -> None:
+    """Built from the environment on the first call, as in Lambda, and kept."""
+    lambda_handler.reset()
+    monkeypatch.setenv("CONVEYOR_HOME", str(home))
+    monkeypatch.setenv("CONVEYOR_ISOLATE_EXTRACTION", "false")
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("Owls hunt at night with silent feathers.")
+    b.write_text("Cacti store water in their thick stems.")
+    try:
+        assert ids(lambda_handler.handler(sqs_event(sqs_record(_job(a))), LambdaContext())) == []
+        state = lambda_handler.warm()
+        embedder = state.components.local_embedder
+        model = embedder._model
+        assert model is not None  # loaded by the first invocation
+        assert ids(lambda_handler.handler(sqs_event(sqs_record(_job(b))), LambdaContext())) == []
+        again = lambda_handler.warm()
+        assert again is state and again.invocations == 2
+        assert again.components.local_embedder is embedder and embedder._model is model
+        assert again.components.settings.home == home
+        assert again.components.vectors.count("default") == 2
+    finally:
+        lambda_handler.reset()
