@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     visibility_timeout: float = Field(60.0, gt=0, description="lease length, seconds")
     max_receives: int = Field(5, ge=1, description="deliveries before dead-letter")
     retry_base_seconds: float = Field(2.0, ge=0)
+    lambda_reserve_seconds: float = Field(
+        10.0, ge=0, description="Lambda: time kept for merging and replying; no record starts later"
+    )
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1, description="larger sources fail")
     max_pdf_pages: int | None = Field(None, ge=1)
     isolate_extraction: bool = Field(True, description="extract in a child process")

@@ -59,7 +59,6 @@ from .batch import BatchQueue
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RESERVE_SECONDS = 10.0
 MERGE_WAIT_SECONDS = 3.0
 """How long to wait for a collection whose lock another compactor holds."""
 
@@ -83,24 +82,7 @@ _warm: Warm | None = None
 _warm_lock = threading.Lock()
 
 
-def _reserve_from_env() -> float:
-    raw = os.environ.get("CONVEYOR_LAMBDA_RESERVE_SECONDS")
-    if raw is None:
-        return DEFAULT_RESERVE_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise ConfigurationError(
-            f"CONVEYOR_LAMBDA_RESERVE_SECONDS must be a number of seconds >= 0, got {raw!r}"
-        )
-    return value
-
-
-def warm(
-    settings: Settings | None = None, *, embedder: Any = None, reserve: float | None = None
-) -> Warm:
+def warm(settings: Settings | None = None, *, embedder: Any = None) -> Warm:
     """The container's shared state, built on the first call: settings from the
     environment (``CONVEYOR_HOME`` defaults to a folder under /tmp, the only
     writable place in Lambda), the backends opened — so a wrong URL fails here,
@@ -135,7 +117,7 @@ def warm(
             components=components,
             compactor=Compactor(components, batch=8),
             worker_id=f"{name}:{stream}",
-            reserve=_reserve_from_env() if reserve is None else reserve,
+            reserve=settings.lambda_reserve_seconds,
         )
         return _warm
 

@@ -7,6 +7,7 @@ and tests/acceptance/test_run_job.py.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def _settings(home: Path, **kw) -> Settings:
         "embedding_cache": False,
         "isolate_extraction": False,
         "max_receives": 3,
+        "lambda_reserve_seconds": 5.0,
     }
     base.update(kw)
     return Settings(**base)
@@ -52,7 +54,7 @@ def _settings(home: Path, **kw) -> Settings:
 @pytest.fixture
 def warm(home: Path) -> Iterator[lambda_handler.Warm]:
     lambda_handler.reset()
-    state = lambda_handler.warm(_settings(home), embedder=Flaky(0), reserve=5.0)
+    state = lambda_handler.warm(_settings(home), embedder=Flaky(0))
     yield state
     lambda_handler.reset()
 
@@ -186,13 +188,22 @@ def test_not_an_sqs_event_is_a_configuration_error(warm: lambda_handler.Warm) ->
         lambda_handler.handler({"source": "file:///x"}, LambdaContext())
 
 
-def test_a_bad_reserve_setting_names_the_variable(
-    monkeypatch: pytest.MonkeyPatch, home: Path
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("CONVEYOR_LAMBDA_RESERVE_SECONDS", "soon", "lambda_reserve_seconds"),
+        ("CONVEYOR_BLOBS_URL", "ftp://user:pw@host/x", "ftp://user:***@host/x"),
+    ],
+)
+def test_a_bad_setting_fails_at_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, home: Path, variable: str, value: str, named: str
 ) -> None:
     lambda_handler.reset()
-    monkeypatch.setenv("CONVEYOR_LAMBDA_RESERVE_SECONDS", "soon")
-    with pytest.raises(ConfigurationError, match="CONVEYOR_LAMBDA_RESERVE_SECONDS"):
-        lambda_handler.warm(_settings(home), embedder=FakeEmbedder())
+    monkeypatch.setenv("CONVEYOR_HOME", str(home))
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=re.escape(named)) as caught:
+        lambda_handler.handler(sqs_event(), LambdaContext())
+    assert ":pw@" not in str(caught.value)
     lambda_handler.reset()
 
 
