@@ -22,8 +22,9 @@ What comes back to SQS, per record:
   and left alone in the catalog: it is not a failure.
 
 Time: a record is started only while more than ``CONVEYOR_LAMBDA_RESERVE_SECONDS``
-plus the longest record so far (in this container) remain; the reserve is for
-merging and replying. The compactor then merges what is pending, in every
+plus the longest record so far (in this container) remain; the first record of
+an invocation needs only the reserve, so every batch makes progress. The
+reserve is for merging and replying. The compactor then merges what is pending, in every
 collection, and stops (after the batch in hand) when the reserve is nearly
 used up. Deltas left pending — the time ran out, or another compactor holds
 a collection's lock — are merged by the next invocation of any instance, or by
@@ -256,8 +257,11 @@ class Batch:
         s, state = self.c.settings, self.state
         processor = Processor(self.c)
         counts = {"done": 0, "failed": 0, "unstarted": 0}
+        started = 0
         while True:
-            needed = state.reserve + state.longest
+            # the first record needs only the reserve: a container whose slowest record
+            # ran close to the timeout must still make progress, not return every batch
+            needed = state.reserve + (state.longest if started else 0.0)
             left = self.clock.left()
             if left <= needed:
                 counts["unstarted"] = self.queue.depth().visible
@@ -273,8 +277,8 @@ class Batch:
             leases = self.queue.receive(1, visibility_timeout=s.visibility_timeout)
             if not leases:
                 return counts
-            lease = leases[0]
-            started = time.monotonic()
+            lease, started = leases[0], started + 1
+            began = time.monotonic()
             try:
                 outcome = processor.process(lease)
             except Exception as exc:  # failing the job failed too: SQS brings it back
@@ -285,7 +289,7 @@ class Batch:
                     extra={"job": lease.job_id},
                 )
                 outcome = Outcome(None, "retry", error=safe_summary(exc))
-            state.longest = max(state.longest, time.monotonic() - started)
+            state.longest = max(state.longest, time.monotonic() - began)
             fate = self.queue.fates.get(lease.job_id)
             if fate is not None and fate.state == "dead" and outcome.document_id is None:
                 self._bad_message(lease.job_id, fate.error or "not a job message")

@@ -273,3 +273,18 @@ def test_run_one_retries_a_transient_failure_here(home: Path, tmp_path: Path) ->
         assert outcome.key == f"ingestion_output/adhoc/sf-results/{one.document_id}.json"
     finally:
         components.close()
+
+
+def test_the_slowest_record_so_far_guards_the_next_but_never_the_first(
+    warm: lambda_handler.Warm, tmp_path: Path
+) -> None:
+    """A container whose slowest record ran near the timeout still makes progress."""
+    files = [tmp_path / "a.txt", tmp_path / "b.txt"]
+    files[0].write_text("Moths fly toward the lamp.")
+    files[1].write_text("Ants carry leaves home.")
+    warm.longest = 100.0  # an earlier record took 100 s; 60 s are left
+    records = [sqs_record(_job(f)) for f in files]
+    response = lambda_handler.handler(sqs_event(*records), LambdaContext(millis=60_000))
+    assert ids(response) == [records[1]["messageId"]]
+    assert _doc(warm, files[0])["state"] == "done"
+    assert warm.components.catalog.get(document_id("default", files[1].as_uri())) is None
