@@ -271,6 +271,35 @@ class Conveyor:
         c.queue.send_many([j.message() for j in jobs])
         return Enqueued(run, collection, len(jobs), [d[0] for d in docs])
 
+    def submit(
+        self,
+        source: str,
+        *,
+        collection: str | None = None,
+        run: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """One job for a source URI (an uploaded blob, an object in a bucket); returns
+        the document id. ``metadata`` travels in the job (``options.metadata``) and is
+        kept on the document under ``metadata["user"]``."""
+        collection = check_name("collection", collection or self.settings.collection)
+        run = check_name("run", run or new_run_name())
+        job = Job(
+            source=source,
+            collection=collection,
+            run=run,
+            options={"metadata": metadata} if metadata else {},
+        )
+        doc = document_id(collection, source)
+        c = self.components
+        c.catalog.start_run(run, collection, 1)
+        c.catalog.enqueued([(doc, collection, source)], run)
+        if metadata:
+            known = (c.catalog.get(doc) or {}).get("metadata") or {}
+            c.catalog.update(doc, metadata={**known, "user": metadata})
+        c.queue.send(job.message())
+        return doc
+
     def work(
         self,
         *,

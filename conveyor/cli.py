@@ -609,6 +609,63 @@ def embed_server(host: str, port: int, home: Path | None) -> None:
     )
 
 
+@main.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on (0.0.0.0 for every interface; needs CONVEYOR_API_KEYS).",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Worker slots (plus the compactor) to run beside the API; 0: it only enqueues "
+    "and reads, and `conveyor worker` does the work.",
+)
+@home_option
+@handle_errors
+def serve(host: str, port: int, workers: int, home: Path | None) -> None:
+    """Serve the HTTP API, the live status page (/) and Prometheus metrics (/metrics).
+
+    Upload files, follow each document until searchable, search, list and redrive
+    dead letters; OpenAPI at /docs. Requests need a key from CONVEYOR_API_KEYS
+    (x-api-key or Authorization: Bearer) except /health and /metrics
+    (CONVEYOR_METRICS_NEED_KEY=1 closes that too). With no keys it listens on
+    127.0.0.1 only, whatever --host says. Uploads over CONVEYOR_MAX_UPLOAD_BYTES
+    (default CONVEYOR_MAX_FILE_BYTES) get 413.
+
+    \b
+    Examples:
+      CONVEYOR_API_KEYS=secret1 conveyor serve --host 0.0.0.0 --port 8000 --workers 3
+      curl -H 'x-api-key: secret1' -F file=@report.pdf -F collection=docs localhost:8000/documents
+      curl -H 'x-api-key: secret1' localhost:8000/documents/<id>
+      curl -H 'x-api-key: secret1' 'localhost:8000/search?q=refund+policy&k=5'
+      open http://localhost:8000/                  # the live status page
+    """
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ConveyorError(
+            "serve needs the server extra: pip install 'conveyor[server]'"
+        ) from None
+    from .server.api import serve as serve_api
+
+    serve_api(
+        _settings(home),
+        host=host,
+        port=port,
+        workers=workers,
+        echo=lambda line: click.echo(line, err=True),
+    )
+    if workers:  # threads still inside the model cannot be joined; their jobs were released
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 @main.group()
 def models() -> None:
     """Embedding model files: export to ONNX for the faster backends.

@@ -86,6 +86,14 @@ class Settings(BaseSettings):
         description="URL of a conveyor embed-server; the local model is the fallback",
     )
 
+    api_keys: str | None = Field(
+        None, repr=False, description="comma-separated keys for `conveyor serve`; none: 127.0.0.1"
+    )
+    max_upload_bytes: int | None = Field(
+        None, ge=1, description="largest upload to `conveyor serve`; default: max_file_bytes"
+    )
+    metrics_need_key: bool = Field(False, description="GET /metrics needs an API key too")
+
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_size(cls, value: int, info: Any) -> int:

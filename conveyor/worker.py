@@ -119,6 +119,8 @@ class Processor:
                 progress=lambda message: catalog.update(doc_id, stage=message),
             )
         timings["extract"] = time.perf_counter() - t
+        if isinstance(job.options.get("metadata"), dict):  # the uploader's, kept as given
+            extracted.metadata["user"] = job.options["metadata"]
         if extracted.artifacts:
             keys = {}
             for artifact, content in extracted.artifacts.items():
