@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from .blobstore import BlobStore, open_blobstore, source_path
-from .catalog import SqliteCatalog
+from .catalog import Catalog, open_catalog
 from .compactor import Compactor
 from .embedding import Embedder, Tokenizer
-from .exceptions import ConfigurationError, ConveyorError, safe_summary
+from .exceptions import ConveyorError
 from .ids import document_id
 from .jobs import Job, check_name, document_of
 from .queue import JobQueue, open_queue
@@ -54,15 +54,9 @@ class Components:
         return open_queue(url, max_receives=s.max_receives)
 
     @cached_property
-    def catalog(self) -> SqliteCatalog:
+    def catalog(self) -> Catalog:
         s = self.settings
-        if s.catalog_url and not s.catalog_url.startswith("sqlite://"):
-            raise ConfigurationError(
-                f"unsupported catalog URL {safe_summary(s.catalog_url)!r}: use sqlite:///path.db"
-                " (postgresql:// is coming in a later release)"
-            )
-        path = s.catalog_url[len("sqlite://") :] if s.catalog_url else s.database_path
-        return SqliteCatalog(path)
+        return open_catalog(s.catalog_url or s.database_path)
 
     @cached_property
     def blobs(self) -> BlobStore:

@@ -58,8 +58,9 @@ class ModelMismatch(PermanentError):
 
 
 _SECRET_PATTERNS = [
-    # scheme://user:password@host -> scheme://user:***@host
-    (re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@\s]+(?=@)"), r"\g<pre>***"),
+    # scheme://user:password@host -> scheme://user:***@host; the password runs to the
+    # last "@" (people write "p@ss" unencoded) and the user may be empty
+    (re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)\S*(?=@)"), r"\g<pre>***"),
     # key=value pairs that look like credentials
     (
         re.compile(

@@ -16,7 +16,8 @@ Semantics follow Amazon SQS (at-least-once delivery):
 
 The contract moves JSON objects (``dict``); what they mean is the worker's
 business. Backends: :mod:`conveyor.queue.sqlite` (default),
-:mod:`conveyor.queue.memory` (tests); PostgreSQL and SQS come later.
+:mod:`conveyor.queue.postgres` (many hosts, ``FOR UPDATE SKIP LOCKED``),
+:mod:`conveyor.queue.memory` (tests).
 """
 
 from __future__ import annotations
@@ -184,7 +185,10 @@ def _check_timeout(visibility_timeout: float) -> None:
         raise ValueError(f"visibility_timeout must be > 0, got {visibility_timeout!r}")
 
 
-SUPPORTED_SCHEMES = "sqlite:///path/to/file.db (or a plain file path), memory://"
+SUPPORTED_SCHEMES = (
+    "sqlite:///path/to/file.db (or a plain file path), "
+    "postgresql://user:password@host/database (or postgres://), memory://"
+)
 
 
 def open_queue(url: str, **kw: Any) -> JobQueue:
@@ -192,6 +196,9 @@ def open_queue(url: str, **kw: Any) -> JobQueue:
 
     * ``sqlite:///abs/path.db`` (``sqlite://rel/path.db`` is relative) or a plain
       file path → :class:`~conveyor.queue.sqlite.SqliteQueue`;
+    * ``postgresql://…`` or ``postgres://…`` →
+      :class:`~conveyor.queue.postgres.PostgresQueue` (an unreachable database
+      raises :class:`~conveyor.exceptions.ConfigurationError` here);
     * ``memory://`` → :class:`~conveyor.queue.memory.MemoryQueue` (one process).
 
     Anything else raises :class:`~conveyor.exceptions.ConfigurationError`.
@@ -209,11 +216,15 @@ def open_queue(url: str, **kw: Any) -> JobQueue:
         from .sqlite import SqliteQueue
 
         return SqliteQueue(Path(path), **kw)
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresQueue
+
+        return PostgresQueue(url, **kw)
     if "://" not in url and url.strip():
         from .sqlite import SqliteQueue
 
         return SqliteQueue(Path(url), **kw)
     raise ConfigurationError(
         f"unsupported queue URL {safe_summary(url)!r}: supported are {SUPPORTED_SCHEMES} "
-        "(postgresql:// and sqs:// are coming later)"
+        "(sqs:// is coming later)"
     )

@@ -1,0 +1,167 @@
+"""PostgreSQL connections for the queue and the catalog: a small pool per backend.
+
+``postgresql://`` (or ``postgres://``) URLs are libpq URLs, plus one query
+parameter of ours: ``schema`` (default ``conveyor``), the PostgreSQL schema
+that holds conveyor's tables, so they never meet a table of the same name
+(``documents``…) that the database already has. Connections set
+``search_path`` to it at start-up, so the SQL names tables unqualified.
+
+Tables are created on first use inside a transaction holding an advisory lock,
+so several processes starting at once against an empty database do not race
+on ``CREATE … IF NOT EXISTS`` (which is not safe under concurrency in
+PostgreSQL); when they exist already nothing is locked, so a user without
+``CREATE`` rights can run against a prepared database.
+
+Every connection is in autocommit mode; multi-statement writes use
+``conn.transaction()``. A wrong or unreachable URL raises
+:class:`~conveyor.exceptions.ConfigurationError` at once, naming the URL with
+its password masked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .exceptions import ConfigurationError, safe_summary
+
+SCHEMES = ("postgresql://", "postgres://")
+DEFAULT_SCHEMA = "conveyor"
+CONNECT_TIMEOUT = 10  # seconds; libpq waits for ever by default
+POOL_TIMEOUT = 30.0  # seconds a caller waits for a free connection
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+# The server's clock as Unix seconds. Hosts' clocks differ; leases and lock
+# expiries compare times written by different hosts, so they use this one.
+SERVER_NOW = "extract(epoch FROM statement_timestamp())::float8"
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(SCHEMES)
+
+
+def _psycopg() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigurationError(
+            "PostgreSQL support needs psycopg and psycopg-pool: pip install 'conveyor[postgres]'"
+        ) from exc
+    return psycopg, psycopg_pool
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``(libpq URL, schema)``: our ``schema`` parameter taken out, ``postgres://``
+    spelled ``postgresql://``, a connect timeout and application name added unless set."""
+    if not is_postgres_url(url):
+        raise ConfigurationError(f"not a PostgreSQL URL: {safe_summary(url)!r}")
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = DEFAULT_SCHEMA
+    kept = []
+    for key, value in query:
+        if key == "schema":
+            schema = value
+        else:
+            kept.append((key, value))
+    if not _IDENTIFIER.fullmatch(schema):
+        raise ConfigurationError(
+            f"schema {schema!r} in {safe_summary(url)!r} must be a lower-case SQL "
+            "identifier (letters, digits, underscores)"
+        )
+    names = {key for key, _ in kept}
+    if "connect_timeout" not in names:
+        kept.append(("connect_timeout", str(CONNECT_TIMEOUT)))
+    if "application_name" not in names:
+        kept.append(("application_name", "conveyor"))
+    libpq = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(kept)))
+    return libpq, schema
+
+
+def _options(libpq_url: str, schema: str) -> str:
+    """The ``options`` startup parameter: the URL's own, then our ``search_path``."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    own = str(conninfo_to_dict(libpq_url).get("options") or "")
+    return f"{own} -c search_path={schema}".strip()
+
+
+def _has_tables(conn: Any, schema: str, tables: Sequence[str]) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables"
+        " WHERE table_schema = %s AND table_name = ANY(%s)",
+        (schema, list(tables)),
+    ).fetchone()
+    return int(row[0]) == len(set(tables))
+
+
+class Pool:
+    """A small psycopg connection pool on one database and schema, safe across threads.
+
+    ``ddl`` (statements run once, under an advisory lock, unless ``tables`` all
+    exist) creates the schema's tables. A process forked from the one that made
+    the pool opens its own connections instead of sharing the parent's sockets.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        what: str,
+        ddl: Sequence[str],
+        tables: Sequence[str],
+        max_size: int = 8,
+    ) -> None:
+        psycopg, _ = _psycopg()
+        self.url = url
+        self.what = what
+        self.max_size = max_size
+        self._libpq, self.schema = split_url(url)
+        self._options = _options(self._libpq, self.schema)
+        try:
+            with psycopg.connect(self._libpq, autocommit=True, options=self._options) as conn:
+                if not _has_tables(conn, self.schema, tables):
+                    with conn.transaction():
+                        key = f"conveyor schema {self.schema}"
+                        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+                        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+                        for statement in ddl:
+                            conn.execute(statement)
+        except psycopg.Error as exc:
+            raise ConfigurationError(
+                f"cannot open the {what} database {safe_summary(url)!r}: {safe_summary(exc)}"
+            ) from exc
+        self._inherited: list[Any] = []
+        self._pool = self._open()
+
+    def _open(self) -> Any:
+        _, psycopg_pool = _psycopg()
+        self._pid = os.getpid()
+        return psycopg_pool.ConnectionPool(
+            self._libpq,
+            min_size=1,
+            max_size=self.max_size,
+            kwargs={"autocommit": True, "options": self._options},
+            timeout=POOL_TIMEOUT,
+            name=f"conveyor-{self.what}",
+            num_workers=1,
+            open=True,
+        )
+
+    def connection(self) -> Any:
+        """``with pool.connection() as conn:`` — a connection for this block."""
+        if os.getpid() != self._pid:  # forked: never share the parent's sockets
+            self._inherited.append(self._pool)
+            self._pool = self._open()
+        return self._pool.connection()
+
+    def close(self) -> None:
+        if os.getpid() == self._pid:
+            self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"Pool({safe_summary(self.url)!r})"

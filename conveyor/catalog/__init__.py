@@ -1,0 +1,213 @@
+"""The catalog: what happened to every document, run and delta.
+
+Documents (source, content hash, state, stage, chunk count, collection,
+model, last error), runs, deltas waiting for the compactor, compaction runs,
+the embedding cache, workers and writer locks. Backends:
+:class:`~conveyor.catalog.sqlite.SqliteCatalog` (default; in the same SQLite
+file as the queue) and :class:`~conveyor.catalog.postgres.PostgresCatalog`
+(many hosts). Both run the same SQL, in :mod:`conveyor.catalog.sql`.
+
+Document states: ``queued`` → ``running`` → ``done`` | ``skipped`` | ``failed``.
+A running document's ``stage`` says where it is: fetch, extract, chunk,
+embed, merge (waiting for the compactor).
+
+Times are Unix seconds (floats). On PostgreSQL they come from the database
+server's clock, so lock leases and worker heartbeats written by different
+hosts compare fairly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ..exceptions import ConfigurationError, safe_summary
+from .sql import STATES
+from .sqlite import SqliteCatalog
+
+__all__ = ["STATES", "Catalog", "SqliteCatalog", "open_catalog"]
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    """What the worker, the compactor, the CLI and the HTTP API read and write."""
+
+    # -- documents -------------------------------------------------------
+
+    def enqueued(self, docs: Sequence[tuple[str, str, str]], run: str) -> None:
+        """Record ``(document_id, collection, source)`` as queued in ``run``; a known
+        document goes back to ``queued`` with its error and attempts cleared."""
+        ...
+
+    def update(self, document_id: str, **fields: Any) -> None:
+        """Set columns of a document (``metadata``/``timings`` as dicts); ``updated_at`` too."""
+        ...
+
+    def get(self, document_id: str) -> dict[str, Any] | None:
+        """One document as a dict of its columns, or None."""
+        ...
+
+    def documents(
+        self,
+        *,
+        state: str | None = None,
+        collection: str | None = None,
+        run: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Documents matching every filter given, most recently updated first."""
+        ...
+
+    def counts(self, *, run: str | None = None) -> dict[str, int]:
+        """Documents per state (every state present, 0 when none)."""
+        ...
+
+    def chunk_total(self, *, run: str | None = None) -> int:
+        """Chunks of the documents that are done."""
+        ...
+
+    # -- runs ------------------------------------------------------------
+
+    def start_run(self, run: str, collection: str, enqueued: int) -> None:
+        """Record a run; starting it again adds to its ``enqueued``."""
+        ...
+
+    # -- deltas and compaction -------------------------------------------
+
+    def add_delta(
+        self,
+        collection: str,
+        document_id: str,
+        header: dict[str, Any],
+        chunks: list[dict[str, Any]],
+        vectors: bytes,
+    ) -> int:
+        """A pending delta (float32 vectors as bytes); returns its id, increasing."""
+        ...
+
+    def pending_deltas(
+        self, collection: str | None = None, limit: int = 64
+    ) -> list[dict[str, Any]]:
+        """Pending deltas, oldest first, ``header`` and ``chunks`` decoded."""
+        ...
+
+    def complete_part(
+        self,
+        delta_id: int,
+        document_id: str,
+        delivery: str | None,
+        parts: int,
+        done: dict[str, Any],
+    ) -> bool:
+        """Mark a delta applied and, when it was the last missing part of its
+        delivery, set the document's ``done`` fields — atomically. True when the
+        document is complete."""
+        ...
+
+    def newest_applied_read(self, document_id: str, collection: str) -> float:
+        """``read_at`` of the newest delta merged into ``collection`` (0.0 if none)."""
+        ...
+
+    def pending_collections(self) -> list[str]: ...
+
+    def delta_counts(self) -> dict[str, int]:
+        """Deltas per state: pending, applied, failed."""
+        ...
+
+    def finish_delta(self, delta_id: int, state: str, error: str | None = None) -> None:
+        """Mark a delta applied or failed; its payload is dropped once applied."""
+        ...
+
+    def start_compaction(self, collection: str) -> int:
+        """A compaction run record in state ``pending``; returns its id."""
+        ...
+
+    def finish_compaction(
+        self, run: int, state: str, deltas: int, chunks: int, error: str | None = None
+    ) -> None:
+        """``applied`` or ``failed``; a run that merged nothing is not kept."""
+        ...
+
+    def compactions(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest compaction runs, newest first."""
+        ...
+
+    # -- embedding cache -------------------------------------------------
+
+    def cache_get(self, model_id: str, hashes: Sequence[str]) -> dict[str, bytes]:
+        """Cached vectors (float32 bytes) of the text hashes found."""
+        ...
+
+    def cache_put(self, model_id: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """Cache ``(text_hash, vector bytes)``; an entry already there is kept."""
+        ...
+
+    # -- workers ---------------------------------------------------------
+
+    def worker_beat(
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        concurrency: int,
+        state: str = "running",
+        in_flight: int = 0,
+        jobs_done: int = 0,
+        jobs_failed: int = 0,
+    ) -> None:
+        """Register or refresh a worker process (its heartbeat)."""
+        ...
+
+    def workers(self, *, stale_after: float, keep: float = 3600.0) -> list[dict[str, Any]]:
+        """Workers seen in the last ``keep`` seconds, with ``heartbeat_age`` and ``stale``."""
+        ...
+
+    # -- locks -----------------------------------------------------------
+
+    def acquire_lock(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or renew ``name`` for ``owner`` for ``ttl`` seconds; False if another
+        owner holds it and its lease has not run out."""
+        ...
+
+    def release_lock(self, name: str, owner: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+SUPPORTED_SCHEMES = (
+    "sqlite:///path/to/file.db (or a plain file path), "
+    "postgresql://user:password@host/database (or postgres://)"
+)
+
+
+def open_catalog(url: str | Path, **kw: Any) -> Catalog:
+    """Open the catalog named by ``url``; ``kw`` go to the backend's constructor.
+
+    * ``sqlite:///abs/path.db`` (``sqlite://rel/path.db`` is relative) or a plain
+      file path → :class:`~conveyor.catalog.sqlite.SqliteCatalog`;
+    * ``postgresql://…`` or ``postgres://…`` (``?schema=`` picks the PostgreSQL
+      schema, default ``conveyor``) → :class:`~conveyor.catalog.postgres.PostgresCatalog`.
+
+    A wrong or unreachable URL raises :class:`~conveyor.exceptions.ConfigurationError`
+    naming it, password masked.
+    """
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresCatalog
+
+        return PostgresCatalog(text, **kw)
+    if text.startswith("sqlite://"):
+        text = text[len("sqlite://") :]
+        if not text:
+            raise ConfigurationError(
+                f"catalog URL {safe_summary(str(url))!r} names no file; "
+                "use sqlite:///path/to/file.db"
+            )
+        return SqliteCatalog(text, **kw)
+    if "://" not in text and text.strip():
+        return SqliteCatalog(text, **kw)
+    raise ConfigurationError(
+        f"unsupported catalog URL {safe_summary(text)!r}: supported are {SUPPORTED_SCHEMES}"
+    )

@@ -1,0 +1,355 @@
+"""One conformance suite for every catalog backend: SQLite on a file, and
+PostgreSQL on the session's real server (a fresh database per test).
+
+Time is a fake clock the tests advance, except where a test says it checks
+the server's clock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conveyor.catalog import STATES, Catalog, SqliteCatalog, open_catalog
+from conveyor.exceptions import ConfigurationError
+
+T0 = 1_700_000_000.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+MakeCatalog = Callable[..., Catalog]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeCatalog]:
+    """Opens catalogs on one database (each call: another process, as it were)."""
+    url = (
+        request.getfixturevalue("postgres_url")
+        if request.param == "postgres"
+        else f"sqlite://{tmp_path / 'catalog.db'}"
+    )
+    opened: list[Catalog] = []
+
+    def make(**kw: Any) -> Catalog:
+        catalog = open_catalog(url, **kw)
+        opened.append(catalog)
+        return catalog
+
+    yield make
+    for catalog in opened:
+        catalog.close()
+
+
+@pytest.fixture
+def catalog(make_catalog: MakeCatalog, clock: FakeClock) -> Catalog:
+    return make_catalog(clock=clock)
+
+
+def _header(part: int, delivery: str, read_at: float = T0) -> dict[str, Any]:
+    return {"part": part, "parts": 2, "delivery": delivery, "read_at": read_at, "dim": 4}
+
+
+def _vectors(n: int) -> bytes:
+    return np.arange(n * 4, dtype=np.float32).tobytes()
+
+
+def test_documents_from_queued_to_done(catalog: Catalog, clock: FakeClock) -> None:
+    assert isinstance(catalog, Catalog)
+    catalog.start_run("r1", "c", 2)
+    catalog.start_run("r1", "c", 1)  # a second intake into the same run adds up
+    catalog.enqueued([("d1", "c", "file:///a.txt"), ("d2", "c", "file:///b.txt")], "r1")
+    first = catalog.get("d1")
+    assert first is not None
+    assert (first["state"], first["stage"], first["run"], first["attempts"]) == (
+        "queued",
+        None,
+        "r1",
+        0,
+    )
+    assert first["metadata"] == {} and first["timings"] == {}
+    assert first["created_at"] == first["updated_at"] == T0
+    assert catalog.get("nope") is None
+
+    clock.advance(5)
+    catalog.update(
+        "d1",
+        state="running",
+        stage="embed",
+        attempts=2,
+        size=3_000_000_000,  # bigger than a 32-bit integer
+        metadata={"title": "A", "pages": [1, 2], "nested": {"ok": True}},
+        timings={"extract": 0.25},
+    )
+    running = catalog.get("d1")
+    assert running is not None
+    assert (running["state"], running["stage"], running["attempts"]) == ("running", "embed", 2)
+    assert running["size"] == 3_000_000_000
+    assert running["metadata"] == {"title": "A", "pages": [1, 2], "nested": {"ok": True}}
+    assert running["timings"] == {"extract": 0.25}
+    assert running["updated_at"] == T0 + 5 and running["created_at"] == T0
+
+    catalog.update("d1", state="failed", error="CorruptFile: truncated", error_kind="permanent")
+    clock.advance(1)
+    catalog.enqueued([("d1", "c", "file:///a.txt")], "r2")  # enqueued again: a fresh start
+    again = catalog.get("d1")
+    assert again is not None
+    assert (again["state"], again["run"], again["error"], again["attempts"]) == (
+        "queued",
+        "r2",
+        None,
+        0,
+    )
+    assert again["metadata"] == {"title": "A", "pages": [1, 2], "nested": {"ok": True}}
+
+    clock.advance(1)
+    catalog.update("d2", state="done", chunks=7)
+    assert catalog.counts() == {"queued": 1, "running": 0, "done": 1, "skipped": 0, "failed": 0}
+    assert catalog.counts(run="r1") == {s: int(s == "done") for s in STATES}
+    assert catalog.chunk_total() == 7 and catalog.chunk_total(run="r2") == 0
+    assert [d["id"] for d in catalog.documents()] == ["d2", "d1"]  # newest update first
+    assert [d["id"] for d in catalog.documents(state="done")] == ["d2"]
+    assert [d["id"] for d in catalog.documents(run="r2", collection="c")] == ["d1"]
+    assert [d["id"] for d in catalog.documents(collection="other")] == []
+    assert len(catalog.documents(limit=1)) == 1
+
+
+def test_deltas_carry_vectors_and_json(catalog: Catalog, clock: FakeClock) -> None:
+    chunks = [{"id": "x", "chunk_index": 0, "text": "héllo ✓", "page": None, "metadata": {}}]
+    header = {"source": "file:///a", "dim": 4, "read_at": T0, "timings": {"embed": 0.5}}
+    first = catalog.add_delta("c", "d1", header, chunks, _vectors(1))
+    second = catalog.add_delta("other", "d2", header, [], b"")
+    assert second > first
+    assert catalog.pending_collections() == ["c", "other"]
+    assert catalog.delta_counts() == {"pending": 2, "applied": 0, "failed": 0}
+    [delta] = catalog.pending_deltas("c")
+    assert (delta["id"], delta["document_id"], delta["collection"]) == (first, "d1", "c")
+    assert delta["header"] == header and delta["chunks"] == chunks
+    assert np.frombuffer(delta["vectors"], dtype=np.float32).tolist() == [0, 1, 2, 3]
+    assert [d["id"] for d in catalog.pending_deltas()] == [first, second]
+    assert [d["id"] for d in catalog.pending_deltas(limit=1)] == [first]
+
+    catalog.finish_delta(second, "failed", "ModelMismatch: 16 != 4")
+    catalog.finish_delta(first, "applied")
+    assert catalog.delta_counts() == {"pending": 0, "applied": 1, "failed": 1}
+    assert catalog.pending_collections() == []
+    assert catalog.newest_applied_read("d1", "c") == T0
+    assert catalog.newest_applied_read("d1", "other") == 0.0
+    assert catalog.newest_applied_read("d2", "other") == 0.0  # failed deltas do not count
+
+
+def test_complete_part_waits_for_every_part_of_its_delivery(catalog: Catalog) -> None:
+    catalog.enqueued([("d", "c", "file:///a")], "r")
+    done = {"state": "done", "stage": None, "chunks": 3, "timings": {"merge": 0.1}}
+    old = catalog.add_delta("c", "d", _header(0, "old"), [], b"")
+    p1 = catalog.add_delta("c", "d", _header(1, "new", T0 + 2), [], _vectors(2))
+    p0 = catalog.add_delta("c", "d", _header(0, "new", T0 + 1), [], _vectors(1))
+    assert catalog.complete_part(old, "d", "old", 2, done) is False  # its other part never came
+    assert catalog.complete_part(p1, "d", "new", 2, done) is False
+    assert catalog.get("d")["state"] == "queued"  # type: ignore[index]
+    assert catalog.complete_part(p0, "d", "new", 2, done) is True
+    doc = catalog.get("d")
+    assert doc is not None
+    assert (doc["state"], doc["chunks"], doc["timings"]) == ("done", 3, {"merge": 0.1})
+    assert catalog.delta_counts()["applied"] == 3
+    assert catalog.pending_deltas() == []
+    assert catalog.newest_applied_read("d", "c") == T0 + 2
+    single = catalog.add_delta("c", "e", {"read_at": T0}, [], b"")
+    catalog.enqueued([("e", "c", "file:///e")], "r")
+    assert catalog.complete_part(single, "e", None, 1, {"state": "done", "chunks": 1}) is True
+    assert catalog.get("e")["state"] == "done"  # type: ignore[index]
+
+
+def test_two_compactors_finishing_two_parts_at_once(make_catalog: MakeCatalog) -> None:
+    """Each part is merged by its own compactor at the same moment: exactly one of
+    them sees the document complete, every time."""
+    first, second = make_catalog(), make_catalog()
+    trials = 15
+    outcomes: list[list[bool]] = [[] for _ in range(trials)]
+    for t in range(trials):
+        doc = f"d{t}"
+        first.enqueued([(doc, "c", f"file:///{doc}")], "r")
+        ids = [first.add_delta("c", doc, _header(p, "v1"), [], b"") for p in (0, 1)]
+        barrier = threading.Barrier(2)
+
+        def finish(catalog: Catalog, delta: int, out: list[bool], doc: str = doc) -> None:
+            barrier.wait(timeout=10)
+            out.append(catalog.complete_part(delta, doc, "v1", 2, {"state": "done"}))
+
+        threads = [
+            threading.Thread(target=finish, args=(c, d, outcomes[t]))
+            for c, d in zip((first, second), ids, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert first.get(doc)["state"] == "done"  # type: ignore[index]
+    assert all(sorted(o) == [False, True] for o in outcomes), outcomes
+
+
+def test_compaction_runs(catalog: Catalog, clock: FakeClock) -> None:
+    empty = catalog.start_compaction("c")
+    failed = catalog.start_compaction("c")
+    merged = catalog.start_compaction("c")
+    assert [r["state"] for r in catalog.compactions()] == ["pending"] * 3
+    clock.advance(2)
+    catalog.finish_compaction(empty, "applied", 0, 0)  # merged nothing: not kept
+    catalog.finish_compaction(failed, "failed", 1, 0, error="OSError: disk full")
+    catalog.finish_compaction(merged, "applied", 3, 40)
+    runs = catalog.compactions()
+    assert [r["id"] for r in runs] == [merged, failed]
+    assert (runs[0]["state"], runs[0]["deltas"], runs[0]["chunks"]) == ("applied", 3, 40)
+    assert (runs[0]["started_at"], runs[0]["finished_at"], runs[0]["error"]) == (T0, T0 + 2, None)
+    assert (runs[1]["state"], runs[1]["error"]) == ("failed", "OSError: disk full")
+    assert len(catalog.compactions(limit=1)) == 1
+
+
+def test_embedding_cache(catalog: Catalog) -> None:
+    vec = np.ones(4, dtype=np.float32).tobytes()
+    catalog.cache_put("m", [("h1", vec), ("h2", vec + b"")])
+    catalog.cache_put("m", [("h1", b"other"), ("h3", vec), ("h3", vec)])  # h1 kept as it was
+    catalog.cache_put("m", [])
+    found = catalog.cache_get("m", ["h1", "h3", "missing"])
+    assert found == {"h1": vec, "h3": vec}
+    assert catalog.cache_get("other-model", ["h1"]) == {}
+    many = [f"k{i}" for i in range(1200)]  # more than one batch of lookups
+    catalog.cache_put("m", [(h, vec) for h in many])
+    assert len(catalog.cache_get("m", many)) == 1200
+
+
+def test_workers_and_stale_heartbeats(catalog: Catalog, clock: FakeClock) -> None:
+    catalog.worker_beat("w1", host="a", pid=1, concurrency=2)
+    clock.advance(1)
+    catalog.worker_beat("w2", host="b", pid=2, concurrency=3, in_flight=1)
+    clock.advance(30)
+    catalog.worker_beat("w2", host="b", pid=2, concurrency=3, jobs_done=5, jobs_failed=1)
+    [w1, w2] = catalog.workers(stale_after=20)
+    assert (w1["id"], w1["stale"], w1["heartbeat_age"]) == ("w1", True, 31.0)
+    assert (w2["id"], w2["stale"], w2["jobs_done"], w2["jobs_failed"]) == ("w2", False, 5, 1)
+    assert (w2["started_at"], w2["heartbeat_at"], w2["concurrency"]) == (T0 + 1, T0 + 31, 3)
+    catalog.worker_beat("w1", host="a", pid=1, concurrency=2, state="stopped")
+    assert [w["stale"] for w in catalog.workers(stale_after=20)] == [False, False]
+    clock.advance(4000)
+    assert catalog.workers(stale_after=20) == []  # gone for longer than ``keep``
+
+
+def test_locks_are_leases(make_catalog: MakeCatalog, clock: FakeClock) -> None:
+    one, other = make_catalog(clock=clock), make_catalog(clock=clock)
+    assert one.acquire_lock("compactor:c", "a", ttl=60)
+    assert not other.acquire_lock("compactor:c", "b", ttl=60)
+    assert other.acquire_lock("compactor:d", "b", ttl=60)  # another name is free
+    clock.advance(50)
+    assert one.acquire_lock("compactor:c", "a", ttl=60)  # renewed to T0+110
+    clock.advance(50)
+    assert not other.acquire_lock("compactor:c", "b", ttl=60)
+    clock.advance(11)  # the holder stopped renewing: the lease ran out
+    assert other.acquire_lock("compactor:c", "b", ttl=60)
+    assert not one.acquire_lock("compactor:c", "a", ttl=60)
+    one.release_lock("compactor:c", "a")  # not its lock any more: nothing happens
+    assert not one.acquire_lock("compactor:c", "a", ttl=60)
+    other.release_lock("compactor:c", "b")
+    assert one.acquire_lock("compactor:c", "a", ttl=60)
+
+
+def test_only_one_of_many_takes_a_free_lock(make_catalog: MakeCatalog) -> None:
+    """Processes on several hosts race for a free lock (the real clock here)."""
+    catalogs = [make_catalog() for _ in range(6)]
+    for trial in range(5):
+        barrier = threading.Barrier(len(catalogs))
+        won: list[str] = []
+
+        def take(catalog: Catalog, owner: str, name: str = f"lock-{trial}") -> None:
+            barrier.wait(timeout=10)
+            if catalog.acquire_lock(name, owner, ttl=60):
+                won.append(owner)
+
+        threads = [
+            threading.Thread(target=take, args=(c, f"owner-{i}")) for i, c in enumerate(catalogs)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(won) == 1, won
+
+
+def test_open_catalog_urls(tmp_path: Path) -> None:
+    for url in (f"sqlite://{tmp_path}/a.db", str(tmp_path / "b.db"), tmp_path / "c.db"):
+        catalog = open_catalog(url)
+        assert isinstance(catalog, SqliteCatalog)
+        catalog.start_run("r", "c", 1)
+        catalog.close()
+    assert (tmp_path / "a.db").exists() and (tmp_path / "c.db").exists()
+    for bad in ("sqlite://", "mysql://bob:hunter2@db/x", ""):
+        with pytest.raises(ConfigurationError) as info:
+            open_catalog(bad)
+        assert "hunter2" not in str(info.value)
+
+
+# -- PostgreSQL only ----------------------------------------------------------
+
+
+def test_postgres_takes_what_its_types_refuse(postgres_url: str) -> None:
+    """NUL characters (PDF metadata has them) and NaN cannot be stored in
+    PostgreSQL text and JSON; they are dropped rather than failing the document."""
+    catalog = open_catalog(postgres_url)
+    catalog.enqueued([("d", "c", "file:///a")], "r")
+    catalog.update("d", stage="extract\x00", metadata={"title": "A\x00B", "score": float("nan")})
+    doc = catalog.get("d")
+    assert doc is not None
+    assert doc["stage"] == "extract"
+    assert doc["metadata"] == {"title": "AB", "score": None}
+    delta = catalog.add_delta("c", "d", {"read_at": T0}, [{"text": "x\x00y"}], b"\x00\x01")
+    [pending] = catalog.pending_deltas()
+    assert (pending["id"], pending["chunks"], pending["vectors"]) == (
+        delta,
+        [{"text": "xy"}],
+        b"\x00\x01",
+    )
+    catalog.close()
+
+
+def test_postgres_catalog_uses_the_servers_clock(postgres_url: str) -> None:
+    import psycopg
+
+    catalog = open_catalog(postgres_url)
+    with psycopg.connect(postgres_url) as conn:
+        server_now = conn.execute("SELECT extract(epoch FROM now())::float8").fetchone()[0]
+    catalog.worker_beat("w", host="h", pid=1, concurrency=1)
+    catalog.enqueued([("d", "c", "file:///a")], "r")
+    [worker] = catalog.workers(stale_after=60)
+    assert abs(worker["heartbeat_at"] - server_now) < 5 and worker["heartbeat_age"] < 5
+    assert abs(catalog.get("d")["created_at"] - server_now) < 5  # type: ignore[index]
+    assert catalog.acquire_lock("l", "a", ttl=0.2)
+    assert not catalog.acquire_lock("l", "b", ttl=0.2)
+    threading.Event().wait(0.3)
+    assert catalog.acquire_lock("l", "b", ttl=0.2)
+    catalog.close()
+
+
+def test_postgres_catalog_unreachable_fails_at_start() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        open_catalog("postgres://bob:hunter2@127.0.0.1:1/conveyor?connect_timeout=3")
+    message = str(info.value)
+    assert "hunter2" not in message and "catalog" in message
+    assert "postgres://bob:***@127.0.0.1:1/conveyor" in message
