@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Fixtures that start real servers (PostgreSQL, Chroma, pgvector, moto) live in tests/servers/.
-pytest_plugins = ["servers.postgres", "servers.chroma", "servers.aws"]
+pytest_plugins = ["servers.postgres", "servers.chroma", "servers.pgvector", "servers.aws"]
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,11 @@
 """Vector stores hold chunks with their vectors, one collection at a time.
 
 Only the compactor writes (``replace_document``/``upsert``/``delete``);
-everything else reads. Backends: ``sqlite_vec`` (default, in the same SQLite
-file as queue and catalog); Chroma, Qdrant and pgvector come later.
+everything else reads. Backends, chosen by URL in :func:`open_vectorstore`:
+``sqlite_vec`` (default, in the same SQLite file as queue and catalog),
+``chroma`` (embedded or server), ``qdrant`` (local mode or server) and
+``pgvector`` (PostgreSQL). All of them score by cosine similarity and keep
+chunk ids stable, so the same conformance tests run against each.
 """
 
 from __future__ import annotations
@@ -108,7 +111,16 @@ class VectorStore(Protocol):
 
 
 def open_vectorstore(url: str) -> VectorStore:
-    """``sqlite-vec:///path.db`` (or a plain path) → sqlite-vec."""
+    """The vector store a URL names; it connects at once, so a wrong or unreachable
+    URL raises :class:`~conveyor.exceptions.ConfigurationError` here, naming it.
+
+    - ``sqlite-vec:///path.db`` (or a plain path): sqlite-vec
+    - ``chroma:///path``: Chroma embedded; ``chroma+http://host:8000`` (or
+      ``chroma+https://``): a Chroma server
+    - ``qdrant:///path``: Qdrant local mode (one process at a time);
+      ``qdrant+http://host:6333`` (or ``qdrant+https://``, ``?api_key=``): a Qdrant server
+    - ``pgvector+postgresql://user:pass@host/db``: PostgreSQL with pgvector
+    """
     from ..exceptions import ConfigurationError, safe_summary
     from .sqlite_vec import SqliteVecStore
 
@@ -117,7 +129,20 @@ def open_vectorstore(url: str) -> VectorStore:
             return SqliteVecStore(url[len(prefix) :])
     if "://" not in url:
         return SqliteVecStore(url)
+    if url.startswith(("chroma://", "chroma+http://", "chroma+https://")):
+        from .chroma import ChromaStore
+
+        return ChromaStore(url)
+    if url.startswith(("qdrant://", "qdrant+http://", "qdrant+https://")):
+        from .qdrant import QdrantStore
+
+        return QdrantStore(url)
+    if url.startswith(("pgvector+postgresql://", "pgvector+postgres://")):
+        from .pgvector import PgvectorStore
+
+        return PgvectorStore(url)
     raise ConfigurationError(
-        f"unsupported vector store URL {safe_summary(url)!r}: use sqlite-vec:///path.db "
-        "(chroma, qdrant and pgvector are coming in a later release)"
+        f"unsupported vector store URL {safe_summary(url)!r}: use sqlite-vec:///path.db, "
+        "chroma:///path, chroma+http://host:8000, qdrant:///path, qdrant+http://host:6333 "
+        "or pgvector+postgresql://user@host/db"
     )

@@ -1,0 +1,67 @@
+"""What every vector-store backend checks the same way: model binding, query
+vectors, filters, and the "install the extra" error.
+
+sqlite-vec says these things in its own words; the server backends share them
+here so that Chroma, Qdrant and pgvector refuse the same inputs with the same
+messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..exceptions import ConfigurationError, ConveyorError, ModelMismatch, safe_summary
+
+T = TypeVar("T")
+
+FILTER_KEYS = ("document_id", "source")
+
+
+def check_model(name: str, have_dim: int, have_model: str, dim: int, model_id: str) -> None:
+    """Refuse vectors from another model or dimension than the collection's."""
+    if have_dim != dim or have_model != model_id:
+        raise ModelMismatch(
+            f"collection {name!r} holds {have_dim}-dimensional vectors from "
+            f"{have_model}; refusing {dim}-dimensional vectors from {model_id} "
+            "(use another collection, or re-index this one)"
+        )
+
+
+def query_vector(collection: str, vector: Any, dim: int, model_id: str) -> np.ndarray:
+    """``vector`` as 1-D float32, or :class:`ModelMismatch` when its size is wrong."""
+    query = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if query.shape[0] != dim:
+        raise ModelMismatch(
+            f"query vector has {query.shape[0]} dimensions; collection {collection!r} "
+            f"has {dim} (from {model_id})"
+        )
+    return query
+
+
+def filters(where: dict[str, Any] | None) -> dict[str, str]:
+    """The equality filters of a query; ``None`` values mean "any"."""
+    found = {key: v for key, v in (where or {}).items() if v is not None}
+    unknown = set(found) - set(FILTER_KEYS)
+    if unknown:
+        raise ConveyorError(f"cannot filter on {sorted(unknown)}; use document_id or source")
+    return {key: str(v) for key, v in found.items()}
+
+
+def require_vector(record: Any) -> np.ndarray:
+    if record.vector is None:
+        raise ConveyorError(f"chunk {record.id} has no vector")
+    return np.asarray(record.vector, dtype=np.float32).reshape(-1)
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def missing_extra(what: str, extra: str, url: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"vector store URL {safe_summary(url)!r} needs {what}: pip install 'conveyor[{extra}]'"
+    )
