@@ -21,6 +21,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -772,4 +773,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, echo: Any =
         default_exit(sig, frame)
 
     server.handle_exit = handle_exit  # type: ignore[method-assign]
+    # uvicorn raises the signal that stopped it again once it has shut down, for the
+    # handler it found: make that one a no-op, so a clean shutdown exits 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     server.run()

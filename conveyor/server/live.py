@@ -146,6 +146,7 @@ class Live:
         with self._lock:
             if state in TERMINAL and (previous is None or previous[1] != state):
                 self.jobs[state] += 1
+                self._throughput = None  # the chart changes with it
                 if state == "done":
                     self.embeddings += int(doc["chunks"] or 0)
                     for name, seconds in (doc.get("timings") or {}).items():

@@ -83,6 +83,7 @@ function ago(iso) {
 
 function renderQueue(queue, documents) {
   for (const name of ["visible", "in_flight", "delayed", "dead"]) $(`q-${name}`).textContent = queue[name];
+  $("q-dead").parentElement.classList.toggle("nonzero", queue.dead > 0);
   const counts = $("doc-counts");
   counts.replaceChildren(
     ...Object.entries(documents).map(([state, n]) =>
@@ -310,6 +311,7 @@ async function useKey(event) {
   if (app.key) localStorage.setItem(KEY_STORE, app.key);
   else localStorage.removeItem(KEY_STORE);
   $("api-key").value = "";
+  showKeyState();
   app.needKey = false;
   $("key-form").classList.remove("attention");
   say("");
@@ -319,6 +321,7 @@ async function useKey(event) {
 function forgetKey() {
   localStorage.removeItem(KEY_STORE);
   app.key = "";
+  showKeyState();
   stopStream();
   stopPolling();
   askForKey("the key was forgotten");
@@ -328,7 +331,12 @@ function tickAges() {
   for (const cell of document.querySelectorAll("td.when")) cell.textContent = ago(cell.dataset.when);
 }
 
+function showKeyState() {
+  $("api-key").placeholder = app.key ? "key saved in this browser" : "from CONVEYOR_API_KEYS";
+}
+
 async function start() {
+  showKeyState();
   $("key-form").addEventListener("submit", useKey);
   $("forget-key").addEventListener("click", forgetKey);
   $("upload-form").addEventListener("submit", upload);
