@@ -2,9 +2,10 @@
 
 ``create_app(settings)`` builds the FastAPI app; its lifespan loads the model in
 the background (``/health`` answers 503 until it is ready). Concurrent requests
-are merged into model batches by :class:`~conveyor.embedding.batching.BatchingEmbedder`
-and split back; when too many texts are waiting the server answers 429 rather
-than queueing without end. Every error has one JSON shape:
+are merged into model batches (bounded by texts, tokens and a few milliseconds
+of waiting) by :class:`~conveyor.embedding.batching.BatchingEmbedder` and split
+back; when too many texts are waiting the server answers 429 rather than
+queueing without end. Every error has one JSON shape:
 ``{"error": {"message": ..., "type": ...}}``.
 
 Endpoints: ``GET /health``, ``POST /embed {"texts": [...]}``, the OpenAI-compatible
@@ -31,6 +32,7 @@ from ..settings import Settings
 MAX_TEXTS = 512
 MAX_CHARS = 32_000
 MAX_PENDING = 4096
+MAX_BATCH_TOKENS = 8192  # tokens in one model batch (32 texts of 256 tokens)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -89,12 +91,18 @@ class Metrics:
                 f"conveyor_embed_latency_seconds_count {total}",
             ]
         if batcher is not None:
-            mean = batcher.batched_texts / batcher.batches if batcher.batches else 0.0
+            batches = batcher.batches or 1
             lines += [
                 "# TYPE conveyor_embed_batches_total counter",
                 f"conveyor_embed_batches_total {batcher.batches}",
                 "# TYPE conveyor_embed_batch_size_mean gauge",
-                f"conveyor_embed_batch_size_mean {mean:.3f}",
+                f"conveyor_embed_batch_size_mean {batcher.batched_texts / batches:.3f}",
+                "# TYPE conveyor_embed_batch_tokens_mean gauge",
+                f"conveyor_embed_batch_tokens_mean {batcher.batched_tokens / batches:.1f}",
+                "# HELP conveyor_embed_queue_wait_seconds Time requests waited for a batch.",
+                "# TYPE conveyor_embed_queue_wait_seconds summary",
+                f"conveyor_embed_queue_wait_seconds_sum {batcher.waited:.6f}",
+                f"conveyor_embed_queue_wait_seconds_count {batcher.waits}",
                 "# TYPE conveyor_embed_queue_texts gauge",
                 f"conveyor_embed_queue_texts {batcher.pending}",
             ]
@@ -129,7 +137,10 @@ def create_app(
             state["model"] = model
             state["dim"] = int(model.dim)
             state["batcher"] = BatchingEmbedder(
-                model, max_batch=settings.embed_batch_size * 2, max_pending=max_pending
+                model,
+                max_batch=settings.embed_batch_size * 2,
+                max_tokens=MAX_BATCH_TOKENS,
+                max_pending=max_pending,
             )
             state["ready"] = True
         except Exception as exc:  # /health says so
