@@ -122,7 +122,7 @@ class Components:
         return inner
 
     def close(self) -> None:
-        for name in ("queue", "catalog", "vectors", "extractor", "query_embedder"):
+        for name in ("queue", "catalog", "vectors", "blobs", "extractor", "query_embedder"):
             closer = getattr(self.__dict__.get(name), "close", None)
             if closer is not None:
                 closer()
@@ -183,17 +183,30 @@ def new_run_name() -> str:
     return datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
 
 
-def expand_paths(paths: Iterable[str | Path], *, exclude: Sequence[Path] = ()) -> list[Path]:
-    """Files named by ``paths``: files as given, folders recursively, globs expanded.
+def expand_paths(
+    paths: Iterable[str | Path],
+    *,
+    exclude: Sequence[Path] = (),
+    listed: Callable[[str, int], None] | None = None,
+) -> list[Path | str]:
+    """Files named by ``paths``: files as given, folders recursively, globs expanded;
+    ``s3://bucket/prefix/`` becomes the URIs of the objects under it (``listed`` is
+    told the running count every 1,000 objects).
 
     Hidden files and folders (``.git``, ``.DS_Store``) inside folders are left
     out. A path that names nothing is an error, so typos are not silent.
     """
-    found: dict[Path, None] = {}
+    found: dict[Path | str, None] = {}
     missing = []
     skip = [p.resolve() for p in exclude]
     for raw in paths:
         text = str(raw)
+        if text.startswith("s3://"):
+            from .blobstore.s3 import list_sources
+
+            tell = (lambda n, url=text: listed(url, n)) if listed else None
+            found.update(dict.fromkeys(list_sources(text, progress=tell)))
+            continue
         if Path(text).exists():
             matches = [Path(text)]
         elif glob.has_magic(text):
@@ -244,14 +257,16 @@ class Conveyor:
         collection: str | None = None,
         run: str | None = None,
         force: bool = False,
+        listed: Callable[[str, int], None] | None = None,
     ) -> Enqueued:
-        """One job per file under ``paths``; nothing runs yet."""
+        """One job per file under ``paths`` (or object under an ``s3://`` prefix);
+        nothing runs yet."""
         collection = check_name("collection", collection or self.settings.collection)
         run = check_name("run", run or new_run_name())
-        files = expand_paths(paths, exclude=[self.settings.home])
+        files = expand_paths(paths, exclude=[self.settings.home], listed=listed)
         jobs = [
             Job(
-                source=f.as_uri(),
+                source=f if isinstance(f, str) else f.as_uri(),
                 collection=collection,
                 run=run,
                 options={"force": True} if force else {},
@@ -345,10 +360,11 @@ class Conveyor:
         force: bool = False,
         wait: bool = True,
         progress: Callable[[Enqueued], Callable[[], None]] | None = None,
+        listed: Callable[[str, int], None] | None = None,
     ) -> IngestSummary:
         """Enqueue ``paths``; unless ``wait`` is False, process them and summarise."""
         started = time.perf_counter()
-        queued = self.enqueue(paths, collection=collection, run=run, force=force)
+        queued = self.enqueue(paths, collection=collection, run=run, force=force, listed=listed)
         if wait and queued.jobs:
             tick = progress(queued) if progress else None
             self.work(progress=tick)
@@ -420,7 +436,9 @@ class Conveyor:
                     state="failed",
                     stage=None,
                     error_kind="unknown",
-                    error=letter.error or "dead-lettered by the queue",
+                    # SQS moves a job by its receive count without a reason: the
+                    # document then keeps the last error the worker recorded
+                    error=letter.error or doc.get("error") or "dead-lettered by the queue",
                 )
                 changed += 1
         return changed

@@ -139,7 +139,8 @@ def ingest(
     as_json: bool,
     home: Path | None,
 ) -> None:
-    """Ingest files: every file under each PATH (folders recursively, globs too).
+    """Ingest files: every file under each PATH (folders recursively, globs too;
+    s3://bucket/prefix/ for every object under a prefix).
 
     Each file becomes a job; unless --no-wait, workers and the compactor run
     here until all are searchable. Unchanged files are skipped. Exit status 0
@@ -150,15 +151,19 @@ def ingest(
       conveyor ingest ./docs
       conveyor ingest 'reports/**/*.pdf' notes.md --collection reports
       conveyor ingest ./docs --force --run nightly-2026-11-23
+      conveyor ingest s3://my-bucket/source-pdfs/ --no-wait
     """
     from .app import Conveyor
 
     settings = _settings(home)
     if concurrency:
         settings = settings.model_copy(update={"concurrency": concurrency})
+    listed = _listing_progress(quiet=as_json)
     with Conveyor(settings) as cv:
         if no_wait:
-            summary = cv.ingest(paths, collection=collection, run=run_name, force=force, wait=False)
+            summary = cv.ingest(
+                paths, collection=collection, run=run_name, force=force, wait=False, listed=listed
+            )
             click.echo(f"enqueued {summary.enqueued} files as run {summary.run}", err=as_json)
             if as_json:
                 click.echo(json.dumps(summary.as_dict()))
@@ -169,12 +174,26 @@ def ingest(
             run=run_name,
             force=force,
             progress=_progress_factory(cv, quiet=as_json),
+            listed=listed,
         )
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:
         _print_summary(summary)
     sys.exit(1 if summary.failed or summary.unfinished else 0)
+
+
+def _listing_progress(*, quiet: bool) -> Callable[[str, int], None]:
+    """A line on stderr (terminals only) every 1,000 objects while a bucket is listed."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+
+    def listed(url: str, count: int) -> None:
+        if not quiet and console.is_terminal:
+            console.print(f"listing {url}: {count:,} objects so far", highlight=False)
+
+    return listed
 
 
 def _progress_factory(cv: Any, *, quiet: bool) -> Callable[[Any], Callable[[], None]]:

@@ -28,7 +28,7 @@ from .chunking import chunk_sections
 from .exceptions import EmptyDocument, PermanentError, classify, safe_summary
 from .extract.receipt import extract_receipt
 from .ids import chunk_id, content_hash, document_id
-from .jobs import MANIFEST_KEY, Job, document_of, manifest, manifest_bytes
+from .jobs import MANIFEST_KEY, Job, document_of, manifest, manifest_bytes, s3_event_jobs
 from .queue import Lease, LeaseLost
 from .retry import RetryPolicy
 from .summary import summarise
@@ -65,11 +65,27 @@ class Processor:
         doc_id: str | None = None
         job: Job | None = None
         try:
+            fanned = s3_event_jobs(lease.body)
+            if fanned is not None and len(fanned) != 1:
+                return self._fan_out(lease, fanned)
             job = Job.from_message(lease.body, default_collection=self.c.settings.collection)
             doc_id = document_id(job.collection, job.source)
             return self._run(lease, job, doc_id)
         except Exception as exc:
             return self._fail(lease, job, doc_id, exc)
+
+    def _fan_out(self, lease: Lease, messages: list[dict[str, Any]]) -> Outcome:
+        """An S3 event naming several objects (or none): one job per object, then the
+        event is acked. Dying in between redelivers the event, which sends the same
+        jobs again; they are idempotent (same document ids), so nothing is lost."""
+        extra = {"job": lease.job_id}
+        if messages:
+            self.c.queue.send_many(messages)
+            log.info("S3 event with %d objects: one job each", len(messages), extra=extra)
+        else:
+            log.info("S3 event with no object to ingest; acknowledged", extra=extra)
+        self._ack(lease, extra)
+        return Outcome(None, "skipped")
 
     def _run(self, lease: Lease, job: Job, doc_id: str) -> Outcome:
         s, catalog = self.c.settings, self.c.catalog
@@ -253,8 +269,13 @@ class Processor:
 
     def _receipt_artifacts(self, job: Job) -> tuple[bytes, bytes]:
         """The lines and words NDJSON a receipt message names. The bucket is a folder
-        (path or file:// URI), or the name of a top-level folder of the blob store."""
+        (path or file:// URI), an ``s3://bucket`` URI, or a bare name: an S3 bucket
+        when the blob store is on S3, else a top-level folder of the blob store."""
+        from .blobstore.s3 import S3BlobStore
+
         bucket = str(job.options["artifacts_bucket"])
+        if "://" not in bucket and isinstance(self.c.blobs, S3BlobStore):
+            bucket = f"s3://{bucket}"
         limit = self.c.settings.max_file_bytes
         out = []
         for key in ("lines_key", "words_key"):
@@ -266,10 +287,15 @@ class Processor:
                 root = source_path(bucket)
                 assert root is not None
                 out.append(read_source(root.joinpath(*parts).as_uri(), max_bytes=limit))
+            elif bucket.startswith("s3://"):
+                where = bucket[len("s3://") :].strip("/")
+                if not where or ".." in where.split("/"):
+                    raise PermanentError(f"invalid artifacts bucket {bucket[:100]!r}")
+                out.append(read_source(f"s3://{where}/{'/'.join(parts)}", max_bytes=limit))
             elif "://" in bucket:
                 raise PermanentError(
-                    f"artifacts bucket {safe_summary(bucket)!r} is not reachable from this "
-                    "deployment (s3:// arrives with the S3 blob store)"
+                    f"artifacts bucket {safe_summary(bucket)!r} is not reachable: use "
+                    "s3://bucket, a folder path or a file:// URI"
                 )
             else:
                 if not bucket.strip("/") or ".." in bucket.split("/"):

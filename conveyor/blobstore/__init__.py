@@ -1,7 +1,7 @@
 """Blob storage: sources to read, and the artifacts conveyor writes (result manifests).
 
-Keys are ``/``-separated relative paths. Backends: ``local`` (a folder, default);
-``s3`` comes later with the same contract.
+Keys are ``/``-separated relative paths. Backends: ``local`` (a folder, default)
+and ``s3`` (:mod:`conveyor.blobstore.s3`, ``s3://bucket/prefix/``).
 """
 
 from __future__ import annotations
@@ -55,17 +55,22 @@ class BlobStore(Protocol):
 
 
 def open_blobstore(url: str | Path) -> BlobStore:
-    """A blob store from a URL: ``file:///path``, or a plain folder path."""
+    """A blob store from a URL: ``file:///path``, a plain folder path, or
+    ``s3://bucket/prefix/``."""
     from .local import LocalBlobStore
 
     text = str(url)
+    if text.startswith("s3://"):
+        from .s3 import S3BlobStore
+
+        return S3BlobStore(text)
     parsed = urlparse(text)
     if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and text[1:3] == ":\\"):
         path = unquote(parsed.path) if parsed.scheme == "file" else text
         return LocalBlobStore(Path(path))
     raise ConfigurationError(
         f"unsupported blob store URL {safe_summary(text)!r}: use file:///path "
-        "(s3:// is coming in a later release)"
+        "or s3://bucket/prefix/"
     )
 
 
@@ -84,7 +89,12 @@ def read_source(source: str, *, max_bytes: int | None = None) -> bytes:
 
     Missing sources raise :class:`SourceNotFound`; unreadable or oversized ones a
     :class:`PermanentError` — in both cases the reason names the source.
+    ``s3://bucket/key`` is read from S3 (:func:`conveyor.blobstore.s3.read_s3_source`).
     """
+    if source.startswith("s3://"):
+        from .s3 import read_s3_source
+
+        return read_s3_source(source, max_bytes=max_bytes)
     path = source_path(source)
     if path is None:
         raise PermanentError(f"unsupported source URI scheme: {safe_summary(source)}")

@@ -17,6 +17,7 @@ Semantics follow Amazon SQS (at-least-once delivery):
 The contract moves JSON objects (``dict``); what they mean is the worker's
 business. Backends: :mod:`conveyor.queue.sqlite` (default),
 :mod:`conveyor.queue.postgres` (many hosts, ``FOR UPDATE SKIP LOCKED``),
+:mod:`conveyor.queue.sqs` (Amazon SQS; what it cannot keep is listed there),
 :mod:`conveyor.queue.memory` (tests).
 """
 
@@ -187,7 +188,8 @@ def _check_timeout(visibility_timeout: float) -> None:
 
 SUPPORTED_SCHEMES = (
     "sqlite:///path/to/file.db (or a plain file path), "
-    "postgresql://user:password@host/database (or postgres://), memory://"
+    "postgresql://user:password@host/database (or postgres://), "
+    "sqs://<queue-name>?region=… (or sqs+https://<SQS queue URL>), memory://"
 )
 
 
@@ -199,6 +201,9 @@ def open_queue(url: str, **kw: Any) -> JobQueue:
     * ``postgresql://…`` or ``postgres://…`` →
       :class:`~conveyor.queue.postgres.PostgresQueue` (an unreachable database
       raises :class:`~conveyor.exceptions.ConfigurationError` here);
+    * ``sqs://<queue-name>?region=…`` or
+      ``sqs+https://sqs.<region>.amazonaws.com/<account>/<name>`` →
+      :class:`~conveyor.queue.sqs.SqsQueue` (needs a redrive policy; checked here);
     * ``memory://`` → :class:`~conveyor.queue.memory.MemoryQueue` (one process).
 
     Anything else raises :class:`~conveyor.exceptions.ConfigurationError`.
@@ -220,11 +225,14 @@ def open_queue(url: str, **kw: Any) -> JobQueue:
         from .postgres import PostgresQueue
 
         return PostgresQueue(url, **kw)
+    if url.startswith(("sqs://", "sqs+https://", "sqs+http://")):
+        from .sqs import SqsQueue
+
+        return SqsQueue(url, **kw)
     if "://" not in url and url.strip():
         from .sqlite import SqliteQueue
 
         return SqliteQueue(Path(url), **kw)
     raise ConfigurationError(
-        f"unsupported queue URL {safe_summary(url)!r}: supported are {SUPPORTED_SCHEMES} "
-        "(sqs:// is coming later)"
+        f"unsupported queue URL {safe_summary(url)!r}: supported are {SUPPORTED_SCHEMES}"
     )

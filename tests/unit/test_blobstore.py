@@ -1,4 +1,5 @@
-"""The BlobStore contract on the local backend, and reading sources."""
+"""The BlobStore contract on the local backend and on S3 (the session's moto
+server), and reading sources."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ from conveyor.blobstore import open_blobstore, read_source
 from conveyor.exceptions import ConfigurationError, ConveyorError, PermanentError, SourceNotFound
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "s3"])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path):
-    return open_blobstore(tmp_path / "blobs")
+    if request.param == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        store = open_blobstore(f"s3://{bucket}/some/prefix/")
+        yield store
+        store.close()
+        return
+    yield open_blobstore(tmp_path / "blobs")
 
 
 def test_put_get_list_stat_delete(blobs) -> None:
