@@ -90,21 +90,23 @@ def _options(libpq_url: str, schema: str) -> str:
     return f"{own} -c search_path={schema}".strip()
 
 
-def _has_tables(conn: Any, schema: str, tables: Sequence[str]) -> bool:
+def _exist(conn: Any, schema: str, relations: Sequence[str]) -> bool:
+    """Whether every table or index in ``relations`` exists in ``schema``."""
     row = conn.execute(
-        "SELECT count(*) FROM information_schema.tables"
-        " WHERE table_schema = %s AND table_name = ANY(%s)",
-        (schema, list(tables)),
+        "SELECT bool_and(to_regclass(format('%%I.%%I', %s::text, name)) IS NOT NULL)"
+        " FROM unnest(%s::text[]) AS name",
+        (schema, list(relations)),
     ).fetchone()
-    return int(row[0]) == len(set(tables))
+    return bool(row[0])
 
 
 class Pool:
     """A small psycopg connection pool on one database and schema, safe across threads.
 
-    ``ddl`` (statements run once, under an advisory lock, unless ``tables`` all
-    exist) creates the schema's tables. A process forked from the one that made
-    the pool opens its own connections instead of sharing the parent's sockets.
+    ``ddl`` (statements run once, under an advisory lock, unless ``relations``
+    — its tables and indexes — all exist) creates the schema's tables. A
+    process forked from the one that made the pool opens its own connections
+    instead of sharing the parent's sockets.
     """
 
     def __init__(
@@ -113,7 +115,7 @@ class Pool:
         *,
         what: str,
         ddl: Sequence[str],
-        tables: Sequence[str],
+        relations: Sequence[str],
         max_size: int = 8,
     ) -> None:
         psycopg, _ = _psycopg()
@@ -124,7 +126,7 @@ class Pool:
         self._options = _options(self._libpq, self.schema)
         try:
             with psycopg.connect(self._libpq, autocommit=True, options=self._options) as conn:
-                if not _has_tables(conn, self.schema, tables):
+                if not _exist(conn, self.schema, relations):
                     with conn.transaction():
                         key = f"conveyor schema {self.schema}"
                         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))

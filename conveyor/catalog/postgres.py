@@ -110,10 +110,15 @@ SCHEMA = [
         leased_until double precision NOT NULL
     )""",
 ]
-TABLES = [
+# what SCHEMA creates: when all exist, nothing is created (or locked)
+RELATIONS = [
     "documents",
+    "documents_state",
+    "documents_run",
     "runs",
     "deltas",
+    "deltas_pending",
+    "deltas_document",
     "compaction_runs",
     "embedding_cache",
     "workers",
@@ -191,7 +196,7 @@ class PostgresCatalog(SqlCatalog):
     ) -> None:
         self.url = url
         self.clock = clock
-        self._pool = Pool(url, what="catalog", ddl=SCHEMA, tables=TABLES, max_size=pool_size)
+        self._pool = Pool(url, what="catalog", ddl=SCHEMA, relations=RELATIONS, max_size=pool_size)
 
     def __repr__(self) -> str:
         return f"PostgresCatalog({safe_summary(self.url)!r})"

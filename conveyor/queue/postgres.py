@@ -6,10 +6,10 @@ column), in the URL's schema (``conveyor`` unless ``?schema=`` says otherwise;
 see :mod:`conveyor._postgres`).
 
 ``receive`` selects visible rows ``FOR UPDATE SKIP LOCKED`` and leases them in
-the same transaction: a row another receiver is taking is skipped rather than
+the same statement: a row another receiver is taking is skipped rather than
 waited for, and one it took is no longer visible when the lock is released, so
 concurrent receivers on any number of hosts never get the same job and never
-queue up behind each other.
+queue up behind each other. Each operation is one statement, one round trip.
 
 Times — when a job becomes visible, when a lease runs out — come from the
 database server's clock, not the host's: hosts' clocks differ, and a host
@@ -68,6 +68,8 @@ SCHEMA = [
         ON queue_jobs (queue, dead_at) WHERE state = 'dead'""",
 ]
 
+RELATIONS = ["queue_jobs", "queue_jobs_fifo", "queue_jobs_dead"]
+
 INSERT_JOB = f"""
 INSERT INTO queue_jobs (id, queue, body, state, enqueued_at, visible_at)
 VALUES (%(id)s, %(queue)s, %(body)s::json, 'queued', {NOW}, {NOW} + %(delay)s)"""
@@ -82,24 +84,41 @@ FROM unnest(%(ids)s::text[], %(bodies)s::text[]) WITH ORDINALITY AS v (id, body,
 ORDER BY v.n"""
 BATCH = 5000  # rows per INSERT_MANY statement
 
-SELECT_VISIBLE = f"""
-SELECT j.id, j.body, j.receive_count, j.last_error, t.now
-FROM queue_jobs AS j, (SELECT {NOW} AS now) AS t
-WHERE j.queue = %(queue)s AND j.state <> 'dead' AND j.visible_at <= t.now
-ORDER BY j.enqueued_at, j.visible_at, j.seq
-LIMIT %(limit)s
-FOR UPDATE OF j SKIP LOCKED"""
+# The words of expired_message, the count filled in by the server.
+EXPIRED = expired_message(987654321).replace("987654321", "%s")
 
-LEASE_JOBS = """
+# One statement, one round trip: pick visible jobs oldest first, skipping rows
+# another receiver has locked, and lease them — or dead-letter those that already
+# had ``max_receives`` deliveries. Receipts come from the caller, one per row in
+# the pick's order.
+RECEIVE = f"""
+WITH t AS (SELECT {NOW} AS now),
+picked AS (
+    SELECT j.id, j.enqueued_at, j.visible_at, j.seq FROM queue_jobs AS j, t
+    WHERE j.queue = %(queue)s AND j.state <> 'dead' AND j.visible_at <= t.now
+    ORDER BY j.enqueued_at, j.visible_at, j.seq
+    LIMIT %(limit)s
+    FOR UPDATE OF j SKIP LOCKED
+),
+numbered AS (
+    SELECT id, row_number() OVER (ORDER BY enqueued_at, visible_at, seq) AS n FROM picked
+)
 UPDATE queue_jobs AS j
-SET state = 'leased', receipt = v.receipt, receive_count = j.receive_count + 1,
-    visible_at = %(leased_until)s
-FROM unnest(%(ids)s::text[], %(receipts)s::text[]) AS v (id, receipt)
-WHERE j.id = v.id"""
-
-KILL_EXHAUSTED = """
-UPDATE queue_jobs SET state = 'dead', receipt = NULL, dead_at = %(now)s, last_error = %(error)s
-WHERE id = %(id)s"""
+SET state = CASE WHEN j.receive_count >= %(max_receives)s THEN 'dead' ELSE 'leased' END,
+    receipt = CASE WHEN j.receive_count >= %(max_receives)s THEN NULL
+                   ELSE (%(receipts)s::text[])[numbered.n] END,
+    receive_count = CASE WHEN j.receive_count >= %(max_receives)s THEN j.receive_count
+                         ELSE j.receive_count + 1 END,
+    visible_at = CASE WHEN j.receive_count >= %(max_receives)s THEN j.visible_at
+                      ELSE t.now + %(timeout)s END,
+    dead_at = CASE WHEN j.receive_count >= %(max_receives)s THEN t.now END,
+    last_error = CASE WHEN j.receive_count >= %(max_receives)s
+                      THEN coalesce(j.last_error, format(%(expired)s, j.receive_count))
+                      ELSE j.last_error END
+FROM numbered, t
+WHERE j.id = numbered.id
+RETURNING numbered.n, j.state, j.id, j.receipt, j.body, j.receive_count, j.last_error,
+    j.visible_at, t.now"""
 
 # The statements below act only while the lease's receipt is current.
 _HELD = "WHERE id = %(id)s AND queue = %(queue)s AND state = 'leased' AND receipt = %(receipt)s"
@@ -173,7 +192,7 @@ class PostgresQueue:
         self.name = name
         self.max_receives = max_receives
         self._clock = clock
-        self._pool = Pool(url, what="queue", ddl=SCHEMA, tables=["queue_jobs"], max_size=pool_size)
+        self._pool = Pool(url, what="queue", ddl=SCHEMA, relations=RELATIONS, max_size=pool_size)
 
     def __repr__(self) -> str:
         return f"PostgresQueue({safe_summary(self._pool.url)!r}, name={self.name!r})"
@@ -212,43 +231,30 @@ class PostgresQueue:
     def receive(self, max_jobs: int = 1, visibility_timeout: float = 60.0) -> list[Lease]:
         _check_timeout(visibility_timeout)
         leases: list[Lease] = []
-        if max_jobs < 1:
-            return leases
-        params = self._params()
-        with self._pool.connection() as conn, conn.transaction():
+        params = self._params(
+            max_receives=self.max_receives, timeout=visibility_timeout, expired=EXPIRED
+        )
+        with self._pool.connection() as conn:
             while len(leases) < max_jobs:
                 params["limit"] = max_jobs - len(leases)
-                rows = conn.execute(SELECT_VISIBLE, params).fetchall()
-                if not rows:
-                    break
-                now = params["now"] = rows[0][4]  # one instant for the whole receive
-                leased_until = now + visibility_timeout
-                fresh, killed = [], 0
-                for job_id, body, count, last_error, _ in rows:
-                    if count >= self.max_receives:
-                        error = last_error or expired_message(count)
-                        conn.execute(KILL_EXHAUSTED, {"id": job_id, "now": now, "error": error})
+                params["receipts"] = [uuid.uuid4().hex for _ in range(params["limit"])]
+                rows = sorted(conn.execute(RECEIVE, params).fetchall())
+                killed = 0
+                for _, state, job_id, receipt, body, count, last_error, until, now in rows:
+                    params["now"] = now  # one instant for the whole receive
+                    if state == "dead":
                         killed += 1
                         continue
-                    lease = Lease(
-                        job_id=job_id,
-                        receipt=uuid.uuid4().hex,
-                        body=body if isinstance(body, dict) else json.loads(body),
-                        receive_count=count + 1,
-                        leased_until=leased_until,
-                        last_error=last_error,
+                    leases.append(
+                        Lease(
+                            job_id=job_id,
+                            receipt=receipt,
+                            body=body if isinstance(body, dict) else json.loads(body),
+                            receive_count=count,
+                            leased_until=until,
+                            last_error=last_error,
+                        )
                     )
-                    fresh.append(lease)
-                if fresh:
-                    conn.execute(
-                        LEASE_JOBS,
-                        {
-                            "ids": [x.job_id for x in fresh],
-                            "receipts": [x.receipt for x in fresh],
-                            "leased_until": leased_until,
-                        },
-                    )
-                    leases += fresh
                 if not killed:  # fewer rows than asked for: nothing more is visible
                     break
         return leases

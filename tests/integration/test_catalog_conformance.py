@@ -179,6 +179,13 @@ def test_complete_part_waits_for_every_part_of_its_delivery(catalog: Catalog) ->
     assert catalog.get("e")["state"] == "done"  # type: ignore[index]
 
 
+def _finish(
+    barrier: threading.Barrier, catalog: Catalog, delta: int, doc: str, out: list[bool]
+) -> None:
+    barrier.wait(timeout=10)
+    out.append(catalog.complete_part(delta, doc, "v1", 2, {"state": "done"}))
+
+
 def test_two_compactors_finishing_two_parts_at_once(make_catalog: MakeCatalog) -> None:
     """Each part is merged by its own compactor at the same moment: exactly one of
     them sees the document complete, every time."""
@@ -190,13 +197,8 @@ def test_two_compactors_finishing_two_parts_at_once(make_catalog: MakeCatalog) -
         first.enqueued([(doc, "c", f"file:///{doc}")], "r")
         ids = [first.add_delta("c", doc, _header(p, "v1"), [], b"") for p in (0, 1)]
         barrier = threading.Barrier(2)
-
-        def finish(catalog: Catalog, delta: int, out: list[bool], doc: str = doc) -> None:
-            barrier.wait(timeout=10)
-            out.append(catalog.complete_part(delta, doc, "v1", 2, {"state": "done"}))
-
         threads = [
-            threading.Thread(target=finish, args=(c, d, outcomes[t]))
+            threading.Thread(target=_finish, args=(barrier, c, d, doc, outcomes[t]))
             for c, d in zip((first, second), ids, strict=True)
         ]
         for thread in threads:
@@ -271,20 +273,23 @@ def test_locks_are_leases(make_catalog: MakeCatalog, clock: FakeClock) -> None:
     assert one.acquire_lock("compactor:c", "a", ttl=60)
 
 
+def _take(
+    barrier: threading.Barrier, catalog: Catalog, name: str, owner: str, won: list[str]
+) -> None:
+    barrier.wait(timeout=10)
+    if catalog.acquire_lock(name, owner, ttl=60):
+        won.append(owner)
+
+
 def test_only_one_of_many_takes_a_free_lock(make_catalog: MakeCatalog) -> None:
     """Processes on several hosts race for a free lock (the real clock here)."""
     catalogs = [make_catalog() for _ in range(6)]
     for trial in range(5):
         barrier = threading.Barrier(len(catalogs))
         won: list[str] = []
-
-        def take(catalog: Catalog, owner: str, name: str = f"lock-{trial}") -> None:
-            barrier.wait(timeout=10)
-            if catalog.acquire_lock(name, owner, ttl=60):
-                won.append(owner)
-
         threads = [
-            threading.Thread(target=take, args=(c, f"owner-{i}")) for i, c in enumerate(catalogs)
+            threading.Thread(target=_take, args=(barrier, c, f"lock-{trial}", f"owner-{i}", won))
+            for i, c in enumerate(catalogs)
         ]
         for thread in threads:
             thread.start()

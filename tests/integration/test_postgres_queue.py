@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
 import psycopg
 import pytest
+from servers.postgres import database_url
 
 from conveyor.exceptions import ConfigurationError
 from conveyor.queue import LeaseLost, open_queue
 from conveyor.queue.postgres import PostgresQueue
-from servers.postgres import database_url
 
 
 def _drain(url: str, barrier: Any, results: Any) -> None:
@@ -157,3 +158,37 @@ def test_missing_database_and_closed_port_fail_at_start(postgres_server: str) ->
     assert "hunter2" not in message
     assert "postgresql://bob:***@127.0.0.1:1/conveyor" in message
     assert "queue" in message
+
+
+def test_a_role_without_create_rights_runs_on_a_prepared_database(postgres_url: str) -> None:
+    """An administrator creates the tables once; workers log in as a role that may
+    only read and write rows."""
+    from conveyor.catalog import open_catalog
+
+    PostgresQueue(postgres_url).close()
+    open_catalog(postgres_url).close()
+    role = f"worker_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'w0rker'")
+        conn.execute(f"GRANT USAGE ON SCHEMA conveyor TO {role}")
+        conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA conveyor TO {role}"
+        )
+        conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA conveyor TO {role}")
+    url = postgres_url.replace("postgresql://postgres:", f"postgresql://{role}:", 1)
+    url = url.replace(url.split(":")[2].split("@")[0], "w0rker", 1)
+    try:
+        queue, catalog = PostgresQueue(url), open_catalog(url)
+        queue.send({"a": 1})
+        [lease] = queue.receive()
+        queue.ack(lease)
+        catalog.enqueued([("d", "c", "file:///a")], "r")
+        assert catalog.add_delta("c", "d", {}, [], b"") >= 1
+        queue.close()
+        catalog.close()
+        with pytest.raises(ConfigurationError, match="permission denied"):
+            PostgresQueue(url + "?schema=elsewhere")  # would have to create tables
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
