@@ -79,7 +79,8 @@ def _open(home: Path | None, *, must_exist: bool = True) -> Any:
     from .app import Conveyor
 
     settings = _settings(home)
-    if must_exist and not settings.database_path.exists():
+    in_home = not (settings.queue_url and settings.catalog_url and settings.vectors_url)
+    if must_exist and in_home and not settings.database_path.exists():
         raise ConveyorError(
             f"no conveyor data in {settings.home} (nothing ingested there yet; "
             "check --home or CONVEYOR_HOME)"

@@ -90,3 +90,29 @@ def test_ingest_search_and_status_on_postgres(
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()
     assert "documents" not in tables and "queue_jobs" not in tables
+
+
+def test_cli_reads_a_shared_catalog_from_a_host_without_a_home(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On another host, with every backend named by a URL, reading commands need no
+    local home: `status` reports what the shared queue and catalog hold."""
+    import json
+
+    from click.testing import CliRunner
+
+    from conveyor.cli import main
+
+    queue = PostgresQueue(postgres_url)
+    queue.send_many([{"source": "file:///a.txt"}, {"source": "file:///b.txt"}])
+    queue.close()
+    monkeypatch.setenv("CONVEYOR_QUEUE_URL", postgres_url)
+    monkeypatch.setenv("CONVEYOR_CATALOG_URL", postgres_url)
+    monkeypatch.setenv("CONVEYOR_VECTORS_URL", f"sqlite-vec://{tmp_path / 'shared' / 'v.db'}")
+    home = tmp_path / "no-such-home"
+    result = CliRunner().invoke(main, ["status", "--json", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["queue"]["visible"] == 2
+    monkeypatch.delenv("CONVEYOR_VECTORS_URL")  # the vectors would be in the home
+    result = CliRunner().invoke(main, ["status", "--json", "--home", str(home)])
+    assert result.exit_code != 0 and "no conveyor data" in result.output
