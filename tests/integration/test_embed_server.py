@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conveyor.app import Conveyor
-from conveyor.server.embed import MAX_TEXTS, create_app
+from conveyor.server.embed import MAX_BATCH_TOKENS, MAX_TEXTS, create_app
 from conveyor.settings import Settings
 from conveyor.testing import FakeEmbedder, prose
 
@@ -66,6 +66,29 @@ def test_limits_and_errors_have_one_shape(client) -> None:
     metrics = client.get("/metrics").text
     assert 'conveyor_embed_requests_total{path="/embed",status="413"} 1' in metrics
     assert "conveyor_embed_latency_seconds_bucket" in metrics
+
+
+def test_concurrent_requests_are_merged_and_split_back(client, real_embedder) -> None:
+    requests = [
+        [" ".join(prose(50 + i * 4 + j, 200).split()[: 10 + 60 * j]) for j in range(4)]
+        for i in range(6)
+    ]
+    before = _metric(client, "conveyor_embed_batches_total")
+    with ThreadPoolExecutor(6) as pool:
+        bodies = list(pool.map(lambda t: client.post("/embed", json={"texts": t}).json(), requests))
+    for texts, body in zip(requests, bodies, strict=True):  # mixed lengths, back in order
+        cosine = np.sum(np.asarray(body["embeddings"]) * real_embedder.embed(texts), axis=1)
+        assert np.allclose(cosine, 1.0, atol=1e-4)
+    assert _metric(client, "conveyor_embed_batches_total") - before < len(requests)  # merged
+    assert 0 < _metric(client, "conveyor_embed_batch_tokens_mean") <= MAX_BATCH_TOKENS
+    assert _metric(client, "conveyor_embed_queue_wait_seconds_count") >= len(requests)
+
+
+def _metric(client, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
 
 
 class Slow(FakeEmbedder):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conveyor.app import Conveyor, onnx_folder
-from conveyor.embedding.onnx import OnnxEmbedder, export
+from conveyor.embedding.onnx import FORMAT, MARKER, OnnxEmbedder, export, is_current
 from conveyor.server.embed import create_app
 from conveyor.settings import DEFAULT_MODEL, Settings
 from conveyor.testing import prose
@@ -32,6 +34,32 @@ def test_onnx_matches_torch(
     cosine = np.sum(onnx.embed(TEXTS) * real_embedder.embed(TEXTS), axis=1)
     assert cosine.mean() >= mean and cosine.min() >= low, (cosine.mean(), cosine.min())
     assert onnx.model_id == real_embedder.model_id and onnx.dim == 384
+
+
+def test_graph_has_no_nan_masking_pass_and_int8_keeps_attention_fp32(exported: Path) -> None:
+    import onnx
+
+    folder = onnx_folder(Settings(home=exported))
+    fp32 = Counter(n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node)
+    assert fp32["IsNaN"] == 0 and fp32["MatMul"] == 48  # eager attention, 6 layers x 8
+    int8 = Counter(n.op_type for n in onnx.load(str(folder / "model-int8.onnx")).graph.node)
+    assert int8["MatMulInteger"] == 36 and int8["MatMul"] == 12  # weights int8, QK and PV fp32
+
+
+def test_an_export_of_another_format_is_redone(exported: Path, tmp_path: Path) -> None:
+    folder = onnx_folder(Settings(home=exported))
+    assert is_current(folder, "model-int8.onnx")
+    marker = json.loads((folder / MARKER).read_text())
+    assert marker["format"] == FORMAT and "model-int8.onnx" in marker["files"]
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.onnx").write_bytes((folder / "model.onnx").read_bytes())
+    assert not is_current(old, "model.onnx")  # an export from before the marker
+    (old / MARKER).write_text(json.dumps({**marker, "format": FORMAT - 1}))
+    assert not is_current(old, "model.onnx")
+    onnx = OnnxEmbedder(DEFAULT_MODEL, old, int8=False)
+    assert onnx.embed(["penguins"]).shape == (1, 384)  # loading exported it again
+    assert json.loads((old / MARKER).read_text())["format"] == FORMAT
 
 
 def test_ingest_and_serve_with_int8(exported: Path, tmp_path: Path) -> None:
