@@ -536,3 +536,53 @@ def test_open_api_documents_every_endpoint(client: TestClient) -> None:
     assert {"202", "401", "413", "415", "422"} <= set(upload["responses"])
     assert "DocumentStatus" in schema["components"]["schemas"]
     assert client.get("/docs").status_code == 200
+
+
+def test_the_api_over_a_postgresql_queue_and_catalog(
+    postgres_url: str, real_embedder: Any, tmp_path: Path
+) -> None:
+    """The one-server shape: queue and catalog in PostgreSQL, what the API shows the same."""
+    settings = Settings(
+        home=tmp_path / "home",
+        queue_url=postgres_url,
+        catalog_url=postgres_url,
+        api_keys=KEY,
+        isolate_extraction=False,
+    )
+    with Conveyor(settings, embedder=real_embedder) as cv:
+        app = create_api(conveyor=cv, workers=1, poll_interval=0.1)
+        with TestClient(app) as c:
+            accepted = c.post(
+                "/documents", headers=H, files={"file": ("pg.md", REFUND.encode())}
+            ).json()
+            doc = wait_state(c, accepted["id"], ("done", "failed"))
+            assert doc["state"] == "done", doc
+            hits = c.get("/search", params={"q": "money back"}, headers=H).json()["hits"]
+            assert hits[0]["document_id"] == accepted["id"]
+            overview = c.get("/status", headers=H).json()
+            assert overview["documents"]["done"] == 1
+            assert [w["state"] for w in overview["workers"]] == ["running"]
+            deadline = time.monotonic() + 10
+            while 'conveyor_jobs_total{outcome="done"} 1' not in c.get("/metrics").text:
+                assert time.monotonic() < deadline, c.get("/metrics").text
+                time.sleep(0.1)
+
+
+def test_uploads_stream_into_an_s3_blob_store(s3_bucket: str, tmp_path: Path) -> None:
+    """Uploads to ``s3://bucket/prefix/``: the object lands in the bucket (boto3's
+    multipart upload reads the temporary file in pieces) and the job's source names it."""
+    from servers.aws import client as aws_client
+
+    settings = Settings(home=tmp_path / "home", blobs_url=f"s3://{s3_bucket}/data/", api_keys=KEY)
+    with Conveyor(settings) as cv:
+        data = b"An object in a bucket, uploaded through the API.\n"
+        body, headers = multipart(("file", b"../in-s3.txt", data))
+        first = asgi_post(cv, body, headers).json()
+        again = asgi_post(cv, *multipart(("file", b"other.txt", data))).json()
+    key = f"data/uploads/{first['sha256']}/in-s3.txt"
+    assert first["source"] == f"s3://{s3_bucket}/{key}"
+    assert again["duplicate"] is True and again["source"] == first["source"]
+    listed = aws_client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="data/uploads/")
+    keys = sorted(o["Key"] for o in listed["Contents"])
+    assert keys == sorted([key, f"data/uploads/{first['sha256']}.key"])  # stored once
+    assert aws_client("s3").get_object(Bucket=s3_bucket, Key=key)["Body"].read() == data
