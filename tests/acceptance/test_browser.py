@@ -145,6 +145,19 @@ def test_status_page_follows_an_upload_until_done(
     )
     wait(lambda d: max(d.execute_script(bars) or [0]) > 0, 30)  # the minute's bar is drawn
 
+    # a file that fails: its reason shows among the failures, and the button redrives it
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer broken")
+    browser.find_element(By.ID, "file").send_keys(str(broken))
+    browser.find_element(By.ID, "upload-button").click()
+    failure = '#failures tbody tr td[title$="broken.pdf"]'
+    wait(ec.presence_of_element_located((By.CSS_SELECTOR, failure)), 60)
+    reason = browser.find_element(By.CSS_SELECTOR, "#failures tbody tr .reason").text
+    assert "PDF" in reason, reason
+    assert browser.find_element(By.ID, "q-dead").text == "1"
+    browser.find_element(By.CSS_SELECTOR, "#failures button.redrive").click()
+    wait(ec.text_to_be_present_in_element((By.ID, "message"), "redrove 1 job"))
+
     shot = tmp_path / "status-page.png"
     assert browser.save_screenshot(str(shot))
     assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
