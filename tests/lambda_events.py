@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import quote_plus
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:conveyor-jobs"
 
@@ -73,3 +74,36 @@ def sqs_event(*records: dict[str, Any]) -> dict[str, Any]:
 def ids(response: dict[str, Any]) -> list[str]:
     """The message ids a handler response asks SQS to deliver again."""
     return [item["itemIdentifier"] for item in response["batchItemFailures"]]
+
+
+def s3_record(bucket: str, key: str, event: str = "ObjectCreated:Put", size: int = 1) -> dict:
+    """One S3 event notification record, the key URL-encoded as S3 sends it."""
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2024-06-01T12:00:00.000Z",
+        "eventName": event,
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "conveyor-ingest",
+            "bucket": {
+                "name": bucket,
+                "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
+                "arn": f"arn:aws:s3:::{bucket}",
+            },
+            "object": {
+                "key": quote_plus(key, safe="/"),
+                "size": size,
+                "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+                "sequencer": "0055AED6DCD90281E5",
+            },
+        },
+    }
+
+
+def s3_notification(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records)}

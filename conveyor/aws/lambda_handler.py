@@ -5,6 +5,8 @@ SQS record's body is a job message, a receipt message or an S3 event
 notification (also wrapped in an SNS envelope); it runs through the same
 :class:`~conveyor.worker.Processor` as ``conveyor worker`` (by way of
 :class:`~conveyor.aws.batch.BatchQueue`), then the compactor merges the deltas.
+An S3 event naming several objects fans out into one job each, run in the same
+invocation as children of its message: the message is done when they all are.
 
 What comes back to SQS, per record:
 
@@ -166,7 +168,7 @@ class Batch:
         self.queue = BatchQueue(max_receives=self.c.settings.max_receives)
         self.c.queue = self.queue  # the processor acks into this batch, not a queue of ours
         self.order: list[str] = []  # message ids, as delivered
-        self.settled: set[str] = set()  # bad messages recorded, S3 test events
+        self.settled: set[str] = set()  # bad messages recorded
         self.unrecorded: set[str] = set()  # bad messages the catalog did not take
         self.records: dict[str, dict[str, Any]] = {}
 
@@ -178,7 +180,10 @@ class Batch:
             self._accept(record)
         counts = self._process()
         merged = self._merge()
-        retry = [mid for mid in self.order if self._retry(mid)]
+        # released for a retry, not started (or a job it fanned out into was not), its
+        # handling broke before the processor settled it, or bad but not recorded
+        again = self.queue.unfinished() | self.unrecorded
+        retry = [mid for mid in self.order if mid in again and mid not in self.settled]
         state.done += counts["done"]
         state.failed += counts["failed"]
         self._beat("stopped")
@@ -211,10 +216,6 @@ class Batch:
             body = decode_body(record.get("body"))
         except PermanentError as exc:
             self._bad_message(mid, safe_summary(exc))
-            return
-        if body is None:
-            log.info("S3 test event, nothing to do", extra={"job": mid})
-            self.settled.add(mid)
             return
         attributes = record.get("attributes") or {}
         try:
@@ -280,6 +281,7 @@ class Batch:
             lease, started = leases[0], started + 1
             began = time.monotonic()
             try:
+                self.queue.current = lease  # jobs it fans out into belong to it
                 outcome = processor.process(lease)
             except Exception as exc:  # failing the job failed too: SQS brings it back
                 log.error(
@@ -289,23 +291,21 @@ class Batch:
                     extra={"job": lease.job_id},
                 )
                 outcome = Outcome(None, "retry", error=safe_summary(exc))
+            finally:
+                self.queue.current = None
             state.longest = max(state.longest, time.monotonic() - began)
             fate = self.queue.fates.get(lease.job_id)
-            if fate is not None and fate.state == "dead" and outcome.document_id is None:
+            if (
+                fate is not None
+                and fate.state == "dead"
+                and outcome.document_id is None
+                and lease.job_id in self.records  # not a job an S3 event fanned out into
+            ):
                 self._bad_message(lease.job_id, fate.error or "not a job message")
             if outcome.status in ("merge", "skipped"):
                 counts["done"] += 1
             elif outcome.status == "failed":
                 counts["failed"] += 1
-
-    def _retry(self, mid: str) -> bool:
-        """Whether SQS should deliver ``mid`` again: released for a retry, not
-        started, its handling broke before the processor settled it, or it was bad
-        but could not be recorded as such."""
-        if mid in self.settled:
-            return False
-        fate = self.queue.fates.get(mid)
-        return fate is None or fate.state == "retry" or mid in self.unrecorded
 
     # -- merge -----------------------------------------------------------
 
@@ -367,19 +367,13 @@ class Batch:
             log.warning("worker heartbeat failed: %s", safe_summary(exc))
 
 
-def decode_body(text: Any) -> dict[str, Any] | None:
-    """The job message of an SQS body: the JSON object itself, or the message
-    inside an SNS envelope (S3 → SNS → SQS without raw delivery). None for S3's
-    test event, sent when a notification is set up. :class:`PermanentError` when
-    it is not a JSON object."""
+def decode_body(text: Any) -> dict[str, Any]:
+    """The JSON object an SQS body holds; :class:`PermanentError` when it is none.
+    What the object means (a job, a receipt, an S3 event, an SNS envelope around
+    one) is the processor's business, as for any queue."""
     if not isinstance(text, str):
         raise PermanentError("SQS message has no body")
-    body = _json_object(text, "message body")
-    if body.get("Type") == "Notification" and isinstance(body.get("Message"), str):
-        body = _json_object(body["Message"], "SNS message")
-    if body.get("Event") == "s3:TestEvent":
-        return None
-    return body
+    return _json_object(text, "message body")
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:

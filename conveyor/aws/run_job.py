@@ -7,9 +7,10 @@ The input (``INPUT_JSON``, or ``--input``) is one JSON object, in any of these f
 * a Step Functions style object — ``{"FileURI": "s3://…" | "file://…",
   "collection": …, "execution_name": …}`` (``run``, ``kind``, ``options``
   optional; other keys, which a state machine often passes along, are ignored);
-* an S3 event: a notification (``{"Records": [one record]}``), one of its
-  records, or an EventBridge "Object Created" event, once the S3 parsing in
-  :mod:`conveyor.jobs` understands it.
+* an S3 event notification naming one new object (``{"Records": [one
+  record]}``, one such record alone, or either inside an SNS envelope), read
+  by :func:`conveyor.jobs.s3_event_jobs` (``collection`` and ``run`` beside
+  ``Records`` are honoured).
 
 The job runs through the ordinary :class:`~conveyor.worker.Processor` (by way of
 :class:`~conveyor.aws.batch.BatchQueue`): transient errors are retried here,
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from ..compactor import Compactor
 from ..exceptions import ConveyorError, PermanentError, safe_summary
 from ..ids import document_id
-from ..jobs import MANIFEST_KEY, Job, check_name, manifest, manifest_bytes
+from ..jobs import MANIFEST_KEY, Job, check_name, manifest, manifest_bytes, s3_event_jobs
 from ..worker import Processor
 from .batch import BatchQueue
 
@@ -145,6 +146,17 @@ def _job_body(data: dict[str, Any]) -> dict[str, Any]:
             "kind": data.get("kind"),
             "options": data.get("options") or {},
         }
+    try:
+        events = s3_event_jobs(data)
+    except PermanentError as exc:
+        raise BadInput(safe_summary(exc)) from None
+    if events is not None:
+        if len(events) != 1:
+            raise BadInput(
+                f"the S3 event names {len(events)} new objects; run-job takes exactly one "
+                "(send such events to the queue, where each object becomes a job)"
+            )
+        return {**events[0], "collection": data.get("collection"), "run": data.get("run")}
     return {k: v for k, v in data.items() if k != "execution_name"}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from servers.aws import client
+
 from conveyor.ids import document_id
 from conveyor.testing import make_pdf
 
@@ -75,3 +77,31 @@ def test_bad_input_exits_2(home: Path, tmp_path: Path) -> None:
     result = run("run-job", home=home, check=2)
     assert "INPUT_JSON" in result.stderr
     assert not (home / "blobs").exists()  # nothing was started
+
+
+def test_an_s3_file_with_results_in_the_bucket(home: Path, s3_bucket: str) -> None:
+    """Step Functions' shape: the source and the blob store on S3 (a local moto server)."""
+    s3 = client("s3")
+    key = "in/tides report.txt"
+    s3.put_object(
+        Bucket=s3_bucket, Key=key, Body=b"The moon's gravity pulls the ocean into two bulges."
+    )
+    uri = f"s3://{s3_bucket}/{key}"
+    job = {"FileURI": uri, "collection": "notes", "execution_name": "sf-exec-7"}
+    result = run(
+        "run-job",
+        home=home,
+        INPUT_JSON=json.dumps(job),
+        CONVEYOR_BLOBS_URL=f"s3://{s3_bucket}/conveyor/",
+    )
+
+    doc_id = document_id("notes", uri)
+    stored = s3.get_object(
+        Bucket=s3_bucket, Key=f"conveyor/ingestion_output/sf-exec-7/sf-results/{doc_id}.json"
+    )
+    data = json.loads(stored["Body"].read())
+    assert data == json.loads(result.stdout)
+    assert (data["FileURI"], data["EmbeddingsGenerated"], data["status"]) == (uri, 1, "done")
+    manifest = s3.get_object(Bucket=s3_bucket, Key=f"conveyor/{data['result_manifest']}")
+    assert json.loads(manifest["Body"].read())["FileURI"] == uri
+    assert not (home / "blobs").exists()

@@ -6,7 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lambda_events import LambdaContext, ids, sqs_event, sqs_record
+from lambda_events import (
+    LambdaContext,
+    ScriptedContext,
+    ids,
+    s3_notification,
+    s3_record,
+    sqs_event,
+    sqs_record,
+)
+from servers.aws import client
 
 from conveyor.app import Conveyor
 from conveyor.aws import lambda_handler
@@ -120,3 +129,77 @@ def test_the_model_is_loaded_once_per_container(
         assert again.components.vectors.count("default") == 2
     finally:
         lambda_handler.reset()
+
+
+# -- S3 (a local moto server) ------------------------------------------------
+
+
+@pytest.fixture
+def s3_warm(home: Path, real_embedder, s3_bucket: str) -> Iterator[lambda_handler.Warm]:
+    lambda_handler.reset()
+    settings = Settings(home=home, blobs_url=f"s3://{s3_bucket}/conveyor/")
+    yield lambda_handler.warm(settings, embedder=real_embedder)
+    lambda_handler.reset()
+
+
+def _put(bucket: str, key: str, text: str) -> str:
+    client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode())
+    return f"s3://{bucket}/{key}"
+
+
+def test_s3_event_notifications_in_an_sqs_batch(
+    s3_warm: lambda_handler.Warm, s3_bucket: str, home: Path, real_embedder
+) -> None:
+    b = s3_bucket
+    volcano = _put(b, "in/volcano.txt", TOPICS["volcano.txt"])
+    flower = _put(b, "in/red flower.txt", "Red poppies flower in the wheat fields in June.")
+    bees = _put(b, "in/bees.txt", TOPICS["bees.txt"])
+    two = sqs_record(
+        s3_notification(s3_record(b, "in/volcano.txt"), s3_record(b, "in/red flower.txt"))
+    )
+    one = sqs_record(s3_notification(s3_record(b, "in/bees.txt")))
+    removed = sqs_record(s3_notification(s3_record(b, "in/old.txt", event="ObjectRemoved:Delete")))
+    gone = sqs_record(s3_notification(s3_record(b, "in/gone.txt")))
+
+    response = lambda_handler.handler(sqs_event(two, one, removed, gone), LambdaContext())
+
+    assert ids(response) == []
+    catalog = s3_warm.components.catalog
+    for uri in (volcano, flower, bees):
+        doc = catalog.get(document_id("default", uri))
+        assert doc is not None and doc["state"] == "done", (uri, doc)
+    missing = catalog.get(document_id("default", f"s3://{b}/in/gone.txt"))
+    assert missing is not None and missing["state"] == "failed" and "not found" in missing["error"]
+    listed = client("s3").list_objects_v2(
+        Bucket=b, Prefix="conveyor/ingestion_output/adhoc/results/"
+    )
+    assert len(listed["Contents"]) == 4  # three done, one failed
+    assert not (home / "blobs").exists()  # everything went to the bucket
+    with Conveyor(
+        Settings(home=home, blobs_url=f"s3://{b}/conveyor/"), embedder=real_embedder
+    ) as cv:
+        assert cv.search("poppies in a wheat field", k=1)[0].source == flower
+
+
+def test_an_s3_event_cut_short_by_time_comes_back_whole(
+    s3_warm: lambda_handler.Warm, s3_bucket: str
+) -> None:
+    """The jobs an event fans out into belong to its message: one not started sends the
+    message back, and the next delivery skips what is already in the store."""
+    b = s3_bucket
+    first = _put(b, "in/a.txt", "Kingfishers dive for small fish in clear rivers.")
+    second = _put(b, "in/b.txt", "Lighthouses guide ships along the rocky coast.")
+    event = s3_notification(s3_record(b, "in/a.txt"), s3_record(b, "in/b.txt"))
+    record = sqs_record(event)
+    # time for the event and its first object, then below the 10 s reserve
+    response = lambda_handler.handler(sqs_event(record), ScriptedContext([60_000, 60_000, 4_000]))
+    assert ids(response) == [record["messageId"]]
+    catalog = s3_warm.components.catalog
+    assert catalog.get(document_id("default", first))["state"] == "done"
+    assert catalog.get(document_id("default", second)) is None
+
+    again = sqs_record(event, receive_count=2, message_id=record["messageId"])
+    assert ids(lambda_handler.handler(sqs_event(again), LambdaContext())) == []
+    assert catalog.get(document_id("default", first))["state"] == "skipped"  # unchanged
+    assert catalog.get(document_id("default", second))["state"] == "done"
+    assert s3_warm.components.vectors.count("default") == 2

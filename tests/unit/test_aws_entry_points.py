@@ -138,22 +138,26 @@ def test_bad_messages_are_recorded_not_retried(warm: lambda_handler.Warm, tmp_pa
     no_source = sqs_record({"collection": "default", "run": "r1"})
     bad_name = sqs_record(_job(f, collection="no spaces allowed"))
     not_object = sqs_record("[1, 2, 3]")
+    sns_garbage = sqs_record({"Type": "Notification", "MessageId": "m", "Message": "oops"})
     test_event = sqs_record(
         {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b", "RequestId": "x"}
     )
     response = lambda_handler.handler(
-        sqs_event(good, no_source, bad_name, not_object, test_event), LambdaContext()
+        sqs_event(good, no_source, bad_name, not_object, sns_garbage, test_event), LambdaContext()
     )
     assert ids(response) == []
     failed = {d["source"]: d for d in warm.components.catalog.documents(state="failed")}
     prefix = "sqs://conveyor-jobs/"
-    assert set(failed) == {prefix + r["messageId"] for r in (no_source, bad_name, not_object)}
+    assert set(failed) == {
+        prefix + r["messageId"] for r in (no_source, bad_name, not_object, sns_garbage)
+    }
     assert "no 'source'" in failed[prefix + no_source["messageId"]]["error"]
     assert "invalid collection name" in failed[prefix + bad_name["messageId"]]["error"]
     assert "not an object" in failed[prefix + not_object["messageId"]]["error"]
     assert failed[prefix + not_object["messageId"]]["metadata"]["body"] == "[1, 2, 3]"
+    assert "SNS message is not JSON" in failed[prefix + sns_garbage["messageId"]]["error"]
     assert _doc(warm, f)["state"] == "done"  # the S3 test event left no trace
-    assert len(warm.components.catalog.documents()) == 4
+    assert len(warm.components.catalog.documents()) == 5
 
 
 def test_sns_envelope_is_unwrapped(warm: lambda_handler.Warm, tmp_path: Path) -> None:
@@ -288,3 +292,24 @@ def test_the_slowest_record_so_far_guards_the_next_but_never_the_first(
     assert ids(response) == [records[1]["messageId"]]
     assert _doc(warm, files[0])["state"] == "done"
     assert warm.components.catalog.get(document_id("default", files[1].as_uri())) is None
+
+
+def test_run_job_takes_an_s3_event_naming_one_object() -> None:
+    from lambda_events import s3_notification, s3_record
+
+    one = parse_input(
+        json.dumps(s3_notification(s3_record("bkt", "in/red flower.pdf"))),
+        default_collection="default",
+        execution_name="exec-9",
+    )
+    assert (one.job.source, one.job.run) == ("s3://bkt/in/red flower.pdf", "exec-9")
+    record = parse_input(
+        json.dumps({**s3_record("bkt", "a.txt"), "collection": "c"}), default_collection="d"
+    )
+    assert (record.job.source, record.job.collection) == ("s3://bkt/a.txt", "c")
+    for many in (
+        s3_notification(s3_record("bkt", "a.txt"), s3_record("bkt", "b.txt")),
+        s3_notification(s3_record("bkt", "a.txt", event="ObjectRemoved:Delete")),
+    ):
+        with pytest.raises(BadInput, match="run-job takes exactly one"):
+            parse_input(json.dumps(many), default_collection="default")
