@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,9 +25,9 @@ from unit import test_queue_conformance as shared
 from unit.test_queue_conformance import (
     EMPTY,
     T0,
+    _drain,
     depth,
     test_bad_bodies_are_refused,
-    test_concurrent_threads_never_share_a_job,
     test_dead_letters_newest_first_with_limit,
     test_invalid_arguments,
     test_leases_are_frozen,
@@ -40,7 +42,6 @@ from conveyor.queue.sqs import RAW_BODY, SqsQueue, parse_url
 
 REUSED = [
     test_bad_bodies_are_refused,
-    test_concurrent_threads_never_share_a_job,
     test_dead_letters_newest_first_with_limit,
     test_invalid_arguments,
     test_leases_are_frozen,
@@ -166,6 +167,14 @@ def test_depth_counts_each_state() -> None: ...
 def test_release_with_refund_does_not_count_the_delivery() -> None: ...
 
 
+@pytest.mark.skip(
+    reason="standard SQS queues are at-least-once: now and then two receivers get the same "
+    "message (moto's server, whose receive is not locked, more often); "
+    "test_sqs_concurrent_receivers_lose_nothing"
+)
+def test_concurrent_threads_never_share_a_job() -> None: ...
+
+
 def test_every_conformance_test_runs_or_is_explained() -> None:
     """A new shared conformance test must be reused here or skipped with a reason."""
     here = globals()
@@ -193,6 +202,22 @@ def test_sqs_send_receive_ack(queue: SqsQueue) -> None:
     assert queue.receive() == []
     assert depth(queue) == {**EMPTY, "in_flight": 1}
     queue.ack(lease)
+    assert depth(queue) == EMPTY
+
+
+def test_sqs_concurrent_receivers_lose_nothing(queue: SqsQueue) -> None:
+    """Eight threads drain 200 jobs: every job is delivered (a rare duplicate is
+    allowed: at-least-once), all are acked, the queue ends empty."""
+    ids = queue.send_many([{"i": i} for i in range(200)])
+    results: list[list[str]] = [[] for _ in range(8)]
+    threads = [threading.Thread(target=_drain, args=(queue, out, 0.001)) for out in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sum(1 for out in results if out) >= 2, "the receivers did not overlap"
+    delivered = Counter(job_id for out in results for job_id in out)
+    assert sorted(delivered) == sorted(ids)
     assert depth(queue) == EMPTY
 
 
