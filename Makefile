@@ -55,7 +55,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/workers.py
-	$(BIN)/python bench/queue_ops.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/ocr.py
 	$(BIN)/python bench/embed_server.py
 	$(BIN)/python bench/audio.py
