@@ -121,6 +121,13 @@ class Components:
             inner = CachedEmbedder(inner, self.catalog)
         return inner
 
+    def open_all(self) -> None:
+        """Open queue, catalog, blobs and vector store now, so that a wrong or unreachable
+        URL stops a long-running process at start-up with a message naming it (password
+        masked), instead of a worker that idles or retries with nothing to show."""
+        for name in ("catalog", "queue", "blobs", "vectors"):
+            getattr(self, name)
+
     def close(self) -> None:
         for name in ("queue", "catalog", "vectors", "blobs", "extractor", "query_embedder"):
             closer = getattr(self.__dict__.get(name), "close", None)
@@ -319,6 +326,7 @@ class Conveyor:
     ) -> None:
         """Run workers and the compactor in this process until the queue is drained."""
         c = self.components
+        c.open_all()
         c.tokenizer  # noqa: B018 - fail on a bad model before taking jobs
         compactor = Compactor(c)
         pool = WorkerPool(
@@ -511,6 +519,7 @@ class Conveyor:
         """A long-running worker: jobs until ``stop`` is set, then a graceful shutdown —
         jobs in flight get ``grace`` seconds, the rest go back to the queue."""
         c = self.components
+        c.open_all()
         c.tokenizer  # noqa: B018 - fail on a bad model before taking jobs
         writer = Compactor(c) if compactor else None
         pool = WorkerPool(
@@ -543,6 +552,7 @@ class Conveyor:
 
     def serve_compactor(self, *, stop: threading.Event) -> None:
         """The single writer alone, until ``stop`` is set."""
+        self.components.open_all()
         Compactor(self.components).run(stop, drain=False)
 
     def export(self, collection: str | None = None) -> Iterator[dict[str, Any]]:

@@ -337,6 +337,8 @@ def create_api(
     settings = settings or (conveyor.settings if conveyor is not None else Settings())
     owned = conveyor is None
     cv: Conveyor = conveyor if conveyor is not None else Conveyor(settings)
+    if owned:
+        cv.components.open_all()  # a wrong URL stops `conveyor serve` now, naming it
     keys = Keys(parse_keys(settings.api_keys))
     live = Live(cv, **({"interval": poll_interval} if poll_interval else {}))
     upload_limit = settings.max_upload_bytes or settings.max_file_bytes
