@@ -171,7 +171,7 @@ class OnnxEmbedder:
                 name = "model-int8.onnx" if self.int8 else "model.onnx"
                 if not is_current(self.folder, name):
                     log.warning("exporting %s to ONNX in %s (once)", self.model_id, self.folder)
-                    export(self.model_id, self.folder, int8=self.int8)
+                    export(self.model_id, self.folder)  # both graphs: one export serves both
                 options = ort.SessionOptions()
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 if self.threads:
