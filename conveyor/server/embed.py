@@ -223,11 +223,9 @@ def create_app(
         if failure is not None:
             return failure
         assert vectors is not None
-        return {
-            "embeddings": vectors.tolist(),
-            "model": state["model"].model_id,
-            "dim": state["dim"],
-        }
+        return JSONResponse(  # as is: FastAPI's encoder would walk every float again
+            {"embeddings": vectors.tolist(), "model": state["model"].model_id, "dim": state["dim"]}
+        )
 
     @app.post("/v1/embeddings")
     async def openai_embeddings(body: OpenAIRequest) -> Any:
@@ -250,12 +248,14 @@ def create_app(
                 else v.tolist()
             )
             data.append({"object": "embedding", "index": i, "embedding": value})
-        return {
-            "object": "list",
-            "data": data,
-            "model": state["model"].model_id,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": state["model"].model_id,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     @app.get("/metrics")
     async def prometheus() -> Any:
