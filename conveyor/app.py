@@ -32,6 +32,8 @@ from .worker import WorkerPool, stale_after
 
 log = logging.getLogger(__name__)
 
+RECONCILE_RESCAN_SECONDS = 60.0
+
 
 def onnx_folder(settings: Settings) -> Path:
     """Where the ONNX export of the configured model lives."""
@@ -245,6 +247,7 @@ class Conveyor:
     def __init__(self, settings: Settings, *, embedder: Any = None) -> None:
         self.settings = settings
         self.components = Components(settings, local_embedder=embedder)
+        self._reconciled: tuple[int, float] | None = None  # (dead letters, when listed)
 
     def __enter__(self) -> Conveyor:
         return self
@@ -432,8 +435,18 @@ class Conveyor:
     def reconcile(self) -> int:
         """Documents whose job the queue dead-lettered by itself (its leases kept
         expiring: the worker died on it every time) become ``failed`` with that reason.
-        Returns how many changed."""
+        Returns how many changed.
+
+        Listing dead letters costs a scan (on SQS, reads of the whole DLQ), so it is
+        skipped while the queue holds none, and, in a long-lived process (the API
+        polls this), while their number has not changed for less than a minute."""
         c = self.components
+        dead, now = c.queue.depth().dead, time.monotonic()
+        seen = self._reconciled
+        if dead == 0 or (seen and seen[0] == dead and now - seen[1] < RECONCILE_RESCAN_SECONDS):
+            self._reconciled = (dead, seen[1] if seen and seen[0] == dead else now)
+            return 0
+        self._reconciled = (dead, now)
         changed = 0
         for letter in c.queue.dead_letters(limit=10_000):
             doc_id = document_of(letter.body, self.settings.collection)
