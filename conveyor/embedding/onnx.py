@@ -19,10 +19,9 @@ records :data:`FORMAT`. How the graph is made decides its speed:
 
 ``OnnxEmbedder`` exports on first use when the files are missing or were made
 by an older :data:`FORMAT`, then tokenises with the model's fast tokenizer,
-runs the graph on texts sorted by length in small batches (little padding, and
-the attention scores stay in cache: on CPU 4-8 texts of 256 tokens a call beat
-32), mean-pools over the attention mask and normalises — what
-sentence-transformers does for this family of models.
+runs the graph on texts sorted by length in small batches (little padding),
+one call per CPU at a time, mean-pools over the attention mask and normalises —
+what sentence-transformers does for this family of models.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,15 @@ log = logging.getLogger(__name__)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 FORMAT = 2  # bump whenever export() makes a different graph: older exports are redone
 MARKER = "conveyor-onnx.json"
-BATCH_TOKENS = 2048  # padded tokens per ONNX Runtime call (8 texts of 256)
+BATCH_TOKENS = 256  # padded tokens per ONNX Runtime call (one text of 256, 20 short ones)
+
+
+def cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
 
 
 def export(model: str, folder: Path, *, int8: bool = True) -> Path:
@@ -133,8 +141,11 @@ def is_current(folder: Path, filename: str) -> bool:
 class OnnxEmbedder:
     """``embed`` with ONNX Runtime; ``int8`` picks the quantised graph.
 
-    ``threads``: ONNX Runtime's intra-op threads (0: one per physical core);
-    ``batch_tokens``: padded tokens per model call.
+    ``threads``: model calls that run at once, on one CPU thread each (0: one per
+    CPU); ``batch_tokens``: padded tokens per model call. Small calls side by
+    side beat large ones spread over the cores: each call's activations stay in
+    its core's cache and no call waits for the others between operators (on 2
+    cores, int8: ~105 texts/s against 85-90 for calls of 8 texts on both cores).
     """
 
     def __init__(
@@ -150,9 +161,10 @@ class OnnxEmbedder:
         self.backend = "onnx-int8" if int8 else "onnx-fp32"
         self.folder = folder
         self.int8 = int8
-        self.threads = threads
+        self.threads = threads or cpus()
         self.batch_tokens = batch_tokens
         self._session: Any = None
+        self._pool: ThreadPoolExecutor | None = None
         self._dim: int | None = None
         self._lock = threading.Lock()
         source = model_folder(model)
@@ -174,11 +186,13 @@ class OnnxEmbedder:
                     export(self.model_id, self.folder)  # both graphs: one export serves both
                 options = ort.SessionOptions()
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                if self.threads:
-                    options.intra_op_num_threads = self.threads
+                options.intra_op_num_threads = 1  # parallel calls instead: see the class
+                options.inter_op_num_threads = 1
                 self._session = ort.InferenceSession(
                     str(self.folder / name), options, providers=["CPUExecutionProvider"]
                 )
+                if self.threads > 1:
+                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx")
             return self._session
 
     @property
@@ -195,19 +209,26 @@ class OnnxEmbedder:
         encs = self.tokenizer._tok.encode_batch(list(texts), add_special_tokens=True)
         ids = [e.ids if len(e.ids) <= limit else [*e.ids[: limit - 1], e.ids[-1]] for e in encs]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # alike lengths: no padding
-        parts = []
+        batches = []
         start = 0
         budget = self.batch_tokens
         while start < len(order):
             end = start + 1  # the longest text of a batch is its last: grow while it fits
             while end < len(order) and (end + 1 - start) * len(ids[order[end]]) <= budget:
                 end += 1
-            rows = order[start:end]
-            parts.append((rows, self._run(session, [ids[i] for i in rows])))
+            batches.append(order[start:end])
             start = end
-        out = np.empty((len(ids), parts[0][1].shape[1]), dtype=np.float32)
-        for rows, pooled in parts:
-            out[rows] = pooled
+
+        def run(rows: list[int]) -> np.ndarray:
+            return self._run(session, [ids[i] for i in rows])
+
+        if self._pool is None or len(batches) == 1:
+            pooled = [run(rows) for rows in batches]
+        else:
+            pooled = list(self._pool.map(run, batches))
+        out = np.empty((len(ids), pooled[0].shape[1]), dtype=np.float32)
+        for rows, vectors in zip(batches, pooled, strict=True):
+            out[rows] = vectors
         return l2_normalise(out)
 
     def _run(self, session: Any, batch: list[list[int]]) -> np.ndarray:
