@@ -22,7 +22,7 @@ from .blobstore import BlobStore, open_blobstore, source_path
 from .catalog import Catalog, open_catalog
 from .compactor import Compactor
 from .embedding import Embedder, Tokenizer
-from .exceptions import ConveyorError
+from .exceptions import ConveyorError, safe_summary
 from .ids import document_id
 from .jobs import Job, check_name, document_of
 from .queue import JobQueue, open_queue
@@ -316,7 +316,18 @@ class Conveyor:
         if metadata:
             known = (c.catalog.get(doc) or {}).get("metadata") or {}
             c.catalog.update(doc, metadata={**known, "user": metadata})
-        c.queue.send(job.message())
+        try:
+            c.queue.send(job.message())
+        except Exception as exc:
+            # not left "queued" with no job: a failed document is submitted again next time
+            c.catalog.update(
+                doc,
+                state="failed",
+                stage=None,
+                error_kind="transient",
+                error=f"could not be enqueued: {safe_summary(exc)}",
+            )
+            raise
         return doc
 
     def work(
@@ -452,6 +463,8 @@ class Conveyor:
             doc_id = document_of(letter.body, self.settings.collection)
             doc = c.catalog.get(doc_id) if doc_id else None
             if doc_id and doc is not None and doc["state"] in ("queued", "running"):
+                if not _letter_is_current(letter, doc):
+                    continue  # an old job's letter; the document was submitted again since
                 c.catalog.update(
                     doc_id,
                     state="failed",
@@ -586,6 +599,19 @@ class Conveyor:
                 "metadata": rec.metadata,
                 "collection": collection,
             }
+
+
+def _letter_is_current(letter: Any, doc: dict[str, Any]) -> bool:
+    """Whether a dead letter is about the document's latest submission, not one from
+    before it was submitted again (re-ingested, re-uploaded, redriven by hand).
+
+    Where the queue knows when it moved the job (SQLite, PostgreSQL: the same clock as
+    the catalog's), the document must not have changed since. SQS keeps no move time;
+    there the letter must belong to the document's current run."""
+    if letter.last_seen > letter.first_seen:
+        return float(doc["updated_at"]) <= letter.last_seen
+    body = letter.body if isinstance(letter.body, dict) else {}
+    return body.get("run") is None or body.get("run") == doc.get("run")
 
 
 def open_home(home: str | Path | None = None, **overrides: Any) -> Conveyor:

@@ -66,13 +66,31 @@ class Processor:
         job: Job | None = None
         try:
             fanned = s3_event_jobs(lease.body)
-            if fanned is not None and len(fanned) != 1:
-                return self._fan_out(lease, fanned)
+            if fanned is not None:
+                ours = [m for m in fanned if self._ours(m["source"])]
+                if ours:  # a notification on the whole bucket also fires for our own writes
+                    log.info(
+                        "ignoring S3 events for %d object(s) in conveyor's own blob store "
+                        "(manifests, artifacts, uploads), e.g. %s; filter the bucket's "
+                        "notification by the sources' prefix",
+                        len(ours),
+                        ours[0]["source"],
+                        extra={"job": lease.job_id},
+                    )
+                    fanned = [m for m in fanned if m not in ours]
+                if len(fanned) != 1 or ours:
+                    return self._fan_out(lease, fanned)
             job = Job.from_message(lease.body, default_collection=self.c.settings.collection)
             doc_id = document_id(job.collection, job.source)
             return self._run(lease, job, doc_id)
         except Exception as exc:
             return self._fail(lease, job, doc_id, exc)
+
+    def _ours(self, source: str) -> bool:
+        """Whether ``source`` lies in the blob store conveyor writes to: indexing our own
+        result manifests would write a manifest for each, which fires another event…"""
+        root = self.c.blobs.uri("x")[:-1]  # the store's root URI, ending in "/"
+        return source.startswith(root)
 
     def _fan_out(self, lease: Lease, messages: list[dict[str, Any]]) -> Outcome:
         """An S3 event naming several objects (or none): one job per object, then the

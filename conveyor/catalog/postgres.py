@@ -55,6 +55,9 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS documents_state ON documents (state, collection)",
     "CREATE INDEX IF NOT EXISTS documents_run ON documents (run)",
+    # the API's live view reads the documents changed last, and done ones by time
+    "CREATE INDEX IF NOT EXISTS documents_updated ON documents (updated_at)",
+    "CREATE INDEX IF NOT EXISTS documents_state_updated ON documents (state, updated_at)",
     """CREATE TABLE IF NOT EXISTS runs (
         id text PRIMARY KEY,
         collection text NOT NULL,
@@ -115,6 +118,8 @@ RELATIONS = [
     "documents",
     "documents_state",
     "documents_run",
+    "documents_updated",
+    "documents_state_updated",
     "runs",
     "deltas",
     "deltas_pending",

@@ -43,6 +43,9 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS documents_state ON documents (state, collection)",
     "CREATE INDEX IF NOT EXISTS documents_run ON documents (run)",
+    # the API's live view reads the documents changed last, and done ones by time
+    "CREATE INDEX IF NOT EXISTS documents_updated ON documents (updated_at)",
+    "CREATE INDEX IF NOT EXISTS documents_state_updated ON documents (state, updated_at)",
     """CREATE TABLE IF NOT EXISTS runs (
         id TEXT PRIMARY KEY,
         collection TEXT NOT NULL,
@@ -128,7 +131,8 @@ class SqliteCatalog(SqlCatalog):
         self.path = str(path)
         self.clock = clock
         self._local = threading.local()
-        if not table_exists(self._conn(), "workers"):  # read-only users take no lock
+        # read-only users take no lock; the newest index tells an older file to catch up
+        if not table_exists(self._conn(), "documents_state_updated"):
             with transaction(self._conn()) as conn:
                 for statement in SCHEMA:
                     conn.execute(statement)

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 WORKER_GRACE = 30
+FAILURES_TTL = 15.0  # seconds a listing of dead letters serves the status page
 SSE_KEEPALIVE = 15.0
 
 API_KEY_HEADER = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="ApiKey")
@@ -485,7 +486,7 @@ def create_api(
         status_code=202,
         response_model=UploadAccepted,
         dependencies=protected,
-        responses=_errors(413, 415),
+        responses=_errors(413, 415, 503),
         openapi_extra=UPLOAD_BODY,
     )
     async def upload(request: Request) -> Any:
@@ -525,7 +526,14 @@ def create_api(
         known = c.catalog.get(doc_id)
         duplicate = known is not None and known["state"] != "failed"
         if not duplicate:
-            cv.submit(source, collection=collection, run=run, metadata=metadata)
+            try:
+                cv.submit(source, collection=collection, run=run, metadata=metadata)
+            except Exception as exc:  # the queue is down or throttling: try again later
+                raise ApiError(
+                    503,
+                    f"stored, but could not be enqueued ({safe_summary(exc)}); retry",
+                    "unavailable",
+                ) from None
         doc = c.catalog.get(doc_id) or {}
         return {
             "id": doc_id,
@@ -591,11 +599,11 @@ def create_api(
             check_name("collection", name)
         except ConveyorError as exc:
             raise ApiError(422, str(exc), "invalid_request") from None
-        if cv.components.vectors.collection(name) is None:
-            raise ApiError(
-                404, f"collection {name!r} does not exist (ingest something first)", "not_found"
-            )
         try:
+            if cv.components.vectors.collection(name) is None:
+                raise ApiError(
+                    404, f"collection {name!r} does not exist (ingest something first)", "not_found"
+                )
             hits = cv.search(q, k, collection=name)
         except ConveyorError as exc:
             raise ApiError(409, str(exc), "conflict") from None
@@ -628,6 +636,7 @@ def create_api(
     def redrive(body: RedriveRequest) -> Any:
         """Put dead letters back on the queue (``job_ids``; null for all of them)."""
         try:
+            failures["dead"] = -1
             return {"redriven": cv.redrive(body.job_ids)}
         except ConveyorError as exc:
             raise ApiError(404, str(exc), "not_found") from None
@@ -641,23 +650,39 @@ def create_api(
     def redrive_one(job_id: str) -> Any:
         """Put one dead letter back on the queue."""
         try:
+            failures["dead"] = -1
             return {"redriven": cv.redrive([job_id])}
         except ConveyorError:
             raise ApiError(404, f"no dead letter {job_id[:80]!r}", "not_found") from None
 
     # -- the status page's data ------------------------------------------------------
 
+    # Listing dead letters can be a scan (on SQS: reading the whole DLQ), and every open
+    # page asks every few seconds: list again only when their number changes, or now and
+    # then; a redrive through this API forgets the listing at once.
+    failures: dict[str, Any] = {"dead": -1, "at": 0.0, "items": []}
+
+    def recent_failures(dead: int) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        if dead == 0:
+            failures.update(dead=0, at=now, items=[])
+        elif dead != failures["dead"] or now - failures["at"] > FAILURES_TTL:
+            items = [_dead_letter(d, settings.collection) for d in cv.dead_letters(20)]
+            failures.update(dead=dead, at=now, items=items)
+        return list(failures["items"])
+
     @app.get("/status", response_model=Overview, dependencies=protected, responses=ERRORS)
     def overview() -> Any:
         """Everything the status page shows, in one request."""
         c = cv.components
+        depth = c.queue.depth()
         return {
-            "queue": c.queue.depth().as_dict(),
+            "queue": depth.as_dict(),
             "documents": c.catalog.counts(),
             "workers": [{**w, "started_at": _time(w["started_at"])} for w in live.workers()],
             "throughput": [{**p, "minute": _time(p["minute"])} for p in live.throughput()],
             "recent": [_summary(d) for d in c.catalog.documents(limit=25)],
-            "failures": [_dead_letter(d, settings.collection) for d in cv.dead_letters(20)],
+            "failures": recent_failures(depth.dead),
             "in_process_workers": workers,
         }
 
@@ -697,7 +722,7 @@ def create_api(
             )
         last_id = request.headers.get("last-event-id", "")
         queue = live.subscribe()
-        replay = [e for e in live.recent_events if last_id.isdigit() and e.id > int(last_id)]
+        replay = [e for e in list(live.recent_events) if last_id.isdigit() and e.id > int(last_id)]
 
         async def stream() -> AsyncIterator[str]:
             sent = 0

@@ -96,10 +96,11 @@ def test_three_hosts_share_only_the_engines(
             ):
                 break
             assert time.monotonic() - started < DEADLINE, f"not finished: {s}"
-            busy = [w for w in s["workers"] if w.get("in_flight")]
-            if not killed and d["done"] >= 6 and busy:
-                workers[1].kill()  # mid-job: its leases must expire and go elsewhere
-                workers[1].wait()
+            busy = {w["pid"] for w in s["workers"] if w.get("in_flight")}
+            victim = next((p for p in workers if p.pid in busy), None)
+            if not killed and d["done"] >= 6 and victim is not None:
+                victim.kill()  # mid-job: its leases must expire and go elsewhere
+                victim.wait()
                 killed = True
             time.sleep(0.5)
     finally:
@@ -121,7 +122,7 @@ def test_three_hosts_share_only_the_engines(
     assert all(by_source[s]["state"] == "failed" and by_source[s]["error"] for s in bad)
 
     chunks = [json.loads(line) for line in run("export", home=hosts[2], **env).stdout.splitlines()]
-    ids = Counter(c["id"] for c in chunks)
+    ids = Counter(c["id"] for c in chunks)  # ids are keys in Chroma: the index check matters
     assert [i for i, n in ids.items() if n > 1] == [], "duplicated chunks"
     per_doc: dict[str, list[int]] = {}
     for c in chunks:

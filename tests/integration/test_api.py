@@ -249,6 +249,33 @@ def test_identical_content_is_stored_once_and_is_one_document(
     wait_state(client, other["id"], ("done",))
 
 
+def test_an_upload_the_queue_refused_is_503_and_accepted_when_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue is down for the first try: the client gets 503 (not a 500, not a
+    "duplicate" of a document that has no job), and its retry enqueues the job."""
+    from conveyor.exceptions import TransientError
+
+    settings = Settings(home=tmp_path / "home", api_keys=KEY, max_upload_bytes=LIMIT)
+    with Conveyor(settings) as cv:
+        queue = cv.components.queue
+        real_send = queue.send
+
+        def refuse_once(body: dict[str, Any], **kw: Any) -> str:
+            monkeypatch.setattr(queue, "send", real_send)
+            raise TransientError("queue throttled (SlowDown)")
+
+        monkeypatch.setattr(queue, "send", refuse_once)
+        body, headers = multipart(("file", b"a.txt", b"Hello there, this is a small text.\n"))
+        assert_error(asgi_post(cv, body, headers), 503, "unavailable")
+        assert queue.depth().visible == 0
+        retry = asgi_post(cv, body, headers)
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["duplicate"] is False
+        assert queue.depth().visible == 1
+        assert cv.components.catalog.get(retry.json()["id"])["state"] == "queued"
+
+
 def test_over_the_limit_is_413_while_streaming(intake: Conveyor) -> None:
     piece = b"x" * 16384
     pulled = 0

@@ -287,3 +287,30 @@ def test_receipt_artifacts_in_a_bucket(
         assert doc["source"] == "receipt://img-9/1"
         [hit] = cv.search("smoked fish", k=1, collection="receipts_lines")
         assert hit.text == "Smoked mackerel 7.50"
+
+
+def test_events_for_conveyors_own_blob_store_are_ignored(tmp_path: Path, s3_bucket: str) -> None:
+    """A notification on the whole bucket fires for the manifests conveyor writes too;
+    indexing them would write a manifest for each, firing another event, forever."""
+    from conveyor.app import Components
+    from conveyor.worker import Processor
+
+    def created(key: str) -> dict[str, Any]:
+        return {
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": s3_bucket}, "object": {"key": key}},
+        }
+
+    components = Components(
+        Settings(home=tmp_path, queue_url="memory://", blobs_url=f"s3://{s3_bucket}/conveyor/")
+    )
+    queue = components.queue
+    manifest = "conveyor/ingestion_output/r/results/abc.json"
+    queue.send({"Records": [created(manifest)]})
+    queue.send({"Records": [created(manifest), created("src/a.pdf")]})
+    for lease in queue.receive(max_jobs=2):
+        assert Processor(components).process(lease).status == "skipped"
+    jobs = queue.receive(max_jobs=10)
+    assert [j.body["source"] for j in jobs] == [f"s3://{s3_bucket}/src/a.pdf"]
+    components.close()
