@@ -616,7 +616,7 @@ def embed_server(host: str, port: int, backend: str | None, home: Path | None) -
     \b
     Examples:
       conveyor embed-server --host 0.0.0.0 --port 8003
-      conveyor embed-server --backend onnx-int8     # ~3.5x torch's speed on CPU
+      conveyor embed-server --backend onnx-int8     # ~4x torch's speed on CPU
       EMBEDDING_SERVICE_URL=http://localhost:8003 conveyor ingest ./docs
     """
     try:
