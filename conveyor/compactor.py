@@ -42,6 +42,39 @@ def _deterministic(exc: Exception) -> bool:
     return isinstance(exc, ConveyorError) and not isinstance(exc, TransientError)
 
 
+class _LockKeeper:
+    """Renews a writer lock from a thread while a merge runs, so that one slow write (a
+    big document into a remote vector store) cannot outlast the lease and let a second
+    writer in. ``lost`` is set if renewing fails: the merge then stops before it marks
+    anything, and the other writer redoes the delta in hand (applying is idempotent)."""
+
+    def __init__(self, catalog: Any, lock: str, owner: str) -> None:
+        self.catalog, self.lock, self.owner = catalog, lock, owner
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="conveyor-lock", daemon=True)
+
+    def __enter__(self) -> _LockKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        while not self._done.wait(LOCK_TTL / 4):
+            try:
+                held = self.catalog.acquire_lock(self.lock, self.owner, LOCK_TTL)
+            except Exception as exc:  # a blip: the lease still has 3/4 of its time
+                log.warning("could not renew the writer lock: %s", safe_summary(exc))
+                continue
+            if not held:
+                log.warning("lost the writer lock", extra={"lock": self.lock})
+                self.lost.set()
+                return
+
+
 class Compactor:
     def __init__(self, components: Components, *, batch: int = 64) -> None:
         self.c = components
@@ -50,6 +83,7 @@ class Compactor:
         self.wake = threading.Event()
         self._stop: threading.Event | None = None
         self._attempts: dict[int, int] = {}
+        self._keeper: _LockKeeper | None = None
 
     def run_once(self, stop: threading.Event | None = None) -> int:
         """Apply what is pending now, in every collection; returns deltas applied.
@@ -82,21 +116,22 @@ class Compactor:
         return counts[0]
 
     def _merge(self, collection: str, lock: str, counts: list[int]) -> None:
-        renewed = time.time()
-        while True:
-            pending = self.c.catalog.pending_deltas(collection, limit=self.batch)
-            if not pending:
-                break
-            for delta in pending:
-                if time.time() - renewed > LOCK_TTL / 4:
-                    if not self.c.catalog.acquire_lock(lock, self.owner, LOCK_TTL):
-                        log.warning("lost the writer lock", extra={"collection": collection})
+        with _LockKeeper(self.c.catalog, lock, self.owner) as keeper:
+            self._keeper = keeper
+            try:
+                while not keeper.lost.is_set():
+                    pending = self.c.catalog.pending_deltas(collection, limit=self.batch)
+                    if not pending:
+                        break
+                    for delta in pending:
+                        if keeper.lost.is_set():
+                            return
+                        counts[1] += self._attempt(collection, delta)
+                        counts[0] += 1
+                    if self._stop is not None and self._stop.is_set():
                         return
-                    renewed = time.time()
-                counts[1] += self._attempt(collection, delta)
-                counts[0] += 1
-            if self._stop is not None and self._stop.is_set():
-                return
+            finally:
+                self._keeper = None
 
     def _attempt(self, collection: str, delta: dict[str, Any]) -> int:
         """Apply, counting failures: a transient one is retried on the next pass, and
@@ -185,6 +220,8 @@ class Compactor:
         key = MANIFEST_KEY.format(run=header["run"], document_id=doc_id)
         if parts == 1:  # written before the commit: a replay rewrites it, never loses it
             self.c.blobs.put(key, manifest_bytes(data))
+        if self._keeper is not None and self._keeper.lost.is_set():
+            return 0  # another writer has the collection now and will redo this delta
         complete = self.c.catalog.complete_part(
             delta["id"], doc_id, header.get("delivery"), parts, done
         )

@@ -115,7 +115,7 @@ class Processor:
         catalog.update(doc_id, state="running", stage="fetch", attempts=lease.receive_count)
 
         t = time.perf_counter()
-        read_at = time.time()
+        read_at = catalog.now()  # deltas of one document are ordered by it, across hosts
         receipt: tuple[bytes, bytes] | None = None
         if job.kind == "receipt":
             receipt = self._receipt_artifacts(job)

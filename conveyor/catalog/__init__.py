@@ -35,6 +35,10 @@ class Catalog(Protocol):
 
     # -- documents -------------------------------------------------------
 
+    def now(self) -> float:
+        """The catalog's clock, shared by every host (the server's on PostgreSQL)."""
+        ...
+
     def enqueued(self, docs: Sequence[tuple[str, str, str]], run: str) -> None:
         """Record ``(document_id, collection, source)`` as queued in ``run``; a known
         document goes back to ``queued`` with its error and attempts cleared."""

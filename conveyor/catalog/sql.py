@@ -92,6 +92,11 @@ class SqlCatalog:
 
     # -- documents -------------------------------------------------------
 
+    def now(self) -> float:
+        """The catalog's clock (unix seconds): what every host compares times by — the
+        server's on PostgreSQL, so hosts whose clocks differ still agree on an order."""
+        return float(self._scalar("SELECT :now"))
+
     def enqueued(self, docs: Sequence[tuple[str, str, str]], run: str) -> None:
         """Record ``(document_id, collection, source)`` as queued in ``run``."""
         rows = [
