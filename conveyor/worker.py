@@ -540,7 +540,7 @@ class WorkerPool:
                 continue
             for lease in leases:
                 with self._lock:
-                    self._in_flight[lease.job_id] = lease
+                    self._in_flight[lease.receipt] = lease  # SQS may deliver a job twice
                 try:
                     outcome = self.processor.process(lease)
                 except Exception as exc:  # failing the job failed too; its lease will expire
@@ -553,7 +553,7 @@ class WorkerPool:
                     outcome = Outcome(None, "failed", error=safe_summary(exc))
                 finally:
                     with self._lock:
-                        self._in_flight.pop(lease.job_id, None)
+                        self._in_flight.pop(lease.receipt, None)
                 if outcome.status == "failed":
                     self.jobs_failed += 1
                 elif outcome.status in ("merge", "skipped"):
@@ -568,18 +568,20 @@ class WorkerPool:
                 break
             with self._lock:
                 leases = list(self._in_flight.items())
-            for job_id, lease in leases:
+            for receipt, lease in leases:
                 try:
                     fresh = self.c.queue.extend(lease, vt)
                 except LeaseLost:
-                    log.warning("heartbeat: lease lost", extra={"job": job_id})
+                    log.warning("heartbeat: lease lost", extra={"job": lease.job_id})
                     continue
                 except Exception as exc:  # keep beating for the others
-                    log.warning("heartbeat failed: %s", safe_summary(exc), extra={"job": job_id})
+                    log.warning(
+                        "heartbeat failed: %s", safe_summary(exc), extra={"job": lease.job_id}
+                    )
                     continue
                 with self._lock:
-                    if job_id in self._in_flight:
-                        self._in_flight[job_id] = fresh
+                    if receipt in self._in_flight:
+                        self._in_flight[receipt] = fresh
             if time.monotonic() - last_beat >= interval:
                 self._beat("running")
                 last_beat = time.monotonic()

@@ -453,11 +453,13 @@ def create_api(
         """Liveness and readiness: the queue answers, in-process workers (if any) run."""
         try:
             cv.components.queue.depth()
-        except Exception as exc:
-            return error(503, f"the queue is unavailable: {safe_summary(exc)}", "unavailable")
+        except Exception as exc:  # /health needs no key: the details go to the log only
+            log.warning("health check: the queue is unavailable: %s", safe_summary(exc))
+            return error(503, "the queue is unavailable (see the server's log)", "unavailable")
         if running["worker_error"]:
+            log.warning("health check: the in-process workers stopped: %s", running["worker_error"])
             return error(
-                503, f"the in-process workers stopped: {running['worker_error']}", "unavailable"
+                503, "the in-process workers stopped (see the server's log)", "unavailable"
             )
         return {
             "status": "ok",

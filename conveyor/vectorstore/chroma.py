@@ -197,6 +197,11 @@ class ChromaStore:
                 f"Chroma collection {col.name!r} was not made by conveyor (it has no "
                 f"model or dimension recorded); use another collection name than {name!r}"
             )
+        if meta.get("conveyor_name", name) != name:  # "cv-<hash>" named literally
+            raise ModelMismatch(
+                f"Chroma collection {col.name!r} holds conveyor collection "
+                f"{meta['conveyor_name']!r}; use another collection name than {name!r}"
+            )
         return int(meta["conveyor_dim"]), str(meta["conveyor_model"])
 
     def _require(self, name: str) -> Any:
