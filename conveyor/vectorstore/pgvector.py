@@ -27,10 +27,8 @@ rows, so a filter never returns fewer hits than exist.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -39,11 +37,8 @@ from . import ChunkRecord, CollectionInfo, Hit
 from ._common import check_model, filters, missing_extra, query_vector, require_vector
 
 SCHEMES = ("pgvector+postgresql://", "pgvector+postgres://")
-DEFAULT_SCHEMA = "conveyor"
-CONNECT_TIMEOUT = 10
 HNSW_MAX_DIM = 2000
 EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 COLUMNS = "id, document_id, chunk_index, source, page, text, metadata"
 
@@ -100,30 +95,15 @@ SELECT * FROM matching ORDER BY distance LIMIT %(k)s
 
 
 def split_url(url: str) -> tuple[str, str]:
-    """``(libpq URL, schema)`` of a ``pgvector+postgresql://`` URL: our ``schema``
-    parameter taken out, a connect timeout and application name added unless set."""
+    """``(libpq URL, schema)`` of a ``pgvector+postgresql://`` URL, parsed as the
+    PostgreSQL queue and catalog parse theirs (``?schema=``, timeouts)."""
     if not url.startswith(SCHEMES):
         raise ConfigurationError(
             f"not a pgvector URL: {safe_summary(url)!r}; use pgvector+postgresql://…"
         )
-    parts = urlsplit(url[len("pgvector+") :])
-    kept, schema = [], DEFAULT_SCHEMA
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "schema":
-            schema = value
-        else:
-            kept.append((key, value))
-    if not _IDENTIFIER.fullmatch(schema):
-        raise ConfigurationError(
-            f"schema {schema!r} in {safe_summary(url)!r} must be a lower-case SQL "
-            "identifier (letters, digits, underscores)"
-        )
-    names = {key for key, _ in kept}
-    if "connect_timeout" not in names:
-        kept.append(("connect_timeout", str(CONNECT_TIMEOUT)))
-    if "application_name" not in names:
-        kept.append(("application_name", "conveyor"))
-    return urlunsplit(parts._replace(scheme="postgresql", query=urlencode(kept))), schema
+    from .._postgres import split_url as split_postgres_url
+
+    return split_postgres_url(url[len("pgvector+") :])
 
 
 def _vector_text(vector: np.ndarray) -> str:
