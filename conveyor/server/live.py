@@ -92,6 +92,7 @@ class Live:
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[float, str, str | None]] = {}
         self._newest: float | None = None
+        self._baselined = False
         self._next_id = 0
         self._last_queue: dict[str, Any] | None = None
         self._last_reconcile = 0.0
@@ -116,7 +117,8 @@ class Live:
         return events
 
     def _changed(self, catalog: Any) -> Iterator[dict[str, Any]]:
-        first = self._newest is None
+        first = not self._baselined  # what exists at start-up is not news
+        self._baselined = True
         floor = (self._newest or 0.0) - LOOKBACK_SECONDS
         limit = 64
         while True:
