@@ -533,7 +533,7 @@ def compactor(home: Path | None) -> None:
     envvar="INPUT_JSON",
     metavar="JSON|@FILE",
     default=None,
-    help="The job: a job message, {\"FileURI\": …, \"collection\": …, \"execution_name\": …} "
+    help='The job: a job message, {"FileURI": …, "collection": …, "execution_name": …} '
     "or an S3 event; @path reads a file, @- standard input [env: INPUT_JSON].",
 )
 @click.option(
