@@ -522,20 +522,21 @@ def create_api(
         received: uploads.Upload, collection: str, run: str, metadata: dict[str, Any] | None
     ) -> dict[str, Any]:
         c = cv.components
-        key, _stored = uploads.store(c.blobs, received)
-        source = c.blobs.uri(key)
-        doc_id = document_id(collection, source)
-        known = c.catalog.get(doc_id)
-        duplicate = known is not None and known["state"] != "failed"
-        if not duplicate:
-            try:
-                cv.submit(source, collection=collection, run=run, metadata=metadata)
-            except Exception as exc:  # the queue is down or throttling: try again later
-                raise ApiError(
-                    503,
-                    f"stored, but could not be enqueued ({safe_summary(exc)}); retry",
-                    "unavailable",
-                ) from None
+        with uploads.one_at_a_time(received.sha256):
+            key, _stored = uploads.store(c.blobs, received)
+            source = c.blobs.uri(key)
+            doc_id = document_id(collection, source)
+            known = c.catalog.get(doc_id)
+            duplicate = known is not None and known["state"] != "failed"
+            if not duplicate:
+                try:
+                    cv.submit(source, collection=collection, run=run, metadata=metadata)
+                except Exception as exc:  # the queue is down or throttling: try again later
+                    raise ApiError(
+                        503,
+                        f"stored, but could not be enqueued ({safe_summary(exc)}); retry",
+                        "unavailable",
+                    ) from None
         doc = c.catalog.get(doc_id) or {}
         return {
             "id": doc_id,

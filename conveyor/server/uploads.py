@@ -19,8 +19,10 @@ import hashlib
 import json
 import re
 import tempfile
+import threading
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -305,6 +307,28 @@ def _sniff(head: bytes, size: int, name: str) -> str:
             415, f"unsupported file type: no extractor for {kind}", "unsupported_media_type"
         )
     return kind
+
+
+_storing: dict[str, tuple[threading.Lock, list[int]]] = {}  # sha256 → (lock, [users])
+_storing_guard = threading.Lock()
+
+
+@contextmanager
+def one_at_a_time(sha256: str) -> Iterator[None]:
+    """Uploads of the same bytes (under any names) take turns through storing and
+    enqueueing, so the second finds the first's pointer and document: one document,
+    not two. (Across API replicas the pointer is written last and read first.)"""
+    with _storing_guard:
+        lock, users = _storing.setdefault(sha256, (threading.Lock(), [0]))
+        users[0] += 1
+    try:
+        with lock:
+            yield
+    finally:
+        with _storing_guard:
+            users[0] -= 1
+            if users[0] == 0:
+                del _storing[sha256]
 
 
 def store(blobs: BlobStore, upload: Upload) -> tuple[str, bool]:

@@ -276,6 +276,30 @@ def test_an_upload_the_queue_refused_is_503_and_accepted_when_retried(
         assert cv.components.catalog.get(retry.json()["id"])["state"] == "queued"
 
 
+def test_the_same_bytes_uploaded_at_once_under_other_names_are_one_document(
+    intake: Conveyor,
+) -> None:
+    data = b"Eight clients upload the same minutes of the same meeting at once.\n"
+    app = create_api(conveyor=intake)  # uploads are stored in the server's thread pool
+
+    async def everyone() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            posts = []
+            for n in range(8):
+                body, headers = multipart(("file", f"minutes-{n}.txt".encode(), data))
+                posts.append(c.post("/documents", content=body, headers=headers))
+            return await asyncio.gather(*posts)
+
+    responses = asyncio.run(everyone())
+    assert all(r.status_code == 202 for r in responses), [r.text for r in responses]
+    answers = [r.json() for r in responses]
+    assert len({a["id"] for a in answers}) == 1
+    assert sum(not a["duplicate"] for a in answers) == 1
+    stored = intake.settings.blobs_path / "uploads" / answers[0]["sha256"]
+    assert len(list(stored.iterdir())) == 1
+
+
 def test_over_the_limit_is_413_while_streaming(intake: Conveyor) -> None:
     piece = b"x" * 16384
     pulled = 0
