@@ -104,6 +104,11 @@ def main(verbose: int) -> None:
       conveyor search "how do I rotate the keys?" -k 5
       conveyor status                            # documents by state, queue depth
       conveyor documents --state failed          # what failed, and why
+      conveyor worker --concurrency 3            # long-running; as many as you like
+      conveyor serve --port 8000                 # HTTP API and live status page
+
+    Backends by URL (CONVEYOR_QUEUE_URL, _CATALOG_URL, _BLOBS_URL, _VECTORS_URL):
+    see docs/DEPLOY.md.
     """
     from .logs import configure
 
