@@ -1,9 +1,6 @@
 """What every vector-store backend checks the same way: model binding, query
-vectors, filters, and the "install the extra" error.
-
-sqlite-vec says these things in its own words; the server backends share them
-here so that Chroma, Qdrant and pgvector refuse the same inputs with the same
-messages.
+vectors, filters, and the "install the extra" error, so that every backend
+refuses the same inputs with the same messages.
 """
 
 from __future__ import annotations

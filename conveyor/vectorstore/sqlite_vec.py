@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from .._sqlite import connect, table_exists, transaction
-from ..exceptions import ConveyorError, ModelMismatch
+from ..exceptions import ConveyorError
 from . import ChunkRecord, CollectionInfo, Hit
+from ._common import check_model, filters, query_vector
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS vs_collections (
@@ -95,12 +96,7 @@ class SqliteVecStore:
         found = self._info(name)
         if found is not None:
             _, info = found
-            if info.dim != dim or info.model_id != model_id:
-                raise ModelMismatch(
-                    f"collection {name!r} holds {info.dim}-dimensional vectors from "
-                    f"{info.model_id}; refusing {dim}-dimensional vectors from {model_id} "
-                    "(use another collection, or re-index this one)"
-                )
+            check_model(name, info.dim, info.model_id, dim, model_id)
             return
         with transaction(self._conn()) as conn:
             cur = conn.execute(
@@ -197,16 +193,8 @@ class SqliteVecStore:
         if found is None or k <= 0:
             return []
         cid, info = found
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if query.shape[0] != info.dim:
-            raise ModelMismatch(
-                f"query vector has {query.shape[0]} dimensions; collection {collection!r} "
-                f"has {info.dim} (from {info.model_id})"
-            )
-        where = {key: v for key, v in (where or {}).items() if v is not None}
-        unknown = set(where) - {"document_id", "source"}
-        if unknown:
-            raise ConveyorError(f"cannot filter on {sorted(unknown)}; use document_id or source")
+        query = query_vector(collection, vector, info.dim, info.model_id)
+        where = filters(where)
         conn = self._conn()
         fetch = k if not where else max(k * 10, 100)
         while True:
