@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,8 +26,6 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from conveyor.testing import prose
 
@@ -51,34 +48,6 @@ def postgres() -> Any:
         yield server.url
     finally:
         server.stop()
-
-
-@contextmanager
-def chroma(folder: Path) -> Any:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).with_name("chroma")
-    proc = subprocess.Popen(
-        [str(exe), "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("chroma run did not start")
-            time.sleep(0.2)
-        yield f"chroma+http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def new_database(server_url: str) -> str:
@@ -133,6 +102,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="jobs in flight per process")
     parser.add_argument("--queue-jobs", type=int, default=2000)
     args = parser.parse_args()
+    from servers.chroma import running_chroma  # tests/servers: the fixtures' own launcher
 
     with tempfile.TemporaryDirectory(prefix="conveyor-scale-") as tmp:
         root = Path(tmp)
@@ -146,7 +116,7 @@ def main() -> None:
         )
         print(f"{'shape':<28} {'procs':>5} {'seconds':>8} {'docs/s':>7} {'chunks/s':>9}")
         rows: dict[tuple[str, int], float] = {}
-        with postgres() as pg, chroma(root / "chroma") as chroma_url:
+        with postgres() as pg, running_chroma(root / "chroma") as chroma_url:
             for n in args.processes:
                 for shape in ("embedded (SQLite)", "PostgreSQL + Chroma server"):
                     urls: dict[str, str] = {}

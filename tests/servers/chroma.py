@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    httpx = pytest.importorskip("httpx")
+@contextmanager
+def running_chroma(folder: Path) -> Iterator[str]:
+    """``chroma run`` on a free port of 127.0.0.1, data and log in ``folder``; yields
+    ``chroma+http://127.0.0.1:<port>`` once its heartbeat answers, stops it after.
+    (Also what ``bench/scale.py`` runs.)"""
+    import httpx
+
     exe = Path(sys.executable).with_name("chroma")
-    if not exe.exists():
-        pytest.skip(f"no Chroma server: {exe} missing (pip install 'conveyor[chroma]')")
-    folder = tmp_path_factory.mktemp("chroma-server")
     port = _free_port()
+    folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "server.log").open("wb")
     proc = subprocess.Popen(
         [
@@ -76,6 +79,16 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pytest.importorskip("httpx")
+    exe = Path(sys.executable).with_name("chroma")
+    if not exe.exists():
+        pytest.skip(f"no Chroma server: {exe} missing (pip install 'conveyor[chroma]')")
+    with running_chroma(tmp_path_factory.mktemp("chroma-server")) as url:
+        yield url
 
 
 @pytest.fixture
