@@ -36,6 +36,8 @@ class FakeEmbedder:
     Deterministic across processes; counts calls and texts for assertions.
     """
 
+    backend = "fake"
+
     def __init__(self, dim: int = 32, model_id: str = "fake/bag-of-words") -> None:
         self.model_id = model_id
         self._dim = dim
@@ -58,6 +60,12 @@ class FakeEmbedder:
             if not out[row].any():
                 out[row, 0] = 1.0
         return l2_normalise(out)
+
+    def load(self) -> None:
+        """Nothing to load."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 _SUBJECTS = (

@@ -1,15 +1,18 @@
 """Embedders turn texts into normalised float32 vectors.
 
-Backends: ``local`` (sentence-transformers, in-process). A cache
-(:mod:`.cache`) and a cross-request batcher (:mod:`.batching`) wrap any
-backend. The HTTP client of ``conveyor embed-server`` comes later.
+Backends: :mod:`.local` (sentence-transformers, torch), :mod:`.onnx` (ONNX
+Runtime, fp32 or int8) and :mod:`.http` (the client of ``conveyor
+embed-server``). A cache (:mod:`.cache`) and a cross-request batcher
+(:mod:`.batching`) wrap any of them. The models in this process are
+:class:`LocalModel`\ s: an :class:`Embedder` with the tokenizer chunking
+uses and a ``load`` to pay the model's start-up cost up front.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -39,6 +42,15 @@ class Embedder(Protocol):
     """``embed(texts)`` → float32 array of shape (len(texts), dim), rows L2-normalised."""
 
     model_id: str
+    """The model's name (``sentence-transformers/all-MiniLM-L6-v2``): a collection is
+    bound to it and refuses vectors of another."""
+
+    @property
+    def backend(self) -> str:
+        """What computes the vectors (``sentence-transformers``, ``onnx-int8``,
+        ``http``…); recorded in each document's manifest. Wrappers report their
+        inner embedder's."""
+        ...
 
     @property
     def dim(self) -> int:
@@ -47,6 +59,24 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` in order. Texts must fit the model (chunking sees to it)."""
+        ...
+
+    def close(self) -> None:
+        """Release threads, sessions and connections; ``embed`` is not called after."""
+        ...
+
+
+@runtime_checkable
+class LocalModel(Embedder, Protocol):
+    """A model in this process: what chunking and start-up need besides ``embed``."""
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's own tokenizer; loads without the model."""
+        ...
+
+    def load(self) -> None:
+        """Load the model now, so that the first ``embed`` does not pay for it."""
         ...
 
 

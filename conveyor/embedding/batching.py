@@ -109,6 +109,10 @@ class BatchingEmbedder:
         self._start_lock = threading.Lock()
 
     @property
+    def backend(self) -> str:
+        return self.inner.backend
+
+    @property
     def dim(self) -> int:
         return self.inner.dim
 

@@ -37,6 +37,10 @@ class CachedEmbedder:
         self.misses = 0
 
     @property
+    def backend(self) -> str:
+        return self.inner.backend
+
+    @property
     def dim(self) -> int:
         return self.inner.dim
 
@@ -62,3 +66,6 @@ class CachedEmbedder:
             fresh[h] if h in fresh else np.frombuffer(known[h], dtype=np.float32) for h in hashes
         ]
         return np.vstack(rows).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        """Nothing of its own to release; ``inner`` is closed by whoever built it."""

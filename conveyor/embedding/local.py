@@ -83,7 +83,7 @@ class LocalEmbedder:
         return self._tokenizer
 
     def load(self) -> Any:
-        """Load the model now (it loads by itself on first ``embed``)."""
+        """Load the model now (it loads by itself on first ``embed``); returns it."""
         with self._lock:
             if self._model is None:
                 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -112,3 +112,6 @@ class LocalEmbedder:
             show_progress_bar=False,
         )
         return l2_normalise(np.asarray(vectors, dtype=np.float32))
+
+    def close(self) -> None:
+        """Nothing to release: the model is freed with this object."""

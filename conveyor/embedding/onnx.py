@@ -231,6 +231,12 @@ class OnnxEmbedder:
             out[rows] = vectors
         return l2_normalise(out)
 
+    def close(self) -> None:
+        """Stop the threads that run calls side by side."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def _run(self, session: Any, batch: list[list[int]]) -> np.ndarray:
         """Mean-pooled (not yet normalised) vectors of one padded batch."""
         width = max(len(tokens) for tokens in batch)
