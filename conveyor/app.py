@@ -14,133 +14,27 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .blobstore import BlobStore, open_blobstore, source_path
-from .catalog import Catalog, open_catalog
-from .compactor import Compactor
-from .embedding import Embedder, Tokenizer
+from . import runner
+from .blobstore import source_path
+from .components import Components, onnx_folder
+from .documents import Documents, State
+from .embedding import LocalModel
 from .exceptions import ConveyorError, safe_summary
 from .ids import document_id
 from .jobs import Job, check_name, document_of
-from .queue import JobQueue, open_queue
+from .queue import DeadLetter
 from .settings import Settings
-from .vectorstore import Hit, VectorStore, open_vectorstore
-from .worker import WorkerPool, stale_after
+from .vectorstore import CollectionInfo, Hit
+from .worker import stale_after
+
+__all__ = ["Components", "Conveyor", "Enqueued", "IngestSummary", "onnx_folder", "open_home"]
 
 log = logging.getLogger(__name__)
 
 RECONCILE_RESCAN_SECONDS = 60.0
-
-
-def onnx_folder(settings: Settings) -> Path:
-    """Where the ONNX export of the configured model lives."""
-    name = settings.model.strip("/").replace("/", "--")
-    return settings.models_path / name
-
-
-class Components:
-    """The backends of one home, opened on first use."""
-
-    def __init__(self, settings: Settings, *, local_embedder: Any = None) -> None:
-        self.settings = settings
-        if local_embedder is not None:  # a fake in unit tests, a shared model in a server
-            self.__dict__["local_embedder"] = local_embedder
-
-    @cached_property
-    def queue(self) -> JobQueue:
-        s = self.settings
-        url = s.queue_url or f"sqlite://{s.database_path.resolve()}"
-        return open_queue(url, max_receives=s.max_receives)
-
-    @cached_property
-    def catalog(self) -> Catalog:
-        s = self.settings
-        return open_catalog(s.catalog_url or s.database_path)
-
-    @cached_property
-    def blobs(self) -> BlobStore:
-        return open_blobstore(self.settings.blobs_url or self.settings.blobs_path)
-
-    @cached_property
-    def vectors(self) -> VectorStore:
-        s = self.settings
-        return open_vectorstore(s.vectors_url or str(s.database_path))
-
-    @cached_property
-    def extractor(self) -> Any:
-        """``extract`` in child processes with limits, or in this process."""
-        s = self.settings
-        if not s.isolate_extraction:
-            from . import extract
-
-            return extract
-        from .isolation import IsolatedExtractor
-
-        return IsolatedExtractor(
-            timeout=s.extract_timeout or None, memory_mb=s.extract_memory_mb or None
-        )
-
-    @cached_property
-    def local_embedder(self) -> Any:
-        """The model in this process, with the configured backend."""
-        s = self.settings
-        if s.embedding_backend.startswith("onnx"):
-            from .embedding.onnx import OnnxEmbedder
-
-            return OnnxEmbedder(s.model, onnx_folder(s), int8=s.embedding_backend == "onnx-int8")
-        from .embedding.local import LocalEmbedder
-
-        return LocalEmbedder(s.model, device=s.device, batch_size=s.embed_batch_size)
-
-    @cached_property
-    def tokenizer(self) -> Tokenizer:
-        return self.local_embedder.tokenizer  # type: ignore[no-any-return,unused-ignore]
-
-    @cached_property
-    def query_embedder(self) -> Embedder:
-        """The embedding service when one is configured (local model as fallback),
-        else the local model."""
-        if self.settings.embedding_url:
-            from .embedding.http import HttpEmbedder
-
-            return HttpEmbedder(self.settings.embedding_url, fallback=lambda: self.local_embedder)
-        return self.local_embedder  # type: ignore[no-any-return,unused-ignore]
-
-    @cached_property
-    def embedder(self) -> Embedder:
-        """Batching across workers in front of the model, the cache in front of that."""
-        from .embedding.batching import BatchingEmbedder
-        from .embedding.cache import CachedEmbedder
-
-        s = self.settings
-        inner: Embedder = self.query_embedder
-        if not s.embedding_url:  # the service batches across clients itself
-            inner = BatchingEmbedder(self.local_embedder, max_batch=s.embed_batch_size * 2)
-        if s.embedding_cache:
-            inner = CachedEmbedder(inner, self.catalog)
-        return inner
-
-    def open_all(self) -> None:
-        """Open queue, catalog, blobs and vector store now, so that a wrong or unreachable
-        URL stops a long-running process at start-up with a message naming it (password
-        masked), instead of a worker that idles or retries with nothing to show."""
-        for name in ("catalog", "queue", "blobs", "vectors"):
-            getattr(self, name)
-
-    def close(self) -> None:
-        for name in ("queue", "catalog", "vectors", "blobs", "extractor", "query_embedder"):
-            closer = getattr(self.__dict__.get(name), "close", None)
-            if closer is not None:
-                closer()
-        if "embedder" in self.__dict__:
-            inner = self.__dict__["embedder"]
-            while inner is not None:
-                if hasattr(inner, "close"):
-                    inner.close()
-                inner = getattr(inner, "inner", None)
 
 
 @dataclass
@@ -244,10 +138,14 @@ def expand_paths(
 class Conveyor:
     """One conveyor home: its queue, catalog, blobs, vectors and model."""
 
-    def __init__(self, settings: Settings, *, embedder: Any = None) -> None:
+    def __init__(self, settings: Settings, *, embedder: LocalModel | None = None) -> None:
         self.settings = settings
         self.components = Components(settings, local_embedder=embedder)
         self._reconciled: tuple[int, float] | None = None  # (dead letters, when listed)
+
+    @property
+    def _documents(self) -> Documents:
+        return Documents(self.components.catalog)
 
     def __enter__(self) -> Conveyor:
         return self
@@ -286,7 +184,7 @@ class Conveyor:
         docs = [(document_id(collection, j.source), collection, j.source) for j in jobs]
         c = self.components
         c.catalog.start_run(run, collection, len(jobs))
-        c.catalog.enqueued(docs, run)
+        self._documents.queued(docs, run)
         c.queue.send_many([j.message() for j in jobs])
         return Enqueued(run, collection, len(jobs), [d[0] for d in docs])
 
@@ -312,7 +210,7 @@ class Conveyor:
         doc = document_id(collection, source)
         c = self.components
         c.catalog.start_run(run, collection, 1)
-        c.catalog.enqueued([(doc, collection, source)], run)
+        self._documents.queued([(doc, collection, source)], run)
         if metadata:
             known = (c.catalog.get(doc) or {}).get("metadata") or {}
             c.catalog.update(doc, metadata={**known, "user": metadata})
@@ -320,13 +218,7 @@ class Conveyor:
             c.queue.send(job.message())
         except Exception as exc:
             # not left "queued" with no job: a failed document is submitted again next time
-            c.catalog.update(
-                doc,
-                state="failed",
-                stage=None,
-                error_kind="transient",
-                error=f"could not be enqueued: {safe_summary(exc)}",
-            )
+            self._documents.failed(doc, f"could not be enqueued: {safe_summary(exc)}", "transient")
             raise
         return doc
 
@@ -337,41 +229,20 @@ class Conveyor:
         until_idle: bool = True,
         progress: Callable[[], None] | None = None,
         stop: threading.Event | None = None,
-    ) -> None:
-        """Run workers and the compactor in this process until the queue is drained."""
-        c = self.components
-        c.open_all()
-        c.tokenizer  # noqa: B018 - fail on a bad model before taking jobs
-        compactor = Compactor(c)
-        pool = WorkerPool(
-            c, concurrency=concurrency or self.settings.concurrency, on_delta=compactor.wake.set
+        hurry: threading.Event | None = None,
+    ) -> runner.RunResult:
+        """Run workers and the compactor in this process until the queue is drained (or
+        ``stop`` is set: jobs in flight finish, and what is merged is merged)."""
+        return runner.run(
+            self.components,
+            concurrency=concurrency or self.settings.concurrency,
+            stop=stop or threading.Event(),
+            hurry=hurry,
+            grace=10.0,
+            until_idle=until_idle,
+            drain=True,
+            progress=progress,
         )
-        writer_stop = threading.Event()
-        writer = threading.Thread(
-            target=compactor.run, args=(writer_stop,), name="conveyor-compactor", daemon=True
-        )
-        writer.start()
-        pool.start(until_idle=until_idle)
-        try:
-            while not pool.join(timeout=0.2):
-                if progress:
-                    progress()
-                if stop is not None and stop.is_set():
-                    pool.stop()
-        except KeyboardInterrupt:
-            # jobs in flight get a moment to finish; the rest go back to the queue
-            pool.shutdown(grace=10.0)
-            raise
-        finally:
-            pool.close()
-            writer_stop.set()
-            compactor.wake.set()
-            while writer.is_alive():
-                writer.join(0.2)
-                if progress:
-                    progress()
-        if progress:
-            progress()
 
     def ingest(
         self,
@@ -398,15 +269,15 @@ class Conveyor:
         counts = catalog.counts(run=queued.run)
         failures = [
             {"id": d["id"], "source": d["source"], "error": d["error"]}
-            for d in catalog.documents(run=queued.run, state="failed")
+            for d in catalog.documents(run=queued.run, state=State.FAILED)
         ]
         return IngestSummary(
             run=queued.run,
             collection=queued.collection,
             enqueued=queued.jobs,
-            done=counts["done"],
-            skipped=counts["skipped"],
-            failed=counts["failed"],
+            done=counts[State.DONE],
+            skipped=counts[State.SKIPPED],
+            failed=counts[State.FAILED],
             chunks=catalog.chunk_total(run=queued.run),
             seconds=seconds,
             failures=sorted(failures, key=lambda f: f["source"]),
@@ -433,7 +304,7 @@ class Conveyor:
         vectors: Any = model.embed(list(queries)) if queries else []
         return [c.vectors.query(collection, v, k) for v in vectors]
 
-    def _require_collection(self, collection: str) -> Any:
+    def _require_collection(self, collection: str) -> CollectionInfo:
         info = self.components.vectors.collection(collection)
         if info is None:
             known = ", ".join(i.name for i in self.components.vectors.collections()) or "none yet"
@@ -462,17 +333,15 @@ class Conveyor:
         for letter in c.queue.dead_letters(limit=10_000):
             doc_id = document_of(letter.body, self.settings.collection)
             doc = c.catalog.get(doc_id) if doc_id else None
-            if doc_id and doc is not None and doc["state"] in ("queued", "running"):
+            if doc_id and doc is not None and doc["state"] in (State.QUEUED, State.RUNNING):
                 if not _letter_is_current(letter, doc):
                     continue  # an old job's letter; the document was submitted again since
-                c.catalog.update(
+                self._documents.failed(
                     doc_id,
-                    state="failed",
-                    stage=None,
-                    error_kind="unknown",
                     # SQS moves a job by its receive count without a reason: the
                     # document then keeps the last error the worker recorded
-                    error=letter.error or doc.get("error") or "dead-lettered by the queue",
+                    letter.error or doc.get("error") or "dead-lettered by the queue",
+                    "unknown",
                 )
                 changed += 1
         return changed
@@ -492,7 +361,7 @@ class Conveyor:
             "compactions": c.catalog.compactions(limit=5),
             "running": [
                 {"id": d["id"], "source": d["source"], "stage": d["stage"]}
-                for d in c.catalog.documents(state="running", limit=20)
+                for d in c.catalog.documents(state=State.RUNNING, limit=20)
             ],
             "workers": c.catalog.workers(stale_after=stale_after(self.settings.visibility_timeout)),
         }
@@ -510,7 +379,7 @@ class Conveyor:
                     d[key] = d["metadata"][key]
         return docs
 
-    def dead_letters(self, limit: int = 100) -> list[Any]:
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self.components.queue.dead_letters(limit)
 
     def redrive(self, job_ids: Sequence[str] | None = None) -> int:
@@ -529,7 +398,7 @@ class Conveyor:
         for letter in letters:
             doc_id = document_of(letter.body, self.settings.collection)
             if doc_id:
-                c.catalog.update(doc_id, state="queued", stage=None)
+                self._documents.redriven(doc_id)
         return moved
 
     def serve_worker(
@@ -544,42 +413,20 @@ class Conveyor:
     ) -> dict[str, int]:
         """A long-running worker: jobs until ``stop`` is set, then a graceful shutdown —
         jobs in flight get ``grace`` seconds, the rest go back to the queue."""
-        c = self.components
-        c.open_all()
-        c.tokenizer  # noqa: B018 - fail on a bad model before taking jobs
-        writer = Compactor(c) if compactor else None
-        pool = WorkerPool(
-            c,
+        return runner.run(
+            self.components,
             concurrency=concurrency or self.settings.concurrency,
-            on_delta=writer.wake.set if writer else None,
-        )
-        writer_stop = threading.Event()
-        writer_thread = None
-        if writer is not None:
-            writer_thread = threading.Thread(
-                target=writer.run,
-                args=(writer_stop,),
-                kwargs={"drain": False},
-                name="conveyor-compactor",
-                daemon=True,
-            )
-            writer_thread.start()
-        pool.start(until_idle=until_idle)
-        log.info("worker started", extra={"worker": pool.worker_id})
-        while not stop.is_set() and not pool.join(timeout=0.5):
-            pass
-        released = pool.shutdown(grace, hurry=hurry)
-        if writer is not None and writer_thread is not None:
-            writer_stop.set()
-            writer.wake.set()
-            writer_thread.join(grace)
-        log.info("worker stopped", extra={"worker": pool.worker_id})
-        return {"done": pool.jobs_done, "failed": pool.jobs_failed, "released": released}
+            stop=stop,
+            hurry=hurry,
+            grace=grace,
+            until_idle=until_idle,
+            compactor=compactor,
+        ).as_dict()
 
     def serve_compactor(self, *, stop: threading.Event) -> None:
         """The single writer alone, until ``stop`` is set."""
         self.components.open_all()
-        Compactor(self.components).run(stop, drain=False)
+        self.components.compactor().run(stop, drain=False)
 
     def export(self, collection: str | None = None) -> Iterator[dict[str, Any]]:
         """Every chunk with its vector, for moving to another store or checking."""
@@ -601,7 +448,7 @@ class Conveyor:
             }
 
 
-def _letter_is_current(letter: Any, doc: dict[str, Any]) -> bool:
+def _letter_is_current(letter: DeadLetter, doc: dict[str, Any]) -> bool:
     """Whether a dead letter is about the document's latest submission, not one from
     before it was submitted again (re-ingested, re-uploaded, redriven by hand).
 

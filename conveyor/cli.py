@@ -6,7 +6,6 @@ import functools
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -434,23 +433,9 @@ def export(collection: str | None, home: Path | None) -> None:
 
 def _signals() -> tuple[threading.Event, threading.Event]:
     """SIGTERM / Ctrl-C set ``stop``; a second one sets ``hurry`` too."""
-    stop, hurry = threading.Event(), threading.Event()
+    from .runner import stop_on_signals
 
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            hurry.set()
-            click.echo("stopping now: releasing jobs in flight", err=True)
-        else:
-            stop.set()
-            click.echo(
-                f"{signal.Signals(signum).name}: finishing jobs in flight "
-                "(again to release them now)",
-                err=True,
-            )
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop, hurry
+    return stop_on_signals(lambda message: click.echo(message, err=True))
 
 
 @main.command()

@@ -15,21 +15,22 @@ catalog, so several processes may run one safely.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
-import numpy as np
-
+from . import deltas
+from .blobstore import BlobStore
+from .catalog import Catalog
+from .deltas import Delta
+from .documents import Documents
 from .exceptions import ConveyorError, PermanentError, TransientError, safe_summary
-from .jobs import MANIFEST_KEY, manifest, manifest_bytes
-from .vectorstore import ChunkRecord
-
-if TYPE_CHECKING:
-    from .app import Components
+from .manifests import Manifests
+from .vectorstore import ChunkRecord, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class _LockKeeper:
     writer in. ``lost`` is set if renewing fails: the merge then stops before it marks
     anything, and the other writer redoes the delta in hand (applying is idempotent)."""
 
-    def __init__(self, catalog: Any, lock: str, owner: str) -> None:
+    def __init__(self, catalog: Catalog, lock: str, owner: str) -> None:
         self.catalog, self.lock, self.owner = catalog, lock, owner
         self.lost = threading.Event()
         self._done = threading.Event()
@@ -76,8 +77,15 @@ class _LockKeeper:
 
 
 class Compactor:
-    def __init__(self, components: Components, *, batch: int = 64) -> None:
-        self.c = components
+    """Merges pending deltas from the catalog into the vector store; see the module."""
+
+    def __init__(
+        self, catalog: Catalog, vectors: VectorStore, blobs: BlobStore, *, batch: int = 64
+    ) -> None:
+        self.catalog = catalog
+        self.vectors = vectors
+        self.documents = Documents(catalog)
+        self.manifests = Manifests(blobs)
         self.batch = batch
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
@@ -90,37 +98,37 @@ class Compactor:
         With ``stop`` set, returns after the batch in hand (the rest stays pending)."""
         self._stop = stop
         applied = 0
-        for collection in self.c.catalog.pending_collections():
+        for collection in self.catalog.pending_collections():
             lock = f"compactor:{collection}"
-            if not self.c.catalog.acquire_lock(lock, self.owner, LOCK_TTL):
+            if not self.catalog.acquire_lock(lock, self.owner, LOCK_TTL):
                 continue  # another compactor has this collection
             try:
                 applied += self._collection(collection, lock)
             finally:
-                self.c.catalog.release_lock(lock, self.owner)
+                self.catalog.release_lock(lock, self.owner)
         return applied
 
     def _collection(self, collection: str, lock: str) -> int:
         """One compaction run: a record that is ``pending`` while it merges, then
         ``applied`` or ``failed`` (with the error)."""
-        run = self.c.catalog.start_compaction(collection)
+        run = self.catalog.start_compaction(collection)
         counts = [0, 0]
         try:
             self._merge(collection, lock, counts)
         except Exception as exc:
-            self.c.catalog.finish_compaction(
+            self.catalog.finish_compaction(
                 run, "failed", counts[0], counts[1], error=safe_summary(exc)
             )
             raise
-        self.c.catalog.finish_compaction(run, "applied", counts[0], counts[1])
+        self.catalog.finish_compaction(run, "applied", counts[0], counts[1])
         return counts[0]
 
     def _merge(self, collection: str, lock: str, counts: list[int]) -> None:
-        with _LockKeeper(self.c.catalog, lock, self.owner) as keeper:
+        with _LockKeeper(self.catalog, lock, self.owner) as keeper:
             self._keeper = keeper
             try:
                 while not keeper.lost.is_set():
-                    pending = self.c.catalog.pending_deltas(collection, limit=self.batch)
+                    pending = deltas.pending(self.catalog, collection, limit=self.batch)
                     if not pending:
                         break
                     for delta in pending:
@@ -133,100 +141,70 @@ class Compactor:
             finally:
                 self._keeper = None
 
-    def _attempt(self, collection: str, delta: dict[str, Any]) -> int:
+    def _attempt(self, collection: str, delta: Delta) -> int:
         """Apply, counting failures: a transient one is retried on the next pass, and
         a delta that keeps failing (a full disk, an unwritable blob store) is rejected."""
         try:
             return self._apply(collection, delta)
         except Exception as exc:
-            n = self._attempts[delta["id"]] = self._attempts.get(delta["id"], 0) + 1
+            n = self._attempts[delta.id] = self._attempts.get(delta.id, 0) + 1
             if n < MAX_ATTEMPTS and not _deterministic(exc):
                 raise
             self._reject(delta, f"could not merge after {n} attempt(s): {safe_summary(exc)}")
             return 0
 
-    def _reject(self, delta: dict[str, Any], reason: str) -> None:
-        doc_id = delta["document_id"]
-        log.error("delta rejected: %s", reason, extra={"document": doc_id})
-        self.c.catalog.update(
-            doc_id, state="failed", stage=None, error=reason, error_kind="permanent"
-        )
-        self.c.catalog.finish_delta(delta["id"], "failed", reason)
+    def _reject(self, delta: Delta, reason: str) -> None:
+        log.error("delta rejected: %s", reason, extra={"document": delta.document_id})
+        self.documents.failed(delta.document_id, reason, "permanent")
+        self.catalog.finish_delta(delta.id, "failed", reason)
 
-    def _apply(self, collection: str, delta: dict[str, Any]) -> int:
-        header, doc_id = delta["header"], delta["document_id"]
+    def _apply(self, collection: str, delta: Delta) -> int:
+        header, doc_id = delta.header, delta.document_id
         t = time.perf_counter()
-        newest = self.c.catalog.newest_applied_read(doc_id, collection)
-        if newest > (header.get("read_at") or 0):
+        newest = self.catalog.newest_applied_read(doc_id, collection)
+        if newest > header.read_at:
             # two jobs for one document finished out of order: this collection already
             # holds what a later read of the source produced; the older one must not win
-            self.c.catalog.finish_delta(delta["id"], "applied", "superseded by a newer read")
+            self.catalog.finish_delta(delta.id, "applied", "superseded by a newer read")
             return 0
         try:
-            dim = int(header["dim"])
-            vectors = np.frombuffer(delta["vectors"], dtype=np.float32).reshape(-1, dim)
+            vectors = delta.matrix()
             records = [
                 ChunkRecord(
-                    id=c["id"],
+                    id=c.id,
                     document_id=doc_id,
-                    chunk_index=c["chunk_index"],
-                    text=c["text"],
-                    source=header["source"],
-                    page=c.get("page"),
-                    metadata=c.get("metadata") or {},
+                    chunk_index=c.index,
+                    text=c.text,
+                    source=header.source,
+                    page=c.page,
+                    metadata=dict(c.metadata),
                     vector=vectors[i],
                 )
-                for i, c in enumerate(delta["chunks"])
+                for i, c in enumerate(delta.chunks)
             ]
-            self.c.vectors.ensure_collection(collection, dim=dim, model_id=header["model"])
-            self.c.vectors.replace_document(collection, doc_id, records)
+            self.vectors.ensure_collection(collection, dim=header.dim, model_id=header.model)
+            self.vectors.replace_document(collection, doc_id, records)
         except PermanentError as exc:
             self._reject(delta, safe_summary(exc))
             return 0
-        parts = int(header.get("parts") or 1)
-        collections = header.get("collections") or {collection: len(records)}
-        timings = dict(header.get("timings") or {})
-        timings["merge"] = time.perf_counter() - t
-        done = {
-            "state": "done",
-            "stage": None,
-            "chunks": int(header.get("main_chunks", len(records))),
-            "content_hash": header["content_hash"],
-            "fingerprint": header["fingerprint"],
-            "model": header["model"],
-            "timings": timings,
-            "error": None,
-            "error_kind": None,
-        }
-        data = manifest(
-            source=header["source"],
-            document_id=doc_id,
-            collection=next(iter(collections)),
-            run=header["run"],
-            status="done",
-            embeddings=int(header.get("embeddings_total", len(records))),
-            chunks=int(header.get("main_chunks", len(records))),
-            collections=collections,
-            content_hash=header["content_hash"],
-            model=header["model"],
-            backend=header.get("backend"),
-            dim=dim,
-            kind=header.get("kind"),
-            mime=header.get("mime"),
-            size_bytes=header.get("size"),
-            timings={k: round(v, 4) for k, v in timings.items()},
-            metadata=header.get("metadata") or {},
-        )
-        key = MANIFEST_KEY.format(run=header["run"], document_id=doc_id)
-        if parts == 1:  # written before the commit: a replay rewrites it, never loses it
-            self.c.blobs.put(key, manifest_bytes(data))
+        delivery = header.delivery
+        timings = {**header.timings, "merge": time.perf_counter() - t}
+        if delivery.parts == 1:  # written before the commit: a replay rewrites it, never loses it
+            self.manifests.done(doc_id, header, timings)
         if self._keeper is not None and self._keeper.lost.is_set():
             return 0  # another writer has the collection now and will redo this delta
-        complete = self.c.catalog.complete_part(
-            delta["id"], doc_id, header.get("delivery"), parts, done
+        done = Documents.done_fields(
+            chunks=delivery.chunks,
+            content_hash=header.content_hash,
+            fingerprint=header.fingerprint,
+            model=header.model,
+            timings=timings,
         )
-        if complete and parts > 1:
-            self.c.blobs.put(key, manifest_bytes(data))
+        complete = self.catalog.complete_part(
+            delta.id, doc_id, delivery.id, delivery.parts, done
+        )
+        if complete and delivery.parts > 1:
+            self.manifests.done(doc_id, header, timings)
         log.info(
             "merged %d chunks", len(records), extra={"document": doc_id, "collection": collection}
         )
@@ -242,8 +220,45 @@ class Compactor:
                 log.error("compaction failed: %s", safe_summary(exc), exc_info=True)
                 applied = 0
                 stop.wait(1.0)
-            if stop.is_set() and (not drain or not self.c.catalog.pending_collections()):
+            if stop.is_set() and (not drain or not self.catalog.pending_collections()):
                 return
             if applied:
                 continue
             self.wake.wait(idle)
+
+    def drain(
+        self,
+        stop: threading.Event,
+        *,
+        deadline: float = math.inf,
+        wait_locked: float = 3.0,
+        until: Callable[[], bool] | None = None,
+    ) -> int:
+        """Merge what is pending now, then return: when nothing is pending, ``until()``
+        holds, ``stop`` is set, ``deadline`` (``time.monotonic()``) passes, or the only
+        pending collections have been locked by another compactor for ``wait_locked``
+        seconds (that one merges them). For the Lambda handler and ``run-job``: the
+        deltas left pending are merged by the next compactor to run. Returns how many
+        deltas were applied."""
+        applied, idle_since = 0, time.monotonic()
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                n = self.run_once(stop)
+                pending = self.catalog.pending_collections()
+            except Exception as exc:  # the deltas stay pending for the next one
+                log.warning("compaction failed, left pending: %s", safe_summary(exc))
+                break
+            applied += n
+            if not pending or (until is not None and until()):
+                break
+            if n:
+                idle_since = time.monotonic()
+                continue
+            if time.monotonic() - idle_since > wait_locked:
+                log.info(
+                    "deltas left pending in %s (another compactor has the lock)",
+                    ", ".join(pending),
+                )
+                break
+            stop.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+        return applied

@@ -1,4 +1,4 @@
-"""The job message, as users integrate with it, and the result manifest.
+"""The job message, as users integrate with it.
 
 Besides conveyor's own job message, a queue may carry, as they are, the receipt
 message of an OCR producer and S3 event notifications (``{"Records": [...]}``,
@@ -11,7 +11,6 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -19,7 +18,6 @@ from .exceptions import PermanentError
 
 log = logging.getLogger(__name__)
 
-MANIFEST_KEY = "ingestion_output/{run}/results/{document_id}.json"
 RECEIPT_KEYS = ("image_id", "receipt_id", "artifacts_bucket", "lines_key", "words_key")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -181,31 +179,3 @@ def document_of(body: Any, default_collection: str) -> str | None:
     except PermanentError:
         return None
     return document_id(job.collection, job.source)
-
-
-def manifest(
-    *,
-    source: str,
-    document_id: str,
-    collection: str,
-    run: str,
-    status: str,
-    embeddings: int,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The result manifest of one document: ``FileURI`` and ``EmbeddingsGenerated``
-    exactly so named (what downstream tools read), more keys beside them."""
-    return {
-        "FileURI": source,
-        "EmbeddingsGenerated": embeddings,
-        "document_id": document_id,
-        "collection": collection,
-        "run": run,
-        "status": status,
-        **extra,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-
-
-def manifest_bytes(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, indent=2, ensure_ascii=False, default=str).encode("utf-8")

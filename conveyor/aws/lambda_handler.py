@@ -52,8 +52,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..app import Components
 from ..compactor import Compactor
+from ..components import Components
+from ..documents import Documents
+from ..embedding import LocalModel
 from ..exceptions import ConfigurationError, PermanentError, safe_summary
 from ..ids import document_id
 from ..settings import Settings
@@ -85,7 +87,7 @@ _warm: Warm | None = None
 _warm_lock = threading.Lock()
 
 
-def warm(settings: Settings | None = None, *, embedder: Any = None) -> Warm:
+def warm(settings: Settings | None = None, *, embedder: LocalModel | None = None) -> Warm:
     """The container's shared state, built on the first call: settings from the
     environment (``CONVEYOR_HOME`` defaults to a folder under /tmp, the only
     writable place in Lambda), the backends opened — so a wrong URL fails here,
@@ -109,16 +111,14 @@ def warm(settings: Settings | None = None, *, embedder: Any = None) -> Warm:
         components.vectors  # noqa: B018
         components.tokenizer  # noqa: B018
         if not settings.embedding_url:  # the service's fallback loads only when needed
-            load = getattr(components.local_embedder, "load", None)
-            if load is not None:
-                load()
+            components.local_embedder.load()
         name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "lambda")
         stream = os.environ.get(
             "AWS_LAMBDA_LOG_STREAM_NAME", f"{socket.gethostname()}:{os.getpid()}"
         )
         _warm = Warm(
             components=components,
-            compactor=Compactor(components, batch=8),
+            compactor=components.compactor(batch=8),
             worker_id=f"{name}:{stream}",
             reserve=settings.lambda_reserve_seconds,
         )
@@ -166,7 +166,6 @@ class Batch:
         self.state, self.clock = state, clock
         self.c = state.components
         self.queue = BatchQueue(max_receives=self.c.settings.max_receives)
-        self.c.queue = self.queue  # the processor acks into this batch, not a queue of ours
         self.order: list[str] = []  # message ids, as delivered
         self.settled: set[str] = set()  # bad messages recorded
         self.unrecorded: set[str] = set()  # bad messages the catalog did not take
@@ -232,13 +231,12 @@ class Batch:
         collection = self.c.settings.collection
         doc_id = document_id(collection, source)
         try:
-            self.c.catalog.enqueued([(doc_id, collection, source)], "adhoc")
-            self.c.catalog.update(
+            documents = Documents(self.c.catalog)
+            documents.queued([(doc_id, collection, source)], "adhoc")
+            documents.failed(
                 doc_id,
-                state="failed",
-                stage=None,
-                error=reason,
-                error_kind="permanent",
+                reason,
+                "permanent",
                 metadata={"message_id": mid, "body": safe_summary(str(record.get("body")), 1000)},
             )
         except Exception as exc:  # could not record it: let SQS bring it back
@@ -256,7 +254,8 @@ class Batch:
 
     def _process(self) -> dict[str, int]:
         s, state = self.c.settings, self.state
-        processor = Processor(self.c)
+        # the processor acks into this batch: SQS itself is Lambda's to answer
+        processor = Processor(self.c.pipeline(), self.queue)
         counts = {"done": 0, "failed": 0, "unstarted": 0}
         started = 0
         while True:
@@ -313,42 +312,21 @@ class Batch:
         """Run the compactor in the time left: until nothing is pending, the
         reserve is nearly used up, or the only pending collections are locked
         by another compactor (which then merges them) for a few seconds."""
-        compactor, catalog = self.state.compactor, self.c.catalog
-        stop = threading.Event()
         budget = self.clock.left() - self.state.reserve / 4
         if budget <= 0:
             return 0
-        timer = None
-        if math.isfinite(budget):
+        stop, timer = threading.Event(), None
+        if math.isfinite(budget):  # stops a merge in the batch in hand, too
             timer = threading.Timer(budget, stop.set)
             timer.daemon = True
             timer.start()
-        applied, idle_since = 0, time.monotonic()
         try:
-            while not stop.is_set():
-                try:
-                    n = compactor.run_once(stop)
-                    pending = catalog.pending_collections()
-                except Exception as exc:  # the deltas stay pending for the next one
-                    log.warning("compaction failed, left pending: %s", safe_summary(exc))
-                    break
-                applied += n
-                if not pending:
-                    break
-                if n:
-                    idle_since = time.monotonic()
-                    continue
-                if time.monotonic() - idle_since > MERGE_WAIT_SECONDS:
-                    log.info(
-                        "deltas left pending in %s (another compactor has the lock)",
-                        ", ".join(pending),
-                    )
-                    break
-                stop.wait(0.2)
+            return self.state.compactor.drain(
+                stop, deadline=time.monotonic() + budget, wait_locked=MERGE_WAIT_SECONDS
+            )
         finally:
             if timer is not None:
                 timer.cancel()
-        return applied
 
     def _beat(self, status: str) -> None:
         state = self.state

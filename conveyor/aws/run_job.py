@@ -33,24 +33,24 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..compactor import Compactor
+from ..components import Components
+from ..documents import SEARCHABLE, State
 from ..exceptions import ConveyorError, PermanentError, safe_summary
 from ..ids import document_id
-from ..jobs import MANIFEST_KEY, Job, check_name, manifest, manifest_bytes, s3_event_jobs
+from ..jobs import Job, check_name, s3_event_jobs
+from ..manifests import MANIFEST_KEY, RESULT_KEY, Manifests, manifest
 from ..worker import Processor
 from .batch import BatchQueue
 
-if TYPE_CHECKING:
-    from ..app import Components
+__all__ = ["RESULT_KEY", "BadInput", "JobResult", "OneJob", "parse_input", "run_one"]
 
 log = logging.getLogger(__name__)
-
-RESULT_KEY = "ingestion_output/{execution}/sf-results/{document_id}.json"
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -163,13 +163,13 @@ def _job_body(data: dict[str, Any]) -> dict[str, Any]:
 def run_one(
     c: Components, one: OneJob, *, merge_timeout: float = 300.0, poll: float = 0.2
 ) -> JobResult:
-    """Process ``one`` here, wait for its merge, write and return its result."""
+    """Process ``one`` here, wait for its merge, write and return its result. ``c`` is
+    built without a queue of its own: the job goes through a :class:`BatchQueue`."""
     job, doc_id = one.job, one.document_id
     queue = BatchQueue(max_receives=c.settings.max_receives)
-    c.queue = queue  # the processor acks into this queue; there is no other
     job_id = uuid.uuid4().hex
     queue.deliver(job_id, job.message())
-    processor = Processor(c)
+    processor = Processor(c.pipeline(), queue)
     extra = {"job": job_id, "document": doc_id, "run": job.run}
     while True:
         leases = queue.receive(1, visibility_timeout=c.settings.visibility_timeout)
@@ -185,14 +185,15 @@ def run_one(
 
     status = _wait_for_merge(c, doc_id, merge_timeout, poll, extra)
     doc = c.catalog.get(doc_id) or {}
-    if status in ("done", "skipped"):
-        data = _manifest(c, job, doc_id) or manifest(
+    manifests = Manifests(c.blobs)
+    if status in SEARCHABLE:
+        data = manifests.read(job.run, doc_id) or manifest(
             source=job.source,
             document_id=doc_id,
             collection=job.collection,
             run=job.run,
             status=status,
-            embeddings=int(doc.get("chunks") or 0) if status == "done" else 0,
+            embeddings=int(doc.get("chunks") or 0) if status == State.DONE else 0,
             chunks=int(doc.get("chunks") or 0),
         )
     else:
@@ -213,10 +214,9 @@ def run_one(
             error_kind=doc.get("error_kind"),
         )
     result = {**data, "execution_name": one.execution_name, "result_manifest": None}
-    if status in ("done", "skipped"):
+    if status in SEARCHABLE:
         result["result_manifest"] = MANIFEST_KEY.format(run=job.run, document_id=doc_id)
-    key = RESULT_KEY.format(execution=one.execution_name, document_id=doc_id)
-    c.blobs.put(key, manifest_bytes(result))
+    key = manifests.write_result(one.execution_name, result)
     return JobResult(status, result, key)
 
 
@@ -226,33 +226,27 @@ def _wait_for_merge(
     """Merge pending deltas until the document is settled: its state, or
     ``pending`` when ``timeout`` passed first (another compactor holding the
     lock for longer, or merges failing)."""
-    compactor = Compactor(c)
+    compactor = c.compactor()
     deadline = time.monotonic() + timeout
+    never = threading.Event()
+
+    def state() -> str:
+        return str((c.catalog.get(doc_id) or {}).get("state"))
+
     while True:
-        doc = c.catalog.get(doc_id) or {}
-        state = str(doc.get("state"))
-        if state in ("done", "skipped", "failed"):
-            return state
-        if state != "running":  # queued: the processor never settled it
-            return "failed"
-        try:
-            compactor.run_once()
-        except Exception as exc:  # retried until the deadline
-            log.warning("compaction failed, retrying: %s", safe_summary(exc), extra=extra)
-        doc = c.catalog.get(doc_id) or {}
-        if doc.get("state") in ("done", "failed"):
-            return str(doc["state"])
+        now = state()
+        if now in (State.DONE, State.SKIPPED, State.FAILED):
+            return now
+        if now != State.RUNNING:  # queued: the processor never settled it
+            return State.FAILED.value
+        compactor.drain(
+            never,
+            deadline=deadline,
+            wait_locked=timeout,
+            until=lambda: state() in (State.DONE, State.FAILED),
+        )
+        if state() in (State.DONE, State.FAILED):
+            return state()
         if time.monotonic() >= deadline:
             return "pending"
-        time.sleep(poll)
-
-
-def _manifest(c: Components, job: Job, doc_id: str) -> dict[str, Any] | None:
-    """The result manifest the processor (skipped) or the compactor (done) wrote."""
-    from ..exceptions import SourceNotFound
-
-    try:
-        data = json.loads(c.blobs.get(MANIFEST_KEY.format(run=job.run, document_id=doc_id)))
-    except (SourceNotFound, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        time.sleep(poll)  # compaction failed: retried until the deadline

@@ -7,9 +7,8 @@ the embedding cache, workers and writer locks. Backends:
 file as the queue) and :class:`~conveyor.catalog.postgres.PostgresCatalog`
 (many hosts). Both run the same SQL, in :mod:`conveyor.catalog.sql`.
 
-Document states: ``queued`` → ``running`` → ``done`` | ``skipped`` | ``failed``.
-A running document's ``stage`` says where it is: fetch, extract, chunk,
-embed, merge (waiting for the compactor).
+Document states and their moves are :mod:`conveyor.documents`'; the
+catalog stores them.
 
 Times are Unix seconds (floats). On PostgreSQL they come from the database
 server's clock, so lock leases and worker heartbeats written by different
@@ -86,8 +85,15 @@ class Catalog(Protocol):
         header: dict[str, Any],
         chunks: list[dict[str, Any]],
         vectors: bytes,
+        *,
+        read_at: float,
+        delivery: str,
+        part: int,
     ) -> int:
-        """A pending delta (float32 vectors as bytes); returns its id, increasing."""
+        """A pending delta (float32 vectors as bytes); returns its id, increasing.
+        ``header`` and ``chunks`` are stored as given (:mod:`conveyor.deltas` makes
+        and reads them); ``read_at``, ``delivery`` and ``part`` are what the catalog
+        itself orders and counts deltas by."""
         ...
 
     def pending_deltas(
@@ -100,7 +106,7 @@ class Catalog(Protocol):
         self,
         delta_id: int,
         document_id: str,
-        delivery: str | None,
+        delivery: str,
         parts: int,
         done: dict[str, Any],
     ) -> bool:

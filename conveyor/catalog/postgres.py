@@ -77,6 +77,13 @@ SCHEMA = [
         applied_at double precision,
         error text
     )""",
+    # columns added after the first release: ADD … IF NOT EXISTS upgrades older schemas
+    "ALTER TABLE deltas ADD COLUMN IF NOT EXISTS read_at double precision",
+    "ALTER TABLE deltas ADD COLUMN IF NOT EXISTS delivery text",
+    "ALTER TABLE deltas ADD COLUMN IF NOT EXISTS part integer",
+    "UPDATE deltas SET read_at = (header->>'read_at')::float8, delivery = header->>'delivery',"
+    " part = coalesce((header->>'part')::int, 0) WHERE delivery IS NULL AND part IS NULL",
+    "CREATE INDEX IF NOT EXISTS deltas_delivery ON deltas (document_id, delivery)",
     "CREATE INDEX IF NOT EXISTS deltas_pending ON deltas (state, collection, id)",
     "CREATE INDEX IF NOT EXISTS deltas_document ON deltas (document_id, collection)",
     """CREATE TABLE IF NOT EXISTS compaction_runs (
@@ -124,6 +131,7 @@ RELATIONS = [
     "deltas",
     "deltas_pending",
     "deltas_document",
+    "deltas_delivery",
     "compaction_runs",
     "embedding_cache",
     "workers",
@@ -215,9 +223,6 @@ class PostgresCatalog(SqlCatalog):
     def _transaction(self) -> Iterator[_Session]:
         with self._pool.connection() as conn, conn.transaction():
             yield _Session(conn, self.clock)
-
-    def _json_field(self, column: str, key: str, *, number: bool = False) -> str:
-        return f"({column}->>'{key}')::float8" if number else f"({column}->>'{key}')"
 
     def _json(self, value: Any) -> str:
         return json.dumps(_clean(value), ensure_ascii=False, default=str, allow_nan=False)

@@ -5,8 +5,9 @@ that both engines share: ``INSERT … ON CONFLICT … DO UPDATE``, ``RETURNING``
 ``coalesce``. ``:now`` means "the current time": SQLite binds the host's
 clock, PostgreSQL reads its own (see :mod:`conveyor.catalog.postgres`). Where
 the engines really differ, a backend supplies a small hook: how to open a
-connection and a transaction, how to read a field of a JSON column, how to
-encode JSON, and how to serialise the completions of one document.
+connection and a transaction, how to encode JSON, and how to serialise the
+completions of one document. No statement reads inside a JSON column: what
+the SQL filters on (a delta's delivery, part and read time) has a column.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-STATES = ("queued", "running", "done", "skipped", "failed")
+from ..documents import State
+
+STATES = tuple(s.value for s in State)
+
 DELTA_STATES = ("pending", "applied", "failed")
 _DOC_JSON = ("metadata", "timings")
 _CACHE_BATCH = 500
@@ -62,10 +66,6 @@ class SqlCatalog:
     def _transaction(self) -> AbstractContextManager[Session]:
         """A connection inside a transaction that holds the write lock (SQLite) or
         the row locks it takes (PostgreSQL); committed at the end, rolled back on error."""
-        raise NotImplementedError
-
-    def _json_field(self, column: str, key: str, *, number: bool = False) -> str:
-        """SQL for the value of ``key`` in the JSON object in ``column``."""
         raise NotImplementedError
 
     def _json(self, value: Any) -> Any:
@@ -188,16 +188,24 @@ class SqlCatalog:
         header: dict[str, Any],
         chunks: list[dict[str, Any]],
         vectors: bytes,
+        *,
+        read_at: float,
+        delivery: str,
+        part: int,
     ) -> int:
         new_id = self._scalar(
-            "INSERT INTO deltas (collection, document_id, header, chunks, vectors, created_at)"
-            " VALUES (:collection, :document_id, :header, :chunks, :vectors, :now) RETURNING id",
+            "INSERT INTO deltas (collection, document_id, header, chunks, vectors, created_at,"
+            " read_at, delivery, part) VALUES (:collection, :document_id, :header, :chunks,"
+            " :vectors, :now, :read_at, :delivery, :part) RETURNING id",
             {
                 "collection": collection,
                 "document_id": document_id,
                 "header": self._json(header),
                 "chunks": self._json(chunks),
                 "vectors": bytes(vectors),
+                "read_at": read_at,
+                "delivery": delivery,
+                "part": part,
             },
         )
         return int(new_id)
@@ -221,7 +229,7 @@ class SqlCatalog:
         self,
         delta_id: int,
         document_id: str,
-        delivery: str | None,
+        delivery: str,
         parts: int,
         done: dict[str, Any],
     ) -> bool:
@@ -238,13 +246,11 @@ class SqlCatalog:
             )
             merged = parts
             if parts > 1:
-                part = self._json_field("header", "part")
                 merged = int(
                     db.rows(
-                        f"SELECT count(DISTINCT {part}) AS n FROM deltas"
+                        "SELECT count(DISTINCT part) AS n FROM deltas"
                         " WHERE document_id = :document_id AND state = 'applied'"
-                        f" AND error IS NULL AND {self._json_field('header', 'delivery')}"
-                        " = :delivery",
+                        " AND error IS NULL AND delivery = :delivery",
                         {"document_id": document_id, "delivery": delivery},
                     )[0]["n"]
                 )
@@ -255,9 +261,8 @@ class SqlCatalog:
 
     def newest_applied_read(self, document_id: str, collection: str) -> float:
         """When the source was read for the newest delta merged into ``collection``."""
-        read_at = self._json_field("header", "read_at", number=True)
         newest = self._scalar(
-            f"SELECT max({read_at}) AS t FROM deltas WHERE document_id = :document_id"
+            "SELECT max(read_at) AS t FROM deltas WHERE document_id = :document_id"
             " AND collection = :collection AND state = 'applied' AND error IS NULL",
             {"document_id": document_id, "collection": collection},
         )

@@ -63,10 +63,14 @@ SCHEMA = [
         vectors BLOB NOT NULL,
         created_at REAL NOT NULL,
         applied_at REAL,
-        error TEXT
+        error TEXT,
+        read_at REAL,
+        delivery TEXT,
+        part INTEGER
     )""",
     "CREATE INDEX IF NOT EXISTS deltas_pending ON deltas (state, collection, id)",
     "CREATE INDEX IF NOT EXISTS deltas_document ON deltas (document_id, collection)",
+    "CREATE INDEX IF NOT EXISTS deltas_delivery ON deltas (document_id, delivery)",
     """CREATE TABLE IF NOT EXISTS compaction_runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         collection TEXT NOT NULL,
@@ -103,6 +107,23 @@ SCHEMA = [
 ]
 
 
+def _add_delta_columns(conn: Any) -> None:
+    """A file from before deltas had ``read_at``, ``delivery`` and ``part`` columns:
+    add them, filled from the headers of the deltas already there."""
+    if not table_exists(conn, "deltas"):
+        return
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(deltas)")}
+    if "delivery" in columns:
+        return
+    for column, kind in (("read_at", "REAL"), ("delivery", "TEXT"), ("part", "INTEGER")):
+        conn.execute(f"ALTER TABLE deltas ADD COLUMN {column} {kind}")
+    conn.execute(
+        "UPDATE deltas SET read_at = json_extract(header, '$.read_at'),"
+        " delivery = json_extract(header, '$.delivery'),"
+        " part = coalesce(json_extract(header, '$.part'), 0)"
+    )
+
+
 class _Session:
     """A SQLite connection as :class:`~conveyor.catalog.sql.Session`; ``:now`` is
     bound to the catalog's clock."""
@@ -132,8 +153,9 @@ class SqliteCatalog(SqlCatalog):
         self.clock = clock
         self._local = threading.local()
         # read-only users take no lock; the newest index tells an older file to catch up
-        if not table_exists(self._conn(), "documents_state_updated"):
+        if not table_exists(self._conn(), "deltas_delivery"):
             with transaction(self._conn()) as conn:
+                _add_delta_columns(conn)
                 for statement in SCHEMA:
                     conn.execute(statement)
 
@@ -155,9 +177,6 @@ class SqliteCatalog(SqlCatalog):
     def _transaction(self) -> Iterator[_Session]:
         with transaction(self._conn()) as conn:
             yield _Session(conn, self.clock)
-
-    def _json_field(self, column: str, key: str, *, number: bool = False) -> str:
-        return f"json_extract({column}, '$.{key}')"
 
     def _json(self, value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, default=str)

@@ -8,6 +8,10 @@ function with :func:`register` and is imported at the bottom of this file::
     @register("image")
     def extract_image(data: bytes, options: dict[str, Any]) -> Extracted: ...
 
+Callers hold an :class:`Extractor`: :class:`InProcessExtractor` here, or
+:class:`~conveyor.isolation.IsolatedExtractor`, which runs the same
+:func:`extract` in a child process with time and memory limits.
+
 Every failure caused by the input is a :class:`~conveyor.exceptions.ConveyorError`
 with a one-line message a person can act on.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from conveyor.exceptions import ConveyorError, CorruptFile, UnsupportedType, safe_summary
 
@@ -25,8 +29,10 @@ from .sniff import sniff
 
 __all__ = [
     "EXTRACTORS",
+    "ExtractFunction",
     "Extracted",
     "Extractor",
+    "InProcessExtractor",
     "Section",
     "extract",
     "register",
@@ -74,10 +80,10 @@ class Extracted:
         return "\n\n".join(section.text for section in self.sections)
 
 
-Extractor = Callable[[bytes, dict[str, Any]], Extracted]
+ExtractFunction = Callable[[bytes, dict[str, Any]], Extracted]
 
 #: kind → extractor function; filled by :func:`register`.
-EXTRACTORS: dict[str, Extractor] = {}
+EXTRACTORS: dict[str, ExtractFunction] = {}
 
 _LABELS = {
     "audio": "audio file",
@@ -88,10 +94,10 @@ _LABELS = {
 }
 
 
-def register(kind: str) -> Callable[[Extractor], Extractor]:
+def register(kind: str) -> Callable[[ExtractFunction], ExtractFunction]:
     """Decorator: make ``function`` the extractor for ``kind`` (replacing any before)."""
 
-    def decorate(function: Extractor) -> Extractor:
+    def decorate(function: ExtractFunction) -> ExtractFunction:
         EXTRACTORS[kind] = function
         return function
 
@@ -142,9 +148,48 @@ def extract(
         _hooks.progress = None
 
 
+class Extractor(Protocol):
+    """What the pipeline extracts with: :func:`extract`, here or elsewhere."""
+
+    def extract(
+        self,
+        data: bytes,
+        name: str | None = None,
+        kind: str | None = None,
+        options: dict[str, Any] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Extracted:
+        """As :func:`extract`; may raise more :class:`~conveyor.exceptions.PermanentError`
+        kinds for input that breaks its limits (time, memory)."""
+        ...
+
+    def close(self) -> None:
+        """Release child processes; ``extract`` is not called after."""
+        ...
+
+
+class InProcessExtractor:
+    """:func:`extract` in the calling thread, with no limits
+    (``CONVEYOR_ISOLATE_EXTRACTION=false``)."""
+
+    def extract(
+        self,
+        data: bytes,
+        name: str | None = None,
+        kind: str | None = None,
+        options: dict[str, Any] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Extracted:
+        return extract(data, name, kind, options, progress)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 # Extractor modules register themselves on import; they need the types above.
 from . import audio as audio  # noqa: E402
 from . import html as html  # noqa: E402
 from . import image as image  # noqa: E402
 from . import pdf as pdf  # noqa: E402
+from . import receipt as receipt  # noqa: E402
 from . import text as text  # noqa: E402

@@ -15,7 +15,25 @@ from typing import Any
 
 from conveyor.exceptions import CorruptFile, EmptyDocument
 
-from . import Extracted, Section
+from . import Extracted, Section, register
+
+SEPARATOR = b"\n\0\n"
+"""Between the lines and the words NDJSON in one receipt job's bytes (JSON holds no NUL)."""
+
+
+def receipt_bytes(lines: bytes, words: bytes) -> bytes:
+    """The bytes a receipt job is extracted from: both artifacts, in order."""
+    return lines + SEPARATOR + words
+
+
+@register("receipt")
+def extract_receipt_job(data: bytes, options: dict[str, Any]) -> Extracted:
+    """A receipt message's artifacts (:func:`receipt_bytes`); ``options`` carry the
+    message's ``image_id`` and ``receipt_id``."""
+    lines, _, words = data.partition(SEPARATOR)
+    return extract_receipt(
+        lines, words, image_id=str(options["image_id"]), receipt_id=options["receipt_id"]
+    )
 
 
 def parse_ndjson(data: bytes, name: str, id_field: str) -> list[dict[str, Any]]:

@@ -292,8 +292,7 @@ def test_receipt_artifacts_in_a_bucket(
 def test_events_for_conveyors_own_blob_store_are_ignored(tmp_path: Path, s3_bucket: str) -> None:
     """A notification on the whole bucket fires for the manifests conveyor writes too;
     indexing them would write a manifest for each, firing another event, forever."""
-    from conveyor.app import Components
-    from conveyor.worker import Processor
+    from conveyor.components import Components
 
     def created(key: str) -> dict[str, Any]:
         return {
@@ -310,7 +309,7 @@ def test_events_for_conveyors_own_blob_store_are_ignored(tmp_path: Path, s3_buck
     queue.send({"Records": [created(manifest)]})
     queue.send({"Records": [created(manifest), created("src/a.pdf")]})
     for lease in queue.receive(max_jobs=2):
-        assert Processor(components).process(lease).status == "skipped"
+        assert components.processor().process(lease).status == "skipped"
     jobs = queue.receive(max_jobs=10)
     assert [j.body["source"] for j in jobs] == [f"s3://{s3_bucket}/src/a.pdf"]
     components.close()

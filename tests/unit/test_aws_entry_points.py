@@ -261,7 +261,7 @@ def test_execution_label() -> None:
 
 
 def test_run_one_retries_a_transient_failure_here(home: Path, tmp_path: Path) -> None:
-    from conveyor.app import Components
+    from conveyor.components import Components
 
     f = tmp_path / "a.txt"
     f.write_text("Penguins slide on their bellies.")

@@ -13,7 +13,7 @@ from PIL import Image
 from pypdf import PdfReader, PdfWriter
 
 from conveyor.app import Conveyor
-from conveyor.compactor import Compactor
+from conveyor import deltas
 from conveyor.ids import chunk_id
 from conveyor.settings import Settings
 from conveyor.testing import FakeEmbedder, make_pdf, prose
@@ -223,23 +223,40 @@ def add_delta(
 ) -> None:
     """A delta for ``doc`` as a worker writes it: one chunk per text, unit vectors
     unless ``vectors`` (raw bytes, possibly malformed) is given."""
-    header = {
-        "source": doc["source"],
-        "run": "r",
-        "content_hash": "sha256:x",
-        "fingerprint": fingerprint,
-        "model": "fake/bag-of-words",
-        "dim": 32,
-        "timings": {},
-        "read_at": read_at,
-    }
-    chunks = [
-        {"id": chunk_id(doc["id"], i), "chunk_index": i, "text": t, "page": None, "metadata": {}}
-        for i, t in enumerate(texts)
-    ]
+    rows = [deltas.Chunk(chunk_id(doc["id"], i), i, t) for i, t in enumerate(texts)]
+    header = deltas.Header(
+        source=doc["source"],
+        run="r",
+        job_id="j",
+        read_at=read_at,
+        content_hash="sha256:x",
+        fingerprint=fingerprint,
+        kind="text",
+        mime="text/plain",
+        size=1,
+        model="fake/bag-of-words",
+        backend="fake",
+        dim=32,
+        timings={},
+        metadata={},
+        delivery=deltas.Delivery("d", {"default": len(texts)}, len(texts)),
+        part=0,
+    )
+    catalog = cv.components.catalog
     if vectors is None:
-        vectors = (np.ones((len(texts), 32), dtype=np.float32) / np.sqrt(32)).tobytes()
-    cv.components.catalog.add_delta("default", doc["id"], header, chunks, vectors)
+        unit = np.ones((len(texts), 32), dtype=np.float32) / np.sqrt(32)
+        deltas.write(catalog, "default", doc["id"], header, rows, unit)
+        return
+    catalog.add_delta(
+        "default",
+        doc["id"],
+        header.to_json(),
+        [r.to_json() for r in rows],
+        vectors,
+        read_at=read_at,
+        delivery="d",
+        part=0,
+    )
 
 
 def test_compactor_replay_is_idempotent(cv: Conveyor, corpus: Path) -> None:
@@ -254,7 +271,7 @@ def test_compactor_replay_is_idempotent(cv: Conveyor, corpus: Path) -> None:
     texts = [f"t{i}" for i in range(doc["chunks"])]
     for _ in range(2):  # a newer read than the one applied, twice
         add_delta(cv, doc, texts, read_at=time.time() + 10)
-    assert Compactor(cv.components).run_once() == 2
+    assert cv.components.compactor().run_once() == 2
     after = sorted((r.id, r.text) for r in store.iter_chunks("default", vectors=False))
     assert len(after) == len(before)
     assert [i for i, _ in after] == [i for i, _ in before]
@@ -329,7 +346,7 @@ def test_a_delta_that_cannot_be_merged_is_rejected_not_retried_forever(
     cv.ingest([corpus / "alpha.txt"])
     doc = cv.documents()[0]
     add_delta(cv, doc, ["t"], read_at=time.time() + 10, vectors=b"\x00" * 7)
-    compactor = Compactor(cv.components)
+    compactor = cv.components.compactor()
     for _ in range(10):
         try:
             compactor.run_once()
@@ -360,7 +377,6 @@ def test_worker_threads_survive_queue_errors(cv: Conveyor, corpus: Path, monkeyp
 
 def test_a_worker_that_lost_its_lease_leaves_the_outcome_alone(cv: Conveyor, corpus: Path) -> None:
     from conveyor.jobs import Job
-    from conveyor.worker import Processor
 
     queued = cv.enqueue([corpus / "alpha.txt"])
     queue = cv.components.queue
@@ -368,7 +384,7 @@ def test_a_worker_that_lost_its_lease_leaves_the_outcome_alone(cv: Conveyor, cor
     queue.release(stale)
     queue.receive(1, visibility_timeout=30)  # another worker has it now
     cv.components.catalog.update(queued.document_ids[0], state="done", chunks=3)
-    outcome = Processor(cv.components)._fail(
+    outcome = cv.components.processor()._fail(
         stale, Job.from_message(stale.body), queued.document_ids[0], RuntimeError("late")
     )
     assert outcome.status == "lost"
@@ -382,7 +398,7 @@ def test_an_older_delta_finishing_last_does_not_win(cv: Conveyor, corpus: Path) 
     before = sorted(r.text for r in store.iter_chunks("default", vectors=False))
     # read long before the delta already applied
     add_delta(cv, doc, ["stale text"], read_at=1.0, fingerprint="old")
-    Compactor(cv.components).run_once()
+    cv.components.compactor().run_once()
     assert sorted(r.text for r in store.iter_chunks("default", vectors=False)) == before
     assert cv.components.catalog.get(doc["id"])["fingerprint"] != "old"
 
@@ -395,7 +411,7 @@ def test_compaction_runs_are_records_with_a_state(cv: Conveyor, corpus: Path) ->
     doc = cv.documents()[0]
     add_delta(cv, doc, ["t"], read_at=time.time() + 9, vectors=b"\x00" * 7)
     with pytest.raises(ValueError):
-        Compactor(cv.components).run_once()
+        cv.components.compactor().run_once()
     latest = cv.status()["compactions"][0]
     assert latest["state"] == "failed" and "ValueError" in latest["error"]
 

@@ -10,12 +10,11 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from conveyor.app import Components
+from conveyor.components import Components
 from conveyor.exceptions import PermanentError
 from conveyor.ids import document_id
 from conveyor.jobs import Job, document_of, s3_event_jobs
 from conveyor.settings import Settings
-from conveyor.worker import Processor
 
 
 def record(key: str, event: str = "ObjectCreated:Put", bucket: str = "amzn-s3-demo-bucket"):
@@ -170,7 +169,7 @@ def test_worker_fans_out_and_a_redelivery_only_repeats_documents(tmp_path: Path)
     queue.send(event)
     queue.send(event)  # as if redelivered: a worker died after fanning it out, before the ack
     for lease in queue.receive(max_jobs=2):
-        assert Processor(components).process(lease).status == "skipped"
+        assert components.processor().process(lease).status == "skipped"
     jobs = queue.receive(max_jobs=10)
     expected = {
         document_id("default", "s3://amzn-s3-demo-bucket/a.pdf"),

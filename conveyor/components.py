@@ -1,0 +1,177 @@
+"""The composition root: the backends, model and stages of one home, built from settings.
+
+Only entry points import this module — the library API (:mod:`conveyor.app`),
+the CLI, the HTTP servers and the AWS entry points. The parts it builds
+(:class:`~conveyor.pipeline.Pipeline`, :class:`~conveyor.worker.Processor`,
+:class:`~conveyor.compactor.Compactor`) receive what they need, typed, and
+never import it. Backends open on first use; :meth:`Components.open_all`
+opens them all at once, so a long-running process fails at start-up on a
+wrong URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+from .blobstore import BlobStore, open_blobstore
+from .catalog import Catalog, open_catalog
+from .compactor import Compactor
+from .embedding import Embedder, LocalModel, Tokenizer
+from .extract import Extractor
+from .pipeline import Pipeline
+from .queue import JobQueue, open_queue
+from .settings import Settings
+from .vectorstore import VectorStore, open_vectorstore
+from .worker import Processor, WorkerPool
+
+
+def onnx_folder(settings: Settings) -> Path:
+    """Where the ONNX export of the configured model lives."""
+    name = settings.model.strip("/").replace("/", "--")
+    return settings.models_path / name
+
+
+class Components:
+    """The backends of one home, opened on first use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        local_embedder: LocalModel | None = None,
+        queue: JobQueue | None = None,
+    ) -> None:
+        """``local_embedder``: a model already loaded (a fake in unit tests, a server's
+        shared one); ``queue``: the entry point's own (the Lambda's batch, run-job's one
+        job) instead of the one the settings name."""
+        self.settings = settings
+        self._given_model = local_embedder
+        if local_embedder is not None:
+            self.__dict__["local_embedder"] = local_embedder
+        if queue is not None:
+            self.__dict__["queue"] = queue
+
+    @cached_property
+    def queue(self) -> JobQueue:
+        s = self.settings
+        url = s.queue_url or f"sqlite://{s.database_path.resolve()}"
+        return open_queue(url, max_receives=s.max_receives)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        s = self.settings
+        return open_catalog(s.catalog_url or s.database_path)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return open_blobstore(self.settings.blobs_url or self.settings.blobs_path)
+
+    @cached_property
+    def vectors(self) -> VectorStore:
+        s = self.settings
+        return open_vectorstore(s.vectors_url or str(s.database_path))
+
+    @cached_property
+    def extractor(self) -> Extractor:
+        """``extract`` in child processes with limits, or in this process."""
+        s = self.settings
+        if not s.isolate_extraction:
+            from .extract import InProcessExtractor
+
+            return InProcessExtractor()
+        from .isolation import IsolatedExtractor
+
+        return IsolatedExtractor(
+            timeout=s.extract_timeout or None, memory_mb=s.extract_memory_mb or None
+        )
+
+    @cached_property
+    def local_embedder(self) -> LocalModel:
+        """The model in this process, with the configured backend."""
+        s = self.settings
+        if s.embedding_backend.startswith("onnx"):
+            from .embedding.onnx import OnnxEmbedder
+
+            return OnnxEmbedder(s.model, onnx_folder(s), int8=s.embedding_backend == "onnx-int8")
+        from .embedding.local import LocalEmbedder
+
+        return LocalEmbedder(s.model, device=s.device, batch_size=s.embed_batch_size)
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        """The model's tokenizer, for chunking (local even with an embedding service)."""
+        return self.local_embedder.tokenizer
+
+    @cached_property
+    def query_embedder(self) -> Embedder:
+        """The embedding service when one is configured (local model as fallback),
+        else the local model."""
+        if self.settings.embedding_url:
+            from .embedding.http import HttpEmbedder
+
+            return HttpEmbedder(self.settings.embedding_url, fallback=lambda: self.local_embedder)
+        return self.local_embedder
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """Batching across workers in front of the model, the cache in front of that."""
+        from .embedding.batching import BatchingEmbedder
+        from .embedding.cache import CachedEmbedder
+
+        s = self.settings
+        inner: Embedder = self.query_embedder
+        if not s.embedding_url:  # the service batches across clients itself
+            inner = BatchingEmbedder(self.local_embedder, max_batch=s.embed_batch_size * 2)
+        if s.embedding_cache:
+            inner = CachedEmbedder(inner, self.catalog)
+        return inner
+
+    def open_all(self) -> None:
+        """Open queue, catalog, blobs and vector store now, so that a wrong or unreachable
+        URL stops a long-running process at start-up with a message naming it (password
+        masked), instead of a worker that idles or retries with nothing to show."""
+        for name in ("catalog", "queue", "blobs", "vectors"):
+            getattr(self, name)
+
+    def pipeline(self, *, on_delta: Callable[[], None] | None = None) -> Pipeline:
+        """A document's stages over this home's backends and model."""
+        return Pipeline(
+            settings=self.settings,
+            catalog=self.catalog,
+            blobs=self.blobs,
+            extractor=self.extractor,
+            embedder=self.embedder,
+            tokenizer=self.tokenizer,
+            on_delta=on_delta or (lambda: None),
+        )
+
+    def processor(self, *, on_delta: Callable[[], None] | None = None) -> Processor:
+        """One job at a time from this home's queue."""
+        return Processor(self.pipeline(on_delta=on_delta), self.queue)
+
+    def worker_pool(
+        self, *, concurrency: int, on_delta: Callable[[], None] | None = None
+    ) -> WorkerPool:
+        return WorkerPool(self.processor(on_delta=on_delta), concurrency=concurrency)
+
+    def compactor(self, *, batch: int = 64) -> Compactor:
+        return Compactor(self.catalog, self.vectors, self.blobs, batch=batch)
+
+    def close(self) -> None:
+        """Close what was opened: wrappers (batching, cache) first, then the models and
+        backends under them."""
+        closed = {id(self._given_model)}  # a model handed in belongs to its owner
+        for name in ("embedder", "query_embedder", "local_embedder"):
+            embedder = self.__dict__.get(name)
+            while embedder is not None and id(embedder) not in closed:
+                closed.add(id(embedder))
+                embedder.close()
+                embedder = getattr(embedder, "inner", None)
+        if "extractor" in self.__dict__:
+            self.__dict__["extractor"].close()
+        for name in ("queue", "catalog", "vectors", "blobs"):
+            closer = getattr(self.__dict__.get(name), "close", None)
+            if closer is not None:
+                closer()

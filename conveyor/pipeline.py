@@ -1,0 +1,348 @@
+"""A document's path, one stage at a time: fetch → extract → chunk → embed →
+its format's steps → unit collections → deliver.
+
+:meth:`Pipeline.run` reads top to bottom; each stage is a small function
+over typed values, timed, and named in the catalog while it runs (the
+document's ``stage``). The worker (:mod:`conveyor.worker`) wraps it with what
+concerns the job rather than the document: leases, acks, retries.
+
+To add a stage, write a function ``def stage(doc: InFlight, …) -> …`` that
+runs inside ``with doc.stage("name"):`` and call it from :meth:`Pipeline.run`.
+A format adds steps of its own with :func:`after_embed` (a recording's
+summary below); units it extracts (OCR lines and words) are embedded into
+their own collections by :func:`unit_parts` without further code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from . import deltas
+from .blobstore import BlobStore
+from .catalog import Catalog
+from .chunking import Chunk, chunk_sections
+from .documents import Documents
+from .embedding import Embedder, Tokenizer
+from .exceptions import EmptyDocument
+from .extract import Extracted, Extractor
+from .ids import chunk_id, content_hash
+from .jobs import Job
+from .manifests import Manifests
+from .settings import Settings
+from .sources import read_job
+from .summary import summarise
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(content: str, model_id: str, size: int, overlap: int) -> str:
+    """What makes a document's chunks what they are: same fingerprint, nothing to redo."""
+    return f"{content}|{model_id}|{size}|{overlap}"
+
+
+@dataclass
+class Outcome:
+    document_id: str | None
+    status: str  # merge (delta written), skipped, retry, failed, lost (lease gone)
+    error: str | None = None
+    chunks: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class InFlight:
+    """One document on its way through the stages."""
+
+    job: Job
+    id: str
+    job_id: str
+    previous: Mapping[str, Any]
+    """The catalog's row of the version before (empty for a new document)."""
+    documents: Documents
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str, **fields: Any) -> Iterator[None]:
+        """Run a stage: named in the catalog while it runs (with ``fields``), timed."""
+        self.documents.stage(self.id, name, **fields)
+        with self.timed(name):
+            yield
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class Fetched:
+    data: bytes
+    digest: str
+    read_at: float
+    """When the source was read, by the catalog's clock (deltas are ordered by it)."""
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one collection gets from a document: rows and their vectors."""
+
+    collection: str
+    rows: list[deltas.Chunk]
+    vectors: np.ndarray
+
+
+FormatStep = Callable[["Pipeline", InFlight, Extracted], None]
+FORMAT_STEPS: dict[str, list[FormatStep]] = {}
+
+
+def after_embed(*kinds: str) -> Callable[[FormatStep], FormatStep]:
+    """Decorator: run the step for documents of ``kinds`` once their text is embedded."""
+
+    def decorate(step: FormatStep) -> FormatStep:
+        for kind in kinds:
+            FORMAT_STEPS.setdefault(kind, []).append(step)
+        return step
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What the stages need, and the stages in order."""
+
+    settings: Settings
+    catalog: Catalog
+    blobs: BlobStore
+    extractor: Extractor
+    embedder: Embedder
+    """Batching and the cache in front of the model (or of the embedding service)."""
+    tokenizer: Tokenizer
+    on_delta: Callable[[], None] = lambda: None
+    """Called when a delta is written (wakes the compactor of this process)."""
+
+    @property
+    def documents(self) -> Documents:
+        return Documents(self.catalog)
+
+    @property
+    def manifests(self) -> Manifests:
+        return Manifests(self.blobs)
+
+    def run(self, job: Job, *, job_id: str, document_id: str, attempts: int) -> Outcome:
+        """The document of ``job`` from its source to a delta the compactor merges."""
+        previous = self.catalog.get(document_id) or {}
+        if not previous:  # a job someone else sent straight to the queue
+            self.documents.queued([(document_id, job.collection, job.source)], job.run)
+        self.documents.started(document_id, previous.get("state"), attempts=attempts)
+        doc = InFlight(job, document_id, job_id, previous, self.documents)
+
+        fetched = self.fetch(doc)
+        if self.unchanged(doc, fetched):
+            return self.skip(doc, fetched)
+        extracted = self.extract(doc, fetched)
+        chunks = self.chunk(doc, extracted)
+        vectors = self.embed(doc, chunks)
+        for step in FORMAT_STEPS.get(extracted.kind, []):
+            step(self, doc, extracted)
+        parts = [self.text_part(doc, extracted, chunks, vectors)]
+        parts += self.unit_parts(doc, extracted, dim=int(vectors.shape[1]))
+        self.deliver(doc, fetched, extracted, parts)
+        return Outcome(document_id, "merge", chunks=len(chunks), timings=doc.timings)
+
+    # -- the stages, in order ----------------------------------------------
+
+    def fetch(self, doc: InFlight) -> Fetched:
+        with doc.timed("fetch"):
+            read_at = self.catalog.now()
+            data = read_job(doc.job, self.blobs, self.settings.max_file_bytes)
+            digest = content_hash(data)
+        s = self.settings
+        fp = fingerprint(digest, self.embedder.model_id, s.chunk_size, s.chunk_overlap)
+        return Fetched(data, digest, read_at, fp)
+
+    def unchanged(self, doc: InFlight, fetched: Fetched) -> bool:
+        return doc.previous.get("fingerprint") == fetched.fingerprint and not doc.job.options.get(
+            "force"
+        )
+
+    def skip(self, doc: InFlight, fetched: Fetched) -> Outcome:
+        self.documents.skipped(doc.id)
+        job = doc.job
+        self.manifests.skipped(
+            source=job.source,
+            document_id=doc.id,
+            collection=job.collection,
+            run=job.run,
+            content_hash=fetched.digest,
+            model=self.embedder.model_id,
+        )
+        return Outcome(doc.id, "skipped", chunks=int(doc.previous.get("chunks") or 0))
+
+    def extract(self, doc: InFlight, fetched: Fetched) -> Extracted:
+        job = doc.job
+        with doc.stage("extract", content_hash=fetched.digest, size=len(fetched.data)):
+            extracted = self.extractor.extract(
+                fetched.data,
+                name=PurePosixPath(urlparse(job.source).path).name or None,
+                kind=job.kind,
+                options={"image_id": doc.id, **self.extract_options(), **job.options},
+                progress=lambda message: self.documents.stage(doc.id, message),
+            )
+        if isinstance(job.options.get("metadata"), dict):  # the uploader's, kept as given
+            extracted.metadata["user"] = job.options["metadata"]
+        if extracted.artifacts:
+            keys = {}
+            for artifact, content in extracted.artifacts.items():
+                keys[artifact] = f"artifacts/{doc.id}/{artifact}"
+                self.blobs.put(keys[artifact], content)
+            extracted.metadata["artifacts"] = keys
+        return extracted
+
+    def chunk(self, doc: InFlight, extracted: Extracted) -> list[Chunk]:
+        s = self.settings
+        with doc.stage("chunk", kind=extracted.kind, mime=extracted.mime):
+            chunks = chunk_sections(extracted.sections, self.tokenizer, s.chunk_size, s.chunk_overlap)
+        if not chunks:
+            raise EmptyDocument("no text to index after extraction")
+        return chunks
+
+    def embed(self, doc: InFlight, chunks: list[Chunk]) -> np.ndarray:
+        with doc.stage("embed"):
+            return self.embedder.embed([c.text for c in chunks])
+
+    def text_part(
+        self, doc: InFlight, extracted: Extracted, chunks: list[Chunk], vectors: np.ndarray
+    ) -> Part:
+        title = extracted.metadata.get("title")
+        rows = [
+            deltas.Chunk(
+                id=chunk_id(doc.id, c.index),
+                index=c.index,
+                text=c.text,
+                page=c.page,
+                metadata={
+                    **c.metadata,
+                    "start": c.start,
+                    "end": c.end,
+                    "tokens": c.tokens,
+                    "start_s": c.start_s,
+                    "end_s": c.end_s,
+                    "kind": extracted.kind,
+                    **({"title": title} if title else {}),
+                },
+            )
+            for c in chunks
+        ]
+        return Part(doc.job.collection, rows, vectors)
+
+    def unit_parts(self, doc: InFlight, extracted: Extracted, *, dim: int) -> list[Part]:
+        """One part per unit collection (``<collection>_lines``…) this version fills or an
+        earlier one filled: an empty part clears what the document no longer has."""
+        earlier = (doc.previous.get("metadata") or {}).get("unit_collections") or []
+        names = sorted(set(extracted.units) | set(earlier))
+        extracted.metadata["unit_collections"] = sorted(n for n in extracted.units if extracted.units[n])
+        parts = []
+        for name in names:
+            units = extracted.units.get(name, [])
+            with doc.timed(f"embed_{name}"):
+                vectors = (
+                    self.embedder.embed([u.text for u in units])
+                    if units
+                    else np.zeros((0, dim), dtype=np.float32)
+                )
+            rows = [
+                deltas.Chunk(
+                    id=chunk_id(f"{doc.id}/{name}", i),
+                    index=i,
+                    text=u.text,
+                    page=u.page,
+                    metadata={**u.metadata, "unit": name},
+                )
+                for i, u in enumerate(units)
+            ]
+            parts.append(Part(f"{doc.job.collection}_{name}", rows, vectors))
+        return parts
+
+    def deliver(
+        self, doc: InFlight, fetched: Fetched, extracted: Extracted, parts: list[Part]
+    ) -> None:
+        """One delta per collection (each has its own single writer); the document is
+        done when every part of this delivery is merged."""
+        job, model = doc.job, self.embedder.model_id
+        delivery = deltas.Delivery(
+            id=uuid.uuid4().hex,
+            collections={p.collection: len(p.rows) for p in parts},
+            chunks=len(parts[0].rows),
+        )
+        for number, part in enumerate(parts):
+            header = deltas.Header(
+                source=job.source,
+                run=job.run,
+                job_id=doc.job_id,
+                read_at=fetched.read_at,
+                content_hash=fetched.digest,
+                fingerprint=fetched.fingerprint,
+                kind=extracted.kind,
+                mime=extracted.mime,
+                size=len(fetched.data),
+                model=model,
+                backend=self.embedder.backend,
+                dim=int(parts[0].vectors.shape[1]),
+                timings=dict(doc.timings),
+                metadata=extracted.metadata,
+                delivery=delivery,
+                part=number,
+            )
+            deltas.write(self.catalog, part.collection, doc.id, header, part.rows, part.vectors)
+        self.documents.merging(
+            doc.id, model=model, metadata=extracted.metadata, timings=doc.timings
+        )
+        self.on_delta()
+
+    def extract_options(self) -> dict[str, Any]:
+        """What the extractors need from the settings (they run in a child process)."""
+        s = self.settings
+        options: dict[str, Any] = {
+            "whisper_model": s.whisper_model,
+            "compute_type": s.whisper_compute_type,
+            "language": s.whisper_language,
+            "threads": s.whisper_threads,
+            "ocr_lang": s.ocr_lang,
+            "ocr_timeout": s.ocr_timeout or None,
+            "max_pixels": s.max_image_pixels,
+            "detect_orientation": s.ocr_orientation,
+        }
+        if s.max_pdf_pages:
+            options["max_pages"] = s.max_pdf_pages
+        return options
+
+
+# -- steps formats register ------------------------------------------------
+
+
+@after_embed("audio")
+def summarise_recording(pipeline: Pipeline, doc: InFlight, extracted: Extracted) -> None:
+    """A recording's summary and topics: an LLM's when one is configured, else extractive."""
+    s = pipeline.settings
+    with doc.stage("summarise"):
+        summary = summarise(
+            [section.text for section in extracted.sections],
+            pipeline.embedder,
+            llm_base_url=s.llm_base_url,
+            llm_model=s.llm_model,
+            llm_api_key=s.llm_api_key,
+            llm_timeout=s.llm_timeout,
+        )
+    extracted.metadata.update(summary.as_dict())

@@ -1,0 +1,81 @@
+"""Reading a job's bytes: its source URI, or what a kind of job names instead.
+
+Most jobs name one file (``file://``, ``s3://``, an upload in the blob
+store) and :func:`~conveyor.blobstore.read_source` reads it. A kind whose
+job names its input otherwise registers a reader with :func:`reader`: the
+receipt message names two NDJSON artifacts in a bucket, read here and handed
+to its extractor as one byte string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .blobstore import BlobStore, read_source, source_path
+from .exceptions import PermanentError, safe_summary
+from .extract.receipt import receipt_bytes
+from .jobs import Job
+
+Reader = Callable[[Job, BlobStore, int], bytes]
+"""``(job, blob store, byte limit)`` → the bytes to extract."""
+
+READERS: dict[str, Reader] = {}
+
+
+def reader(kind: str) -> Callable[[Reader], Reader]:
+    """Decorator: read jobs of ``kind`` with the decorated function."""
+
+    def decorate(function: Reader) -> Reader:
+        READERS[kind] = function
+        return function
+
+    return decorate
+
+
+def read_job(job: Job, blobs: BlobStore, max_bytes: int) -> bytes:
+    """The bytes ``job`` stands for, at most ``max_bytes`` of them."""
+    read = READERS.get(job.kind or "")
+    if read is not None:
+        return read(job, blobs, max_bytes)
+    return read_source(job.source, max_bytes=max_bytes)
+
+
+@reader("receipt")
+def read_receipt(job: Job, blobs: BlobStore, limit: int) -> bytes:
+    """The lines and words NDJSON a receipt message names. The bucket is a folder
+    (path or file:// URI), an ``s3://bucket`` URI, or a bare name: an S3 bucket
+    when the blob store is on S3, else a top-level folder of the blob store."""
+    from .blobstore.s3 import S3BlobStore
+
+    bucket = str(job.options["artifacts_bucket"])
+    if "://" not in bucket and isinstance(blobs, S3BlobStore):
+        bucket = f"s3://{bucket}"
+    out = []
+    for key in ("lines_key", "words_key"):
+        name = str(job.options[key])
+        parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+        if not parts or ".." in parts:
+            raise PermanentError(f"receipt {key} {name[:100]!r} must stay inside the bucket")
+        if bucket.startswith(("file://", "/")):
+            root = source_path(bucket)
+            assert root is not None
+            out.append(read_source(root.joinpath(*parts).as_uri(), max_bytes=limit))
+        elif bucket.startswith("s3://"):
+            where = bucket[len("s3://") :].strip("/")
+            if not where or ".." in where.split("/"):
+                raise PermanentError(f"invalid artifacts bucket {bucket[:100]!r}")
+            out.append(read_source(f"s3://{where}/{'/'.join(parts)}", max_bytes=limit))
+        elif "://" in bucket:
+            raise PermanentError(
+                f"artifacts bucket {safe_summary(bucket)!r} is not reachable: use "
+                "s3://bucket, a folder path or a file:// URI"
+            )
+        else:
+            if not bucket.strip("/") or ".." in bucket.split("/"):
+                raise PermanentError(f"invalid artifacts bucket {bucket[:100]!r}")
+            blob_key = "/".join([bucket.strip("/"), *parts])
+            info = blobs.stat(blob_key)
+            if info is not None and info.size > limit:
+                raise PermanentError(f"{key} is {info.size:,} bytes, over the limit of {limit:,}")
+            out.append(blobs.get(blob_key))
+    return receipt_bytes(out[0], out[1])
