@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 import click
 
+from .documents import State
 from .exceptions import ConveyorError, safe_summary
 from .settings import Settings, env_var
 
 F = TypeVar("F", bound=Callable[..., Any])
+FINISHED_ORDER = (State.DONE, State.SKIPPED, State.FAILED)
 
 
 def _settings(home: Path | None) -> Settings:
@@ -231,10 +233,8 @@ def _progress_factory(cv: Any, *, quiet: bool) -> Callable[[Any], Callable[[], N
 
         def tick() -> None:
             counts = catalog.counts(run=queued.run)
-            finished = counts["done"] + counts["skipped"] + counts["failed"]
-            detail = (
-                f"done {counts['done']} · skipped {counts['skipped']} · failed {counts['failed']}"
-            )
+            finished = sum(counts[state] for state in FINISHED_ORDER)
+            detail = " · ".join(f"{state} {counts[state]}" for state in FINISHED_ORDER)
             progress.update(task, completed=finished, detail=detail)
             if finished >= queued.jobs:
                 progress.stop()
@@ -375,7 +375,7 @@ def status(as_json: bool, home: Path | None) -> None:
 @main.command()
 @click.option(
     "--state",
-    type=click.Choice(["queued", "running", "done", "skipped", "failed"]),
+    type=click.Choice([state.value for state in State]),
     default=None,
     help="Only documents in this state.",
 )
@@ -407,9 +407,9 @@ def documents(
         click.echo("no documents")
     for d in docs:
         line = f"{d['state']:<8} {d['chunks']:>5}  {_display_source(d['source'])}"
-        if d["state"] == "running" and d.get("stage"):
+        if d["state"] == State.RUNNING and d.get("stage"):
             line += f"  [{d['stage']}]"
-        if d["error"] and d["state"] in ("failed", "queued"):
+        if d["error"] and d["state"] in (State.FAILED, State.QUEUED):
             line += f"\n         reason: {d['error']}"
         click.echo(line)
 

@@ -200,9 +200,7 @@ class Compactor:
             model=header.model,
             timings=timings,
         )
-        complete = self.catalog.complete_part(
-            delta.id, doc_id, delivery.id, delivery.parts, done
-        )
+        complete = self.catalog.complete_part(delta.id, doc_id, delivery.id, delivery.parts, done)
         if complete and delivery.parts > 1:
             self.manifests.done(doc_id, header, timings)
         log.info(

@@ -226,9 +226,7 @@ def pending(catalog: Catalog, collection: str, *, limit: int = 64) -> list[Delta
         chunks = tuple(Chunk.from_json(c) for c in row["chunks"])
         if "" in header.delivery.collections:  # format 0, one part: it is all there is
             header = _single_part(header, collection, len(chunks))
-        out.append(
-            Delta(row["id"], collection, row["document_id"], header, chunks, row["vectors"])
-        )
+        out.append(Delta(row["id"], collection, row["document_id"], header, chunks, row["vectors"]))
     return out
 
 

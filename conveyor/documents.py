@@ -90,7 +90,9 @@ class Documents:
     def started(self, document_id: str, current: str | None, *, attempts: int) -> None:
         """A worker took the document's job (``current``: its state before)."""
         check(current, State.RUNNING)
-        self.catalog.update(document_id, state=State.RUNNING.value, stage="fetch", attempts=attempts)
+        self.catalog.update(
+            document_id, state=State.RUNNING.value, stage="fetch", attempts=attempts
+        )
 
     def stage(self, document_id: str, stage: str, **fields: Any) -> None:
         """Where a running document is now (and what was learnt on the way)."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import numpy as np
@@ -50,10 +50,15 @@ def fingerprint(content: str, model_id: str, size: int, overlap: int) -> str:
     return f"{content}|{model_id}|{size}|{overlap}"
 
 
+JobStatus = Literal["merge", "skipped", "retry", "failed", "lost"]
+"""What became of a job: its delta written (``merge``), unchanged (``skipped``), failed
+for now (``retry``) or for good (``failed``), or its lease gone to another worker."""
+
+
 @dataclass
 class Outcome:
     document_id: str | None
-    status: str  # merge (delta written), skipped, retry, failed, lost (lease gone)
+    status: JobStatus
     error: str | None = None
     chunks: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -213,7 +218,9 @@ class Pipeline:
     def chunk(self, doc: InFlight, extracted: Extracted) -> list[Chunk]:
         s = self.settings
         with doc.stage("chunk", kind=extracted.kind, mime=extracted.mime):
-            chunks = chunk_sections(extracted.sections, self.tokenizer, s.chunk_size, s.chunk_overlap)
+            chunks = chunk_sections(
+                extracted.sections, self.tokenizer, s.chunk_size, s.chunk_overlap
+            )
         if not chunks:
             raise EmptyDocument("no text to index after extraction")
         return chunks
@@ -252,7 +259,9 @@ class Pipeline:
         earlier one filled: an empty part clears what the document no longer has."""
         earlier = (doc.previous.get("metadata") or {}).get("unit_collections") or []
         names = sorted(set(extracted.units) | set(earlier))
-        extracted.metadata["unit_collections"] = sorted(n for n in extracted.units if extracted.units[n])
+        extracted.metadata["unit_collections"] = sorted(
+            n for n in extracted.units if extracted.units[n]
+        )
         parts = []
         for name in names:
             units = extracted.units.get(name, [])

@@ -139,8 +139,7 @@ class Processor:
                 self.queue.release(lease, delay=decision.delay, error=summary)
         except LeaseLost:
             log.warning("lease lost while failing the job", extra=extra)
-        status = "failed" if decision.delay is None else "retry"
-        return Outcome(doc_id, status, error=summary)
+        return Outcome(doc_id, "failed" if decision.delay is None else "retry", error=summary)
 
 
 WORKER_BEAT_SECONDS = 5.0

@@ -9,7 +9,7 @@ from pathlib import Path
 from servers.aws import SqsQueueInfo, client
 
 from conveyor.ids import document_id
-from conveyor.jobs import MANIFEST_KEY
+from conveyor.manifests import MANIFEST_KEY
 
 from .helpers import run, status
 

@@ -20,7 +20,7 @@ from servers.aws import client
 from conveyor.app import Conveyor
 from conveyor.aws import lambda_handler
 from conveyor.ids import document_id
-from conveyor.jobs import MANIFEST_KEY
+from conveyor.manifests import MANIFEST_KEY
 from conveyor.settings import Settings
 from conveyor.testing import make_pdf
 

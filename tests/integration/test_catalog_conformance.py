@@ -65,8 +65,14 @@ def catalog(make_catalog: MakeCatalog, clock: FakeClock) -> Catalog:
     return make_catalog(clock=clock)
 
 
-def _header(part: int, delivery: str, read_at: float = T0) -> dict[str, Any]:
-    return {"part": part, "parts": 2, "delivery": delivery, "read_at": read_at, "dim": 4}
+def _part(
+    catalog: Catalog, doc: str, part: int, delivery: str, read_at: float = T0, vectors: bytes = b""
+) -> int:
+    """Part ``part`` of a two-part ``delivery`` of ``doc`` in collection ``c``."""
+    header = {"part": part, "delivery": delivery, "read_at": read_at, "dim": 4}
+    return catalog.add_delta(
+        "c", doc, header, [], vectors, read_at=read_at, delivery=delivery, part=part
+    )
 
 
 def _vectors(n: int) -> bytes:
@@ -136,8 +142,10 @@ def test_documents_from_queued_to_done(catalog: Catalog, clock: FakeClock) -> No
 def test_deltas_carry_vectors_and_json(catalog: Catalog, clock: FakeClock) -> None:
     chunks = [{"id": "x", "chunk_index": 0, "text": "héllo ✓", "page": None, "metadata": {}}]
     header = {"source": "file:///a", "dim": 4, "read_at": T0, "timings": {"embed": 0.5}}
-    first = catalog.add_delta("c", "d1", header, chunks, _vectors(1))
-    second = catalog.add_delta("other", "d2", header, [], b"")
+    first = catalog.add_delta(
+        "c", "d1", header, chunks, _vectors(1), read_at=T0, delivery="v1", part=0
+    )
+    second = catalog.add_delta("other", "d2", header, [], b"", read_at=T0, delivery="v2", part=0)
     assert second > first
     assert catalog.pending_collections() == ["c", "other"]
     assert catalog.delta_counts() == {"pending": 2, "applied": 0, "failed": 0}
@@ -160,9 +168,9 @@ def test_deltas_carry_vectors_and_json(catalog: Catalog, clock: FakeClock) -> No
 def test_complete_part_waits_for_every_part_of_its_delivery(catalog: Catalog) -> None:
     catalog.enqueued([("d", "c", "file:///a")], "r")
     done = {"state": "done", "stage": None, "chunks": 3, "timings": {"merge": 0.1}}
-    old = catalog.add_delta("c", "d", _header(0, "old"), [], b"")
-    p1 = catalog.add_delta("c", "d", _header(1, "new", T0 + 2), [], _vectors(2))
-    p0 = catalog.add_delta("c", "d", _header(0, "new", T0 + 1), [], _vectors(1))
+    old = _part(catalog, "d", 0, "old")
+    p1 = _part(catalog, "d", 1, "new", T0 + 2, _vectors(2))
+    p0 = _part(catalog, "d", 0, "new", T0 + 1, _vectors(1))
     assert catalog.complete_part(old, "d", "old", 2, done) is False  # its other part never came
     assert catalog.complete_part(p1, "d", "new", 2, done) is False
     assert catalog.get("d")["state"] == "queued"  # type: ignore[index]
@@ -173,9 +181,9 @@ def test_complete_part_waits_for_every_part_of_its_delivery(catalog: Catalog) ->
     assert catalog.delta_counts()["applied"] == 3
     assert catalog.pending_deltas() == []
     assert catalog.newest_applied_read("d", "c") == T0 + 2
-    single = catalog.add_delta("c", "e", {"read_at": T0}, [], b"")
+    single = catalog.add_delta("c", "e", {}, [], b"", read_at=T0, delivery="s", part=0)
     catalog.enqueued([("e", "c", "file:///e")], "r")
-    assert catalog.complete_part(single, "e", None, 1, {"state": "done", "chunks": 1}) is True
+    assert catalog.complete_part(single, "e", "s", 1, {"state": "done", "chunks": 1}) is True
     assert catalog.get("e")["state"] == "done"  # type: ignore[index]
 
 
@@ -195,7 +203,7 @@ def test_two_compactors_finishing_two_parts_at_once(make_catalog: MakeCatalog) -
     for t in range(trials):
         doc = f"d{t}"
         first.enqueued([(doc, "c", f"file:///{doc}")], "r")
-        ids = [first.add_delta("c", doc, _header(p, "v1"), [], b"") for p in (0, 1)]
+        ids = [_part(first, doc, p, "v1") for p in (0, 1)]
         barrier = threading.Barrier(2)
         threads = [
             threading.Thread(target=_finish, args=(barrier, c, d, doc, outcomes[t]))
@@ -324,7 +332,9 @@ def test_postgres_takes_what_its_types_refuse(postgres_url: str) -> None:
     assert doc is not None
     assert doc["stage"] == "extract"
     assert doc["metadata"] == {"title": "AB", "score": None}
-    delta = catalog.add_delta("c", "d", {"read_at": T0}, [{"text": "x\x00y"}], b"\x00\x01")
+    delta = catalog.add_delta(
+        "c", "d", {}, [{"text": "x\x00y"}], b"\x00\x01", read_at=T0, delivery="v\x00", part=0
+    )
     [pending] = catalog.pending_deltas()
     assert (pending["id"], pending["chunks"], pending["vectors"]) == (
         delta,

@@ -26,7 +26,7 @@ from conveyor.exceptions import (
     TransientError,
 )
 from conveyor.ids import document_id
-from conveyor.jobs import MANIFEST_KEY
+from conveyor.manifests import MANIFEST_KEY
 from conveyor.settings import Settings
 
 MiB = 1024 * 1024

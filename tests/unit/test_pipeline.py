@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader, PdfWriter
 
-from conveyor.app import Conveyor
 from conveyor import deltas
+from conveyor.app import Conveyor
 from conveyor.ids import chunk_id
 from conveyor.settings import Settings
 from conveyor.testing import FakeEmbedder, make_pdf, prose
