@@ -1,0 +1,11 @@
+"""The ``conveyor`` command: a thin layer over :mod:`conveyor.app`.
+
+One module per family of commands; each registers its commands on :data:`main`.
+"""
+
+from __future__ import annotations
+
+from . import ingest, read, run
+from .common import main
+
+__all__ = ["ingest", "main", "read", "run"]

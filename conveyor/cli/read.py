@@ -1,0 +1,267 @@
+"""Reading commands: search, status, documents, export, and the dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..documents import State
+from .common import (
+    _display_source,
+    _iso,
+    _mmss,
+    _open,
+    handle_errors,
+    home_option,
+    main,
+)
+
+
+@main.command()
+@click.argument("query", required=False)
+@click.option(
+    "-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Number of hits."
+)
+@click.option("--collection", "-c", default=None, help="Collection to search [default 'default'].")
+@click.option(
+    "--batch",
+    "batch",
+    type=click.File("r"),
+    default=None,
+    help="Read one query a line from FILE ('-' for stdin); print one JSON line each.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON array.")
+@home_option
+@handle_errors
+def search(
+    query: str | None,
+    k: int,
+    collection: str | None,
+    batch: Any,
+    as_json: bool,
+    home: Path | None,
+) -> None:
+    """Find the chunks closest in meaning to QUERY.
+
+    \b
+    Examples:
+      conveyor search "how do I rotate the keys?" -k 5
+      conveyor search "refund policy" --json | jq '.[0].source'
+      printf 'first question\\nsecond question\\n' | conveyor search --batch - -k 3
+    """
+    if (query is None) == (batch is None):
+        raise click.UsageError("give a QUERY or --batch FILE (not both)")
+    with _open(home) as cv:
+        if batch is not None:
+            queries = [line.strip() for line in batch if line.strip()]
+            for q, hits in zip(
+                queries, cv.search_many(queries, k, collection=collection), strict=True
+            ):
+                click.echo(
+                    json.dumps(
+                        {"query": q, "hits": [h.as_dict() for h in hits]}, ensure_ascii=False
+                    )
+                )
+            return
+        hits = cv.search(query, k, collection=collection)
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("no hits")
+    for rank, hit in enumerate(hits, 1):
+        where = _display_source(hit.source)
+        if hit.page is not None:
+            where += f" (page {hit.page})"
+        if hit.metadata.get("start_s") is not None:
+            where += f" ({_mmss(hit.metadata['start_s'])}–{_mmss(hit.metadata['end_s'])})"
+        click.secho(f"{rank}. {hit.score:.3f}  {where}  #{hit.chunk_index}", bold=True)
+        text = " ".join(hit.text.split())
+        click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@home_option
+@handle_errors
+def status(as_json: bool, home: Path | None) -> None:
+    """Documents by state, queue depth, collections.
+
+    \b
+    Examples:
+      conveyor status
+      conveyor status --json | jq .queue
+    """
+    with _open(home) as cv:
+        data = cv.status()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    q, d = data["queue"], data["documents"]
+    click.echo(f"home       {data['home']}")
+    click.echo(
+        f"queue      visible {q['visible']} · in flight {q['in_flight']} · "
+        f"delayed {q['delayed']} · dead {q['dead']}"
+    )
+    click.echo("documents  " + " · ".join(f"{state} {n}" for state, n in d.items()))
+    click.echo(
+        f"deltas     pending {data['deltas']['pending']} · applied {data['deltas']['applied']}"
+        f" · failed {data['deltas']['failed']}"
+    )
+    for c in data["collections"]:
+        click.echo(f"collection {c['name']}: {c['chunks']} chunks ({c['model']}, {c['dim']}d)")
+    for r in data["compactions"]:
+        when = _iso(r["finished_at"]) or "running"
+        click.echo(
+            f"compaction {r['collection']}: {r['state']}, {r['deltas']} deltas, "
+            f"{r['chunks']} chunks, {when}"
+        )
+    for d in data["running"]:
+        click.echo(f"running    {_display_source(d['source'])}  [{d['stage'] or 'queued'}]")
+    shown = [w for w in data["workers"] if w["state"] != "stopped" or w["heartbeat_age"] < 300]
+    if len(shown) > 12:
+        click.echo(f"workers    {len(shown) - 12} older ones not shown (see --json)")
+        shown = shown[-12:]
+    for w in shown:
+        mark = "STALE (no heartbeat)" if w["stale"] else w["state"]
+        click.echo(
+            f"worker     {w['id']}  pid {w['pid']}  {w['in_flight']}/{w['concurrency']} in flight"
+            f"  done {w['jobs_done']} failed {w['jobs_failed']}"
+            f"  beat {w['heartbeat_age']:.0f}s ago  {mark}"
+        )
+
+
+@main.command()
+@click.option(
+    "--state",
+    type=click.Choice([state.value for state in State]),
+    default=None,
+    help="Only documents in this state.",
+)
+@click.option("--collection", "-c", default=None, help="Only this collection.")
+@click.option("--run", "run_name", default=None, help="Only this run.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@home_option
+@handle_errors
+def documents(
+    state: str | None,
+    collection: str | None,
+    run_name: str | None,
+    as_json: bool,
+    home: Path | None,
+) -> None:
+    """List documents with their state, chunk count and last error.
+
+    \b
+    Examples:
+      conveyor documents --state failed
+      conveyor documents --json | jq '.[] | select(.chunks > 10) | .source'
+    """
+    with _open(home) as cv:
+        docs = cv.documents(state=state, collection=collection, run=run_name)
+    if as_json:
+        click.echo(json.dumps(docs, indent=2, default=str, ensure_ascii=False))
+        return
+    if not docs:
+        click.echo("no documents")
+    for d in docs:
+        line = f"{d['state']:<8} {d['chunks']:>5}  {_display_source(d['source'])}"
+        if d["state"] == State.RUNNING and d.get("stage"):
+            line += f"  [{d['stage']}]"
+        if d["error"] and d["state"] in (State.FAILED, State.QUEUED):
+            line += f"\n         reason: {d['error']}"
+        click.echo(line)
+
+
+@main.command()
+@click.option("--collection", "-c", default=None, help="Collection to export [default 'default'].")
+@home_option
+@handle_errors
+def export(collection: str | None, home: Path | None) -> None:
+    """Write every chunk with its vector as JSON lines to stdout.
+
+    \b
+    Examples:
+      conveyor export > chunks.jsonl
+      conveyor export --collection reports | head -1 | jq .text
+    """
+    with _open(home) as cv:
+        for record in cv.export(collection):
+            click.echo(json.dumps(record, ensure_ascii=False))
+
+
+@main.group()
+def dlq() -> None:
+    """The dead-letter queue: jobs that failed for good, with their reasons.
+
+    \b
+    Examples:
+      conveyor dlq list
+      conveyor dlq redrive --all
+    """
+
+
+@dlq.command("list")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@home_option
+@handle_errors
+def dlq_list(limit: int, as_json: bool, home: Path | None) -> None:
+    """List dead letters: job id, source, reason, attempts, first and last seen.
+
+    \b
+    Examples:
+      conveyor dlq list
+      conveyor dlq list --json | jq -r '.[].job_id'
+    """
+    with _open(home) as cv:
+        letters = cv.dead_letters(limit)
+    rows = [
+        {
+            "job_id": d.job_id,
+            "source": d.body.get("source") if isinstance(d.body, dict) else None,
+            "error": d.error,
+            "attempts": d.receive_count,
+            "first_seen": _iso(d.first_seen),
+            "last_seen": _iso(d.last_seen),
+            "body": d.body,
+        }
+        for d in letters
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("the dead-letter queue is empty")
+    for r in rows:
+        click.echo(
+            f"{r['job_id']}  {r['attempts']}x  last {r['last_seen']}  "
+            f"{_display_source(str(r['source']))}"
+        )
+        click.echo(f"    reason: {r['error']}")
+
+
+@dlq.command("redrive")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "redrive_all", is_flag=True, help="Every dead letter.")
+@home_option
+@handle_errors
+def dlq_redrive(job_ids: tuple[str, ...], redrive_all: bool, home: Path | None) -> None:
+    """Put dead letters back onto the queue, with their attempts reset.
+
+    \b
+    Examples:
+      conveyor dlq redrive --all
+      conveyor dlq redrive 3f2a9c... 77b1e0...
+    """
+    if bool(job_ids) == redrive_all:
+        raise click.UsageError("give job ids or --all (not both)")
+    with _open(home) as cv:
+        moved = cv.redrive(None if redrive_all else list(job_ids))
+    click.echo(
+        f"redrove {moved} job{'s' if moved != 1 else ''}; run `conveyor worker` "
+        "(or `conveyor ingest`) to process them"
+    )
