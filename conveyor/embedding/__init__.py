@@ -4,8 +4,8 @@ Backends: :mod:`.local` (sentence-transformers, torch), :mod:`.onnx` (ONNX
 Runtime, fp32 or int8) and :mod:`.http` (the client of ``conveyor
 embed-server``). A cache (:mod:`.cache`) and a cross-request batcher
 (:mod:`.batching`) wrap any of them. The models in this process are
-:class:`LocalModel` objects: an :class:`Embedder` with the tokenizer chunking
-uses and a ``load`` to pay the model's start-up cost up front.
+:class:`LocalModel` objects: an :class:`Embedder` with the tokenizer
+chunking uses and a ``load`` to pay the model's start-up cost up front.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ hosts); what they all share is the catalog. :class:`Live` polls it every
 :data:`POLL_SECONDS` for documents updated since the last look — the catalog
 lists documents newest first, so a poll reads only the head of that list, more
 when more changed — and turns each change into an event for the ``/events``
-subscribers. The same observations feed the counters (jobs by outcome, errors by
-kind, embeddings, a histogram of stage durations), so they count the work of every
+subscribers. The same observations feed the counters of
+:class:`~conveyor.server.metrics.ApiMetrics` (jobs by outcome, errors by kind,
+embeddings, a histogram of stage durations), so they count the work of every
 worker, not only this process's.
 
 Timestamps come from the workers' clocks: a change is looked for within
@@ -21,7 +22,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from urllib.parse import unquote, urlparse
 
 from ..exceptions import safe_summary
 from ..worker import stale_after
-from .prometheus import Exposition, Histogram
+from .metrics import ApiMetrics
 
 if TYPE_CHECKING:
     from ..app import Conveyor
@@ -41,7 +42,6 @@ LOOKBACK_SECONDS = 5.0
 RECONCILE_SECONDS = 5.0
 MAX_SCAN = 8192
 SUBSCRIBER_BACKLOG = 1000
-STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 TERMINAL = ("done", "skipped", "failed")
 
 
@@ -75,21 +75,22 @@ class Event:
 
 
 class Live:
-    """The poller, its subscribers and the counters it keeps."""
+    """The poller, its subscribers, and the counters it feeds (``metrics``: by default
+    a registry of its own)."""
 
-    def __init__(self, conveyor: Conveyor, *, interval: float = POLL_SECONDS) -> None:
+    def __init__(
+        self,
+        conveyor: Conveyor,
+        *,
+        metrics: ApiMetrics | None = None,
+        interval: float = POLL_SECONDS,
+    ) -> None:
         self.cv = conveyor
+        self.metrics = metrics if metrics is not None else ApiMetrics(conveyor)
         self.interval = interval
         self.stopping = threading.Event()
         self.subscribers: set[asyncio.Queue[Event]] = set()
         self.started = time.time()
-        self.jobs: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.embeddings = 0
-        self.uploads: Counter[str] = Counter()
-        self.upload_bytes = 0
-        self.stages = Histogram(STAGE_BUCKETS, "stage")
-        self._lock = threading.Lock()
         self._seen: dict[str, tuple[float, str, str | None]] = {}
         self._newest: float | None = None
         self._baselined = False
@@ -145,20 +146,16 @@ class Live:
 
     def _observe(self, doc: dict[str, Any], previous: tuple[float, str, str | None] | None) -> None:
         state, stage = doc["state"], doc["stage"]
-        with self._lock:
-            if state in TERMINAL and (previous is None or previous[1] != state):
-                self.jobs[state] += 1
-                self._throughput = None  # the chart changes with it
-                if state == "done":
-                    self.embeddings += int(doc["chunks"] or 0)
-                    for name, seconds in (doc.get("timings") or {}).items():
-                        if isinstance(seconds, int | float):
-                            self.stages.observe(name, float(seconds))
-                if state == "failed":
-                    self.errors[doc["error_kind"] or "unknown"] += 1
-            elif state == "queued" and stage == "retry" and (previous or (0, "", ""))[2] != "retry":
-                self.jobs["retried"] += 1
-                self.errors[doc["error_kind"] or "unknown"] += 1
+        if state in TERMINAL and (previous is None or previous[1] != state):
+            self._throughput = None  # the chart changes with it
+            self.metrics.finished(
+                state,
+                chunks=int(doc["chunks"] or 0),
+                timings=doc.get("timings"),
+                error_kind=doc["error_kind"],
+            )
+        elif state == "queued" and stage == "retry" and (previous or (0, "", ""))[2] != "retry":
+            self.metrics.retried(doc["error_kind"])
 
     def _event(self, kind: str, data: dict[str, Any]) -> Event:
         self._next_id += 1
@@ -190,11 +187,6 @@ class Live:
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         self.subscribers.discard(queue)
 
-    def uploaded(self, result: str, size: int = 0) -> None:
-        with self._lock:
-            self.uploads[result] += 1
-            self.upload_bytes += size
-
     # -- summaries -------------------------------------------------------
 
     def throughput(self, minutes: int = 15) -> list[dict[str, Any]]:
@@ -221,92 +213,3 @@ class Live:
     def workers(self) -> list[dict[str, Any]]:
         catalog = self.cv.components.catalog
         return list(catalog.workers(stale_after=stale_after(self.cv.settings.visibility_timeout)))
-
-    def metrics(self) -> str:
-        """The Prometheus text for ``GET /metrics`` (blocking: run it in a thread)."""
-        c = self.cv.components
-        depth = c.queue.depth().as_dict()
-        counts = c.catalog.counts()
-        workers = self.workers()
-        out = Exposition()
-        out.family(
-            "conveyor_queue_depth",
-            "gauge",
-            "Jobs in the queue by state (visible, in_flight, delayed, dead).",
-            [({"state": s}, n) for s, n in depth.items()],
-        )
-        out.family(
-            "conveyor_documents",
-            "gauge",
-            "Documents in the catalog by state.",
-            [({"state": s}, n) for s, n in counts.items()],
-        )
-        with self._lock:
-            jobs = dict(self.jobs)
-            errors = dict(self.errors)
-            embeddings = self.embeddings
-            uploads = dict(self.uploads)
-            upload_bytes = self.upload_bytes
-        out.family(
-            "conveyor_jobs_total",
-            "counter",
-            "Jobs finished since this server started, by outcome (any worker).",
-            [({"outcome": o}, jobs.get(o, 0)) for o in (*TERMINAL, "retried")],
-        )
-        out.histogram(
-            "conveyor_stage_duration_seconds",
-            "Seconds each stage took, for documents done since this server started.",
-            self.stages,
-        )
-        out.family(
-            "conveyor_embeddings_generated_total",
-            "counter",
-            "Chunks embedded and merged since this server started.",
-            [(None, embeddings)],
-        )
-        out.family(
-            "conveyor_errors_total",
-            "counter",
-            "Failures and retries since this server started, by error kind.",
-            [({"kind": k}, n) for k, n in sorted(errors.items())],
-        )
-        out.family(
-            "conveyor_uploads_total",
-            "counter",
-            "Uploads to this server by result.",
-            [({"result": r}, n) for r, n in sorted(uploads.items())],
-        )
-        out.family(
-            "conveyor_upload_bytes_total", "counter", "Bytes uploaded.", [(None, upload_bytes)]
-        )
-        out.family(
-            "conveyor_worker_heartbeat_age_seconds",
-            "gauge",
-            "Seconds since each worker's last heartbeat.",
-            [
-                ({"worker": w["id"], "host": w["host"], "state": w["state"]}, w["heartbeat_age"])
-                for w in workers
-            ],
-        )
-        out.family(
-            "conveyor_workers",
-            "gauge",
-            "Workers seen in the last hour by state (running, stale, stopped).",
-            [
-                ({"state": s}, sum(1 for w in workers if _worker_state(w) == s))
-                for s in ("running", "stale", "stopped")
-            ],
-        )
-        out.family(
-            "conveyor_api_uptime_seconds",
-            "gauge",
-            "Seconds since this server started.",
-            [(None, round(time.time() - self.started, 1))],
-        )
-        return out.render()
-
-
-def _worker_state(worker: dict[str, Any]) -> str:
-    if worker.get("stale"):
-        return "stale"
-    return "running" if worker["state"] == "running" else "stopped"

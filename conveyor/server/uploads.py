@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from ..blobstore import BlobStore
 from ..exceptions import ConveyorError, EmptyDocument, SourceNotFound, UnsupportedType
+from .errors import HttpError
 
 HEAD_BYTES = 64 * 1024
 """How much of the file is kept in memory for sniffing its type."""
@@ -41,12 +42,8 @@ MAX_NAME_BYTES = 200
 _UNSAFE = re.compile(r'[<>:"|?*]')
 
 
-class UploadError(Exception):
-    """A request the client must change: ``status``, a message, an error type."""
-
-    def __init__(self, status: int, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
+class UploadError(HttpError):
+    """An upload the client must change: ``status``, a message, an error type."""
 
 
 def safe_name(raw: str | None) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.app import Conveyor
 from conveyor.server.api import create_api, listen_address
@@ -106,6 +107,16 @@ def wait_state(client: TestClient, doc_id: str, states: tuple[str, ...], timeout
             return doc
         time.sleep(0.1)
     raise AssertionError(f"document {doc_id} never reached {states}: {doc}")
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text (parsed, so label order and number
+    formatting do not matter), or None when it is not there."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
 
 
 def assert_error(response: httpx.Response, status: int, kind: str | None = None) -> None:
@@ -496,7 +507,7 @@ def test_events_stream_a_state_change(client: TestClient, conveyor: Conveyor) ->
     wait_idle(client)
     token = client.post("/events/token", headers=H).json()["token"]
     assert_error(client.get(f"/events?token={token[:-2]}xx&limit=1"), 401)
-    live = client.app.state.live  # type: ignore[attr-defined]
+    live = client.app.state.api.live  # type: ignore[attr-defined]
     before = len(live.subscribers)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(client.get, f"/events?token={token}&limit=1")
@@ -540,10 +551,8 @@ def test_status_and_metrics(client: TestClient) -> None:
     deadline = time.monotonic() + 10
     while True:  # the poller counts what it has seen finish
         text = client.get("/metrics").text
-        done = [
-            ln for ln in text.splitlines() if ln.startswith('conveyor_jobs_total{outcome="done"}')
-        ]
-        if (done and int(done[0].split()[-1]) >= 1) or time.monotonic() > deadline:
+        done = sample(text, "conveyor_jobs_total", outcome="done")
+        if (done is not None and done >= 1) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     for family, kind in (
@@ -554,14 +563,24 @@ def test_status_and_metrics(client: TestClient) -> None:
         ("conveyor_embeddings_generated_total", "counter"),
         ("conveyor_errors_total", "counter"),
         ("conveyor_worker_heartbeat_age_seconds", "gauge"),
+        ("conveyor_workers", "gauge"),
+        ("conveyor_uploads_total", "counter"),
     ):
         assert f"# TYPE {family} {kind}" in text
-    assert 'conveyor_queue_depth{state="in_flight"}' in text
-    assert int(done[0].split()[-1]) >= 1
-    assert 'conveyor_stage_duration_seconds_bucket{stage="embed",le="+Inf"}' in text
-    embeddings = [ln for ln in text.splitlines() if ln.startswith("conveyor_embeddings_generated")]
-    assert int(embeddings[0].split()[-1]) >= 1
-    assert 'conveyor_worker_heartbeat_age_seconds{worker="' in text
+    assert sample(text, "conveyor_queue_depth", state="in_flight") is not None
+    assert done is not None and done >= 1
+    for outcome in ("skipped", "failed", "retried"):  # every outcome shows, 0 or more
+        assert sample(text, "conveyor_jobs_total", outcome=outcome) is not None
+    embed_seconds = sample(text, "conveyor_stage_duration_seconds_bucket", stage="embed", le="+Inf")
+    assert embed_seconds is not None and embed_seconds >= 1
+    embeddings = sample(text, "conveyor_embeddings_generated_total")
+    assert embeddings is not None and embeddings >= 1
+    age = sample(text, "conveyor_worker_heartbeat_age_seconds", state="running")
+    assert age is not None and 0 <= age < 30
+    assert sample(text, "conveyor_workers", state="running") == 1
+    accepted_uploads = sample(text, "conveyor_uploads_total", result="accepted")
+    assert accepted_uploads is not None and accepted_uploads >= 1
+    assert text.startswith("# HELP") and "conveyor_api_uptime_seconds" in text
 
 
 def test_open_api_documents_every_endpoint(client: TestClient) -> None:
@@ -614,7 +633,7 @@ def test_the_api_over_a_postgresql_queue_and_catalog(
             assert overview["documents"]["done"] == 1
             assert [w["state"] for w in overview["workers"]] == ["running"]
             deadline = time.monotonic() + 10
-            while 'conveyor_jobs_total{outcome="done"} 1' not in c.get("/metrics").text:
+            while sample(c.get("/metrics").text, "conveyor_jobs_total", outcome="done") != 1:
                 assert time.monotonic() < deadline, c.get("/metrics").text
                 time.sleep(0.1)
 

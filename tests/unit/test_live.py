@@ -19,7 +19,8 @@ def test_the_first_document_into_an_empty_catalog_is_counted(tmp_path: Path) -> 
         cv.components.catalog.update(old, state="done", chunks=1)
         live = Live(cv)
         assert all(e.kind == "queue" for e in live.poll())
-        assert live.jobs["done"] == 0  # done before the watcher started: not news
+        value = live.metrics.registry.get_sample_value
+        assert value("conveyor_jobs_total", {"outcome": "done"}) == 0  # before it started
 
         with Conveyor(Settings(home=tmp_path / "empty"), embedder=FakeEmbedder()) as fresh:
             watcher = Live(fresh)
@@ -27,5 +28,7 @@ def test_the_first_document_into_an_empty_catalog_is_counted(tmp_path: Path) -> 
             doc = fresh.enqueue([tmp_path / "a.txt"], run="r").document_ids[0]
             fresh.components.catalog.update(doc, state="done", chunks=3)
             events = watcher.poll()
-            assert watcher.jobs["done"] == 1 and watcher.embeddings == 3
+            value = watcher.metrics.registry.get_sample_value
+            assert value("conveyor_jobs_total", {"outcome": "done"}) == 1
+            assert value("conveyor_embeddings_generated_total") == 3
             assert any(e.kind == "document" and e.data["id"] == doc for e in events)

@@ -1,0 +1,258 @@
+"""The API's and the embed server's JSON, as pydantic models: ``/openapi.json`` is built
+from them, and FastAPI checks every answer against them.
+
+:func:`summary`, :func:`status` and :func:`dead_letter` turn catalog rows and queue
+letters into the fields of :class:`DocumentSummary`, :class:`DocumentStatus` and
+:class:`DeadLetter`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..jobs import document_of
+from .live import display_name
+
+# -- conveyor serve ----------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    auth: bool = Field(description="whether requests need an API key")
+    workers: int = Field(description="worker slots running in this process (--workers)")
+    uptime_s: float
+
+
+class QueueDepth(BaseModel):
+    visible: int
+    in_flight: int
+    delayed: int
+    dead: int
+
+
+class DocumentSummary(BaseModel):
+    id: str
+    name: str = Field(description="the source's file name")
+    collection: str
+    source: str
+    run: str | None
+    state: Literal["queued", "running", "done", "skipped", "failed"]
+    stage: str | None = Field(description="where a running document is: fetch, extract, …")
+    kind: str | None
+    chunks: int
+    error: str | None
+    error_kind: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentStatus(DocumentSummary):
+    mime: str | None
+    size: int | None
+    content_hash: str | None
+    model: str | None
+    timings: dict[str, float] = Field(description="seconds per stage of the last run")
+    metadata: dict[str, Any] = Field(description="the uploader's metadata, as given")
+    details: dict[str, Any] = Field(description="what extraction found: title, pages, …")
+
+
+class UploadAccepted(BaseModel):
+    id: str = Field(description="the document id")
+    status_url: str
+    state: str
+    duplicate: bool = Field(description="the same bytes were already a document here")
+    name: str
+    collection: str
+    run: str | None
+    size: int
+    sha256: str
+    kind: str = Field(description="the type sniffed from the bytes")
+    source: str
+
+
+class Hit(BaseModel):
+    score: float
+    id: str
+    document_id: str
+    name: str
+    source: str
+    chunk_index: int
+    page: int | None
+    text: str
+    metadata: dict[str, Any]
+    collection: str
+
+
+class SearchResults(BaseModel):
+    query: str
+    collection: str
+    hits: list[Hit]
+
+
+class DeadLetter(BaseModel):
+    job_id: str
+    document_id: str | None
+    name: str | None
+    source: str | None
+    collection: str | None
+    error: str | None
+    attempts: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+class RedriveRequest(BaseModel):
+    job_ids: list[str] | None = Field(
+        None, max_length=1000, description="dead letters to redrive; null: all of them"
+    )
+
+
+class Redriven(BaseModel):
+    redriven: int
+
+
+class Worker(BaseModel):
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    state: str
+    stale: bool
+    in_flight: int
+    jobs_done: int
+    jobs_failed: int
+    heartbeat_age: float = Field(description="seconds since its last heartbeat")
+    started_at: datetime
+
+
+class ThroughputPoint(BaseModel):
+    minute: datetime
+    done: int
+    failed: int
+    chunks: int
+
+
+class Overview(BaseModel):
+    queue: QueueDepth
+    documents: dict[str, int]
+    workers: list[Worker]
+    throughput: list[ThroughputPoint]
+    recent: list[DocumentSummary]
+    failures: list[DeadLetter]
+    in_process_workers: int
+
+
+class EventToken(BaseModel):
+    token: str
+    expires_in: int = Field(description="seconds the token may be used to connect")
+
+
+# -- from catalog rows and queue letters -------------------------------------------
+
+
+def timestamp(ts: float | None) -> datetime:
+    return datetime.fromtimestamp(ts or 0.0, UTC)
+
+
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": doc["id"],
+        "name": display_name(doc["source"]),
+        "collection": doc["collection"],
+        "source": doc["source"],
+        "run": doc["run"],
+        "state": doc["state"],
+        "stage": doc["stage"],
+        "kind": doc["kind"],
+        "chunks": doc["chunks"] or 0,
+        "error": doc["error"],
+        "error_kind": doc["error_kind"],
+        "attempts": doc["attempts"] or 0,
+        "created_at": timestamp(doc["created_at"]),
+        "updated_at": timestamp(doc["updated_at"]),
+    }
+
+
+def status(doc: dict[str, Any]) -> dict[str, Any]:
+    details = dict(doc.get("metadata") or {})
+    user = details.pop("user", None)
+    return {
+        **summary(doc),
+        "mime": doc["mime"],
+        "size": doc["size"],
+        "content_hash": doc["content_hash"],
+        "model": doc["model"],
+        "timings": {
+            k: round(float(v), 4)
+            for k, v in (doc.get("timings") or {}).items()
+            if isinstance(v, int | float)
+        },
+        "metadata": user if isinstance(user, dict) else {},
+        "details": details,
+    }
+
+
+def dead_letter(letter: Any, default_collection: str) -> dict[str, Any]:
+    body = letter.body if isinstance(letter.body, dict) else {}
+    source = body.get("source") if isinstance(body.get("source"), str) else None
+    return {
+        "job_id": letter.job_id,
+        "document_id": document_of(body, default_collection),
+        "name": display_name(source) if source else None,
+        "source": source,
+        "collection": body.get("collection") or (default_collection if source else None),
+        "error": letter.error,
+        "attempts": letter.receive_count,
+        "first_seen": timestamp(letter.first_seen),
+        "last_seen": timestamp(letter.last_seen),
+    }
+
+
+# -- conveyor embed-server ---------------------------------------------------------
+
+
+class EmbedRequest(BaseModel):
+    texts: list[str]
+
+
+class OpenAIRequest(BaseModel):
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: str = "float"
+
+
+class EmbedHealth(BaseModel):
+    status: Literal["ok"]
+    model: str
+    dim: int
+    backend: str
+    uptime_s: float
+
+
+class Embeddings(BaseModel):
+    embeddings: list[list[float]]
+    model: str
+    dim: int
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of float32 (<f4)")
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddings(BaseModel):
+    object: Literal["list"]
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
