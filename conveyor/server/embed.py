@@ -59,7 +59,7 @@ class EmbedService:
         try:
             model = self.embedder
             if model is None:  # the configured model and backend (torch, onnx, onnx-int8)
-                from ..app import Components
+                from ..components import Components
 
                 model = Components(self.settings).local_embedder
             model.embed(["warm up"])

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from ..documents import FINISHED, RETRY, State
 from ..exceptions import safe_summary
 from ..worker import stale_after
 from .metrics import ApiMetrics
@@ -42,7 +43,6 @@ LOOKBACK_SECONDS = 5.0
 RECONCILE_SECONDS = 5.0
 MAX_SCAN = 8192
 SUBSCRIBER_BACKLOG = 1000
-TERMINAL = ("done", "skipped", "failed")
 
 
 def display_name(source: str) -> str:
@@ -146,7 +146,7 @@ class Live:
 
     def _observe(self, doc: dict[str, Any], previous: tuple[float, str, str | None] | None) -> None:
         state, stage = doc["state"], doc["stage"]
-        if state in TERMINAL and (previous is None or previous[1] != state):
+        if state in FINISHED and (previous is None or previous[1] != state):
             self._throughput = None  # the chart changes with it
             self.metrics.finished(
                 state,
@@ -154,7 +154,7 @@ class Live:
                 timings=doc.get("timings"),
                 error_kind=doc["error_kind"],
             )
-        elif state == "queued" and stage == "retry" and (previous or (0, "", ""))[2] != "retry":
+        elif state == State.QUEUED and stage == RETRY and (previous or (0, "", ""))[2] != RETRY:
             self.metrics.retried(doc["error_kind"])
 
     def _event(self, kind: str, data: dict[str, Any]) -> Event:
@@ -196,15 +196,18 @@ class Live:
             return self._throughput[1]
         catalog = self.cv.components.catalog
         start = (int(now // 60) - minutes + 1) * 60
-        points = {start + 60 * i: {"done": 0, "failed": 0, "chunks": 0} for i in range(minutes)}
-        for state, limit in (("done", 5000), ("failed", 1000)):
+        points = {
+            start + 60 * i: {State.DONE.value: 0, State.FAILED.value: 0, "chunks": 0}
+            for i in range(minutes)
+        }
+        for state, limit in ((State.DONE, 5000), (State.FAILED, 1000)):
             for doc in catalog.documents(state=state, limit=limit):
                 if doc["updated_at"] < start:
                     break
                 minute = int(doc["updated_at"] // 60) * 60
                 if minute in points:
                     points[minute][state] += 1
-                    if state == "done":
+                    if state == State.DONE:
                         points[minute]["chunks"] += int(doc["chunks"] or 0)
         out = [{"minute": m, **v} for m, v in sorted(points.items())]
         self._throughput = (now, out)

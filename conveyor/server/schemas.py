@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..documents import State
 from ..jobs import document_of
 from .live import display_name
 
@@ -40,7 +41,7 @@ class DocumentSummary(BaseModel):
     collection: str
     source: str
     run: str | None
-    state: Literal["queued", "running", "done", "skipped", "failed"]
+    state: State
     stage: str | None = Field(description="where a running document is: fetch, extract, …")
     kind: str | None
     chunks: int

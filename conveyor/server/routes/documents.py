@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ...documents import State
 from ...exceptions import ConveyorError, safe_summary
 from ...ids import document_id
 from ...jobs import check_name
@@ -46,7 +47,7 @@ UPLOAD_BODY = {
     }
 }
 
-DocumentState = Literal["queued", "running", "done", "skipped", "failed"]
+DocumentState = State
 
 
 @router.post(
@@ -107,7 +108,7 @@ def _accept(
         source = c.blobs.uri(key)
         doc_id = document_id(collection, source)
         known = c.catalog.get(doc_id)
-        duplicate = known is not None and known["state"] != "failed"
+        duplicate = known is not None and known["state"] != State.FAILED
         if not duplicate:
             try:
                 cv.submit(source, collection=collection, run=run, metadata=metadata)
@@ -119,7 +120,7 @@ def _accept(
     return {
         "id": doc_id,
         "status_url": f"/documents/{doc_id}",
-        "state": doc.get("state", "queued"),
+        "state": doc.get("state", State.QUEUED.value),
         "duplicate": duplicate,
         "name": display_name(source),
         "collection": collection,
