@@ -6,8 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +49,3 @@ def start(*args: str, home: Path, log: Path | None = None, **env: str) -> subpro
 
 def status(home: Path, **env: str) -> dict[str, Any]:
     return json.loads(run("status", "--json", home=home, **env).stdout)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support import stop_processes
 
 from conveyor.app import Conveyor
 from conveyor.settings import Settings
@@ -103,13 +104,7 @@ def test_chaos(tmp_path: Path) -> None:
             time.sleep(0.5)
     finally:
         observer.close()
-        for p in [*workers, compactor]:
-            p.terminate()
-        for p in [*workers, compactor]:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes([*workers, compactor])
 
     assert kills >= 3, "the run ended before the chaos began"
     assert compactor_killed, "the compactor was never caught merging"

@@ -12,12 +12,12 @@ corrupt one failed with its reason, and any host can search.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from support import stop_processes
 
 from conveyor.app import Conveyor
 from conveyor.settings import Settings
@@ -105,13 +105,7 @@ def test_three_hosts_share_only_the_engines(
             time.sleep(0.5)
     finally:
         observer.close()
-        for p in workers:
-            p.terminate()
-        for p in workers:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(workers)
     assert killed, "the run ended before a worker could be killed"
 
     # any host reads the same state: the third one, which never enqueued anything
