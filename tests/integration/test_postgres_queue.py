@@ -1,8 +1,9 @@
 """The PostgreSQL queue beyond the shared conformance suite: processes on "many
 hosts", the server's clock, schema set-up racing, and start-up errors.
 
-The conformance suite (tests/unit/test_queue_conformance.py) runs against
-PostgreSQL too; these tests need what only a real server shows.
+The conformance suite (tests/conformance/jobqueue.py) runs against PostgreSQL
+in test_queue_conformance_servers.py; these tests need what only a real server
+shows.
 """
 
 from __future__ import annotations
