@@ -10,6 +10,7 @@ where a helper needs it, so the server fixtures load without it.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -93,6 +94,25 @@ def stop_processes(processes: Iterable[subprocess.Popen[Any]], timeout: float = 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def in_processes(
+    target: Callable[..., None], args: tuple[Any, ...], processes: int, timeout: float = 120
+) -> list[Any]:
+    """Run ``target(*args, barrier, results)`` in ``processes`` new (spawned) processes,
+    "hosts" that begin together once each waits on ``barrier``; returns what each put
+    on ``results`` (one item each), after checking they all exited with status 0."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, results)) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    outs = [results.get(timeout=timeout) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    return outs
 
 
 def _answers(url: str) -> bool:

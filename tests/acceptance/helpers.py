@@ -11,6 +11,15 @@ from typing import Any
 
 CONVEYOR = str(Path(sys.executable).parent / "conveyor")
 
+BUSY = {
+    "CONVEYOR_CHUNK_SIZE": "64",
+    "CONVEYOR_CHUNK_OVERLAP": "8",
+    "CONVEYOR_RETRY_BASE_SECONDS": "0.5",
+    "OMP_NUM_THREADS": "1",
+}
+"""Workers with much to do and little waiting: small chunks (many per document),
+quick retries, one thread each for the model."""
+
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "CONVEYOR_HOME": str(home), "HF_HUB_OFFLINE": "1", **extra}

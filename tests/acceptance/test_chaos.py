@@ -25,15 +25,9 @@ from conveyor.app import Conveyor
 from conveyor.settings import Settings
 from conveyor.testing import make_pdf, prose
 
-from .helpers import run, start
+from .helpers import BUSY, run, start
 
-ENV = {
-    "CONVEYOR_VISIBILITY_TIMEOUT": "3",
-    "CONVEYOR_CHUNK_SIZE": "64",
-    "CONVEYOR_CHUNK_OVERLAP": "8",
-    "CONVEYOR_RETRY_BASE_SECONDS": "0.5",
-    "OMP_NUM_THREADS": "1",
-}
+ENV = {"CONVEYOR_VISIBILITY_TIMEOUT": "3", **BUSY}
 GOOD, CORRUPT = 180, 20
 DEADLINE = 240.0
 

@@ -23,7 +23,7 @@ from conveyor.app import Conveyor
 from conveyor.settings import Settings
 from conveyor.testing import prose
 
-from .helpers import run, start
+from .helpers import BUSY, run, start
 
 GOOD, CORRUPT = 36, 4
 DEADLINE = 240.0
@@ -57,14 +57,7 @@ def test_three_hosts_share_only_the_engines(
         "CONVEYOR_VECTORS_URL": chroma_url,
         "CONVEYOR_BLOBS_URL": f"s3://{s3_bucket}/conveyor/",
     }
-    env = {
-        **engines,
-        "CONVEYOR_VISIBILITY_TIMEOUT": "4",
-        "CONVEYOR_CHUNK_SIZE": "64",
-        "CONVEYOR_CHUNK_OVERLAP": "8",
-        "CONVEYOR_RETRY_BASE_SECONDS": "0.5",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = {**engines, "CONVEYOR_VISIBILITY_TIMEOUT": "4", **BUSY}
     hosts = [tmp_path / f"host-{n}" for n in range(3)]
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -483,16 +483,24 @@ def drain(queue: JobQueue, out: list[str], work: float = 0.0) -> None:
             queue.ack(lease)
 
 
-def test_concurrent_threads_never_share_a_job(queue: JobQueue) -> None:
-    ids = queue.send_many([{"i": i} for i in range(200)])
-    results: list[list[str]] = [[] for _ in range(8)]
-    threads = [threading.Thread(target=drain, args=(queue, out, 0.001)) for out in results]
-    for thread in threads:
+def drain_in_threads(
+    queue: JobQueue, *, jobs: int = 200, threads: int = 8, timeout: float = 30
+) -> tuple[list[str], Counter[str]]:
+    """Send ``jobs`` jobs and drain them with ``threads`` threads at once; returns the
+    ids sent and how often each id was delivered. The threads must have overlapped."""
+    ids = queue.send_many([{"i": i} for i in range(jobs)])
+    results: list[list[str]] = [[] for _ in range(threads)]
+    running = [threading.Thread(target=drain, args=(queue, out, 0.001)) for out in results]
+    for thread in running:
         thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    for thread in running:
+        thread.join(timeout=timeout)
     assert sum(1 for out in results if out) >= 2, "the receivers did not overlap"
-    delivered = Counter(job_id for out in results for job_id in out)
+    return ids, Counter(job_id for out in results for job_id in out)
+
+
+def test_concurrent_threads_never_share_a_job(queue: JobQueue) -> None:
+    ids, delivered = drain_in_threads(queue)
     assert [job_id for job_id, n in delivered.items() if n > 1] == []
     assert sorted(delivered) == sorted(ids)
     assert depth(queue) == EMPTY

@@ -11,14 +11,12 @@ time passes for real, the suite's clock sleeping when a test advances it.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import Counter
 from typing import Any
 
 import pytest
 from conformance import jobqueue
-from conformance.jobqueue import EMPTY, SQS, QueueBackend, SleepingClock, depth, drain
+from conformance.jobqueue import EMPTY, SQS, QueueBackend, SleepingClock, depth, drain_in_threads
 from servers.aws import REGION, SqsQueueInfo, client, make_sqs_queue
 from support import T0
 
@@ -57,15 +55,7 @@ def test_sqs_send_receive_ack(queue: SqsQueue) -> None:
 def test_sqs_concurrent_receivers_lose_nothing(queue: SqsQueue) -> None:
     """Eight threads drain 200 jobs: every job is delivered (a rare duplicate is
     allowed: at-least-once), all are acked, the queue ends empty."""
-    ids = queue.send_many([{"i": i} for i in range(200)])
-    results: list[list[str]] = [[] for _ in range(8)]
-    threads = [threading.Thread(target=drain, args=(queue, out, 0.001)) for out in results]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sum(1 for out in results if out) >= 2, "the receivers did not overlap"
-    delivered = Counter(job_id for out in results for job_id in out)
+    ids, delivered = drain_in_threads(queue, timeout=60)
     assert sorted(delivered) == sorted(ids)
     assert depth(queue) == EMPTY
 

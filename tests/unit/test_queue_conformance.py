@@ -6,7 +6,6 @@ the same suite in ``tests/integration/test_queue_conformance_servers.py``.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from conformance.jobqueue import (
     depth,
     drain,
 )
-from support import FakeClock
+from support import FakeClock, in_processes
 
 from conveyor.exceptions import ConfigurationError, TransientError
 from conveyor.queue import LeaseLost, open_queue
@@ -58,16 +57,7 @@ def test_sqlite_processes_never_share_a_job(tmp_path: Path) -> None:
     path = str(tmp_path / "shared.db")
     queue = SqliteQueue(path)
     ids = queue.send_many([{"i": i} for i in range(200)])
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(4)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_process_worker, args=(path, barrier, results)) for _ in range(4)]
-    for proc in procs:
-        proc.start()
-    outs = [results.get(timeout=60) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=30)
-        assert proc.exitcode == 0
+    outs = in_processes(_process_worker, (path,), 4, timeout=60)
     assert sum(1 for out in outs if out) >= 2, "the receivers did not overlap"
     delivered = Counter(job_id for out in outs for job_id in out)
     assert [job_id for job_id, n in delivered.items() if n > 1] == []
