@@ -23,10 +23,19 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .exceptions import ConfigurationError, safe_summary
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+    from psycopg.rows import TupleRow
+
+Connection: TypeAlias = "psycopg.Connection[TupleRow]"
+_ConnectionPool: TypeAlias = "psycopg_pool.ConnectionPool[Connection]"
 
 SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_SCHEMA = "conveyor"
@@ -43,15 +52,15 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(SCHEMES)
 
 
-def _psycopg() -> tuple[Any, Any]:
+def _require_psycopg() -> None:
+    """psycopg and psycopg-pool are there, or a :class:`ConfigurationError` names the extra."""
     try:
-        import psycopg
-        import psycopg_pool
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ConfigurationError(
             "PostgreSQL support needs psycopg and psycopg-pool: pip install 'conveyor[postgres]'"
         ) from exc
-    return psycopg, psycopg_pool
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -90,14 +99,14 @@ def _options(libpq_url: str, schema: str) -> str:
     return f"{own} -c search_path={schema}".strip()
 
 
-def _exist(conn: Any, schema: str, relations: Sequence[str]) -> bool:
+def _exist(conn: Connection, schema: str, relations: Sequence[str]) -> bool:
     """Whether every table or index in ``relations`` exists in ``schema``."""
     row = conn.execute(
         "SELECT bool_and(to_regclass(format('%%I.%%I', %s::text, name)) IS NOT NULL)"
         " FROM unnest(%s::text[]) AS name",
         (schema, list(relations)),
     ).fetchone()
-    return bool(row[0])
+    return row is not None and bool(row[0])  # an aggregate: there is always a row
 
 
 class Pool:
@@ -118,7 +127,9 @@ class Pool:
         relations: Sequence[str],
         max_size: int = 8,
     ) -> None:
-        psycopg, _ = _psycopg()
+        _require_psycopg()
+        import psycopg
+
         self.url = url
         self.what = what
         self.max_size = max_size
@@ -137,11 +148,12 @@ class Pool:
             raise ConfigurationError(
                 f"cannot open the {what} database {safe_summary(url)!r}: {safe_summary(exc)}"
             ) from exc
-        self._inherited: list[Any] = []
+        self._inherited: list[_ConnectionPool] = []
         self._pool = self._open()
 
-    def _open(self) -> Any:
-        _, psycopg_pool = _psycopg()
+    def _open(self) -> _ConnectionPool:
+        import psycopg_pool
+
         self._pid = os.getpid()
         return psycopg_pool.ConnectionPool(
             self._libpq,
@@ -154,7 +166,7 @@ class Pool:
             open=True,
         )
 
-    def connection(self) -> Any:
+    def connection(self) -> AbstractContextManager[Connection]:
         """``with pool.connection() as conn:`` — a connection for this block."""
         if os.getpid() != self._pid:  # forked: never share the parent's sockets
             self._inherited.append(self._pool)

@@ -6,10 +6,10 @@ fall back to ``pysqlite3`` (the ``pysqlite3-binary`` wheel), which has it.
 
 from __future__ import annotations
 
+import importlib
 import sqlite3 as _stdlib_sqlite3
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from .exceptions import ConfigurationError
 
@@ -18,22 +18,23 @@ def _driver() -> ModuleType:
     if hasattr(_stdlib_sqlite3.Connection, "enable_load_extension"):
         return _stdlib_sqlite3
     try:
-        import pysqlite3.dbapi2 as pysqlite3  # type: ignore[import-not-found,unused-ignore]
+        return importlib.import_module("pysqlite3.dbapi2")
     except ImportError as exc:  # pragma: no cover - depends on the platform
         raise ConfigurationError(
             "this Python's sqlite3 cannot load extensions (needed for sqlite-vec); "
             "install pysqlite3-binary: pip install pysqlite3-binary"
         ) from exc
-    return pysqlite3
 
 
 sqlite3: ModuleType = _driver()
-Connection = Any  # sqlite3.Connection of whichever driver is in use
+Connection = _stdlib_sqlite3.Connection
+Row = _stdlib_sqlite3.Row
+"""A connection and a row of whichever driver is in use (pysqlite3's have the same interface)."""
 IntegrityError = sqlite3.IntegrityError
 OperationalError = sqlite3.OperationalError
 
 
-def connect(path: str | Path, *, vec: bool = True, timeout: float = 30.0) -> Any:
+def connect(path: str | Path, *, vec: bool = True, timeout: float = 30.0) -> Connection:
     """Open ``path`` in WAL mode with a busy timeout; load sqlite-vec if ``vec``.
 
     Connections are in autocommit mode: use ``BEGIN IMMEDIATE`` / ``COMMIT``
@@ -41,7 +42,7 @@ def connect(path: str | Path, *, vec: bool = True, timeout: float = 30.0) -> Any
     """
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
+    conn: Connection = sqlite3.connect(
         str(path), timeout=timeout, isolation_level=None, check_same_thread=False
     )
     conn.row_factory = sqlite3.Row
@@ -59,7 +60,7 @@ def connect(path: str | Path, *, vec: bool = True, timeout: float = 30.0) -> Any
     return conn
 
 
-def table_exists(conn: Any, name: str) -> bool:
+def table_exists(conn: Connection, name: str) -> bool:
     """Whether ``name`` exists: schema set-up is skipped then, so that read-only
     commands never wait for the write lock."""
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone()
@@ -69,10 +70,10 @@ def table_exists(conn: Any, name: str) -> bool:
 class transaction:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Connection:
         self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 

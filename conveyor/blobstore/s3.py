@@ -149,14 +149,13 @@ def translate(exc: Exception, *, doing: str, uri: str, permission: str) -> Excep
             )
         if code in _BUSY or status >= 500 or status == 429:
             return TransientError(f"S3 is busy or failing ({code or status}) {doing} {where}")
-        return exc
-    if isinstance(exc, NoCredentialsError):
+    elif isinstance(exc, NoCredentialsError):
         return ConfigurationError(
             f"no AWS credentials found {doing} {where}: set AWS_ACCESS_KEY_ID / a profile / a role"
         )
-    if isinstance(exc, BotoConnectionError | HTTPClientError | BotoCoreError):
+    elif isinstance(exc, BotoConnectionError | HTTPClientError | BotoCoreError):
         return TransientError(f"cannot reach S3 {doing} {where}: {safe_summary(exc)}")
-    return exc
+    return exc  # an error of another kind, or a ClientError of a code not above
 
 
 class S3BlobStore:

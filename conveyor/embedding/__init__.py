@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 
 from ..exceptions import ConfigurationError
 
@@ -132,7 +133,8 @@ def model_folder(name: str) -> Path:
         ) from None
 
 
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+def l2_normalise(vectors: np.ndarray) -> npt.NDArray[np.float32]:
+    norms: np.ndarray = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (vectors / norms).astype(np.float32, copy=False)
+    normalised: np.ndarray = vectors / norms
+    return normalised.astype(np.float32, copy=False)

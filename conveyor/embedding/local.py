@@ -8,12 +8,15 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..exceptions import ConfigurationError
 from . import canonical_model_name, l2_normalise, model_folder
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ class LocalEmbedder:
         self.device = device
         self.batch_size = batch_size
         self.max_seq_length = _max_seq_length(self.folder)
-        self._model: Any = None
+        self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
         self._tokenizer: LocalTokenizer | None = None
 
@@ -83,14 +86,20 @@ class LocalEmbedder:
         return self._tokenizer
 
     def load(self) -> Any:
-        """Load the model now (it loads by itself on first ``embed``); returns it."""
+        """Load the model now (it loads by itself on first ``embed``); returns it.
+
+        Typed ``Any`` so as to fit :meth:`LocalModel.load <conveyor.embedding.LocalModel.load>`
+        (which returns nothing); the model is a ``SentenceTransformer``."""
+        return self._loaded()
+
+    def _loaded(self) -> SentenceTransformer:
         with self._lock:
             if self._model is None:
                 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as hf_logging
 
-                hf_logging.disable_progress_bar()
+                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 log.info("loading embedding model", extra={"model": self.model_id})
                 self._model = SentenceTransformer(str(self.folder), device=self.device)
                 self._model.max_seq_length = self.max_seq_length
@@ -98,12 +107,15 @@ class LocalEmbedder:
 
     @property
     def dim(self) -> int:
-        return int(self.load().get_embedding_dimension())
+        dim = self._loaded().get_embedding_dimension()
+        if dim is None:
+            raise ConfigurationError(f"model {self.model_id} does not say its vector dimension")
+        return int(dim)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model = self.load()
+        model = self._loaded()
         vectors = model.encode(
             list(texts),
             batch_size=self.batch_size,

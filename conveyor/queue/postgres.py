@@ -290,6 +290,7 @@ class PostgresQueue:
     def depth(self) -> QueueDepth:
         with self._pool.connection() as conn:
             row = conn.execute(COUNT_STATES, self._params()).fetchone()
+        assert row is not None  # aggregates: always one row
         visible, in_flight, delayed, dead = (int(n) for n in row)
         return QueueDepth(visible=visible, in_flight=in_flight, delayed=delayed, dead=dead)
 

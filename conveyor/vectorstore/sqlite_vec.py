@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .._sqlite import connect, table_exists, transaction
+from .._sqlite import Connection, Row, connect, table_exists, transaction
 from ..exceptions import ConveyorError
 from . import ChunkRecord, CollectionInfo, Hit
 from ._common import check_model, filters, query_vector
@@ -44,7 +44,7 @@ FROM vs_chunks WHERE rowid IN ({marks})
 """
 
 
-def _chunk_fields(row: Any) -> dict[str, Any]:
+def _chunk_fields(row: Row) -> dict[str, Any]:
     """What a ``vs_chunks`` row says of its chunk (shared by hits and exported records)."""
     return {
         "id": row["id"],
@@ -70,7 +70,7 @@ class SqliteVecStore:
                     if statement.strip():
                         conn.execute(statement)
 
-    def _conn(self) -> Any:
+    def _conn(self) -> Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = connect(self.path, vec=True)
@@ -106,6 +106,7 @@ class SqliteVecStore:
             )
             if cur.rowcount:
                 cid = cur.lastrowid
+                assert cid is not None  # a row was inserted
                 conn.execute(
                     f"CREATE VIRTUAL TABLE IF NOT EXISTS vs_vec_{int(cid)} USING vec0("
                     f"embedding float[{int(dim)}] distance_metric=cosine)"
@@ -128,7 +129,7 @@ class SqliteVecStore:
         rows = self._conn().execute("SELECT name FROM vs_collections ORDER BY name").fetchall()
         return [c for r in rows if (c := self.collection(r["name"])) is not None]
 
-    def _delete(self, conn: Any, cid: int, document_id: str) -> int:
+    def _delete(self, conn: Connection, cid: int, document_id: str) -> int:
         rows = conn.execute(
             "SELECT rowid FROM vs_chunks WHERE collection_id = ? AND document_id = ?",
             (cid, document_id),
@@ -139,7 +140,7 @@ class SqliteVecStore:
             conn.executemany("DELETE FROM vs_chunks WHERE rowid = ?", ids)
         return len(rows)
 
-    def _upsert(self, conn: Any, cid: int, records: Sequence[ChunkRecord]) -> None:
+    def _upsert(self, conn: Connection, cid: int, records: Sequence[ChunkRecord]) -> None:
         for rec in records:
             if rec.vector is None:
                 raise ConveyorError(f"chunk {rec.id} has no vector")
@@ -208,7 +209,7 @@ class SqliteVecStore:
             fetch *= 4
 
     def _hits(
-        self, conn: Any, collection: str, rows: list[Any], where: dict[str, Any]
+        self, conn: Connection, collection: str, rows: list[Row], where: dict[str, Any]
     ) -> list[Hit]:
         if not rows:
             return []
@@ -231,7 +232,7 @@ class SqliteVecStore:
         if found is None:
             return 0
         sql = "SELECT count(*) FROM vs_chunks WHERE collection_id = ?"
-        args: list[Any] = [found[0]]
+        args: list[int | str] = [found[0]]
         if document_id is not None:
             sql += " AND document_id = ?"
             args.append(document_id)

@@ -6,12 +6,19 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 CONVEYOR = str(Path(sys.executable).parent / "conveyor")
+
+BUSY = {
+    "CONVEYOR_CHUNK_SIZE": "64",
+    "CONVEYOR_CHUNK_OVERLAP": "8",
+    "CONVEYOR_RETRY_BASE_SECONDS": "0.5",
+    "OMP_NUM_THREADS": "1",
+}
+"""Workers with much to do and little waiting: small chunks (many per document),
+quick retries, one thread each for the model."""
 
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
@@ -51,12 +58,3 @@ def start(*args: str, home: Path, log: Path | None = None, **env: str) -> subpro
 
 def status(home: Path, **env: str) -> dict[str, Any]:
     return json.loads(run("status", "--json", home=home, **env).stdout)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -19,20 +19,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support import stop_processes
 
 from conveyor.app import Conveyor
 from conveyor.settings import Settings
 from conveyor.testing import make_pdf, prose
 
-from .helpers import run, start
+from .helpers import BUSY, run, start
 
-ENV = {
-    "CONVEYOR_VISIBILITY_TIMEOUT": "3",
-    "CONVEYOR_CHUNK_SIZE": "64",
-    "CONVEYOR_CHUNK_OVERLAP": "8",
-    "CONVEYOR_RETRY_BASE_SECONDS": "0.5",
-    "OMP_NUM_THREADS": "1",
-}
+ENV = {"CONVEYOR_VISIBILITY_TIMEOUT": "3", **BUSY}
 GOOD, CORRUPT = 180, 20
 DEADLINE = 240.0
 
@@ -103,13 +98,7 @@ def test_chaos(tmp_path: Path) -> None:
             time.sleep(0.5)
     finally:
         observer.close()
-        for p in [*workers, compactor]:
-            p.terminate()
-        for p in [*workers, compactor]:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes([*workers, compactor])
 
     assert kills >= 3, "the run ended before the chaos began"
     assert compactor_killed, "the compactor was never caught merging"

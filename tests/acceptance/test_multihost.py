@@ -12,18 +12,18 @@ corrupt one failed with its reason, and any host can search.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from support import stop_processes
 
 from conveyor.app import Conveyor
 from conveyor.settings import Settings
 from conveyor.testing import prose
 
-from .helpers import run, start
+from .helpers import BUSY, run, start
 
 GOOD, CORRUPT = 36, 4
 DEADLINE = 240.0
@@ -57,14 +57,7 @@ def test_three_hosts_share_only_the_engines(
         "CONVEYOR_VECTORS_URL": chroma_url,
         "CONVEYOR_BLOBS_URL": f"s3://{s3_bucket}/conveyor/",
     }
-    env = {
-        **engines,
-        "CONVEYOR_VISIBILITY_TIMEOUT": "4",
-        "CONVEYOR_CHUNK_SIZE": "64",
-        "CONVEYOR_CHUNK_OVERLAP": "8",
-        "CONVEYOR_RETRY_BASE_SECONDS": "0.5",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = {**engines, "CONVEYOR_VISIBILITY_TIMEOUT": "4", **BUSY}
     hosts = [tmp_path / f"host-{n}" for n in range(3)]
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -105,13 +98,7 @@ def test_three_hosts_share_only_the_engines(
             time.sleep(0.5)
     finally:
         observer.close()
-        for p in workers:
-            p.terminate()
-        for p in workers:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(workers)
     assert killed, "the run ended before a worker could be killed"
 
     # any host reads the same state: the third one, which never enqueued anything

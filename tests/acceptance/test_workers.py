@@ -7,7 +7,9 @@ import signal
 import time
 from pathlib import Path
 
-from .helpers import run, start, status, wait_for
+from support import wait_for
+
+from .helpers import run, start, status
 
 # Python's html.parser is quadratic on this: the job stays in flight for minutes.
 SLOW_HTML = b"<html><body>" + b'<a b=">" ' * 45_000

@@ -14,23 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support import T0, FakeClock
 
 from conveyor.catalog import STATES, Catalog, SqliteCatalog, open_catalog
 from conveyor.exceptions import ConfigurationError
-
-T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
 
 MakeCatalog = Callable[..., Catalog]
 

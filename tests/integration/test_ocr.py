@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfReader, PdfWriter
+from support import ndjson, receipt_rows
 
 from conveyor.app import Conveyor
 from conveyor.exceptions import PermanentError
@@ -227,29 +228,9 @@ def test_scanned_pdf_pages_are_ocred_and_text_pages_are_not(
 
 
 def test_receipt_message_from_a_producer(real_embedder, home: Path) -> None:
-    lines = [
-        {
-            "image_id": "img-7",
-            "receipt_id": 1,
-            "line_id": i,
-            "text": t,
-            "bounding_box": {"x": 0, "y": 40 * i, "width": 300, "height": 30},
-            "confidence": 0.97,
-        }
-        for i, t in enumerate(["NIGHT OWL BOOKSHOP", "Paperback novel 12.99", "TOTAL 12.99"])
-    ]
-    words = [
-        {
-            "image_id": "img-7",
-            "receipt_id": 1,
-            "line_id": 0,
-            "word_id": i,
-            "text": w,
-            "bounding_box": {"x": 90 * i, "y": 0, "width": 80, "height": 30},
-            "confidence": 0.95,
-        }
-        for i, w in enumerate(["NIGHT", "OWL", "BOOKSHOP"])
-    ]
+    texts = ["NIGHT OWL BOOKSHOP", "Paperback novel 12.99", "TOTAL 12.99"]
+    lines = receipt_rows("img-7", 1, texts)
+    words = receipt_rows("img-7", 1, texts, words_of_line=0)
     good = {
         "image_id": "img-7",
         "receipt_id": 1,
@@ -261,14 +242,8 @@ def test_receipt_message_from_a_producer(real_embedder, home: Path) -> None:
     bad = {**good, "receipt_id": 2, "lines_key": "img-7/2/lines.ndjson"}
     with Conveyor(Settings(home=home), embedder=real_embedder) as cv:
         blobs = cv.components.blobs
-        blobs.put(
-            "ocr-artifacts/img-7/1/lines.ndjson",
-            b"".join(json.dumps(r).encode() + b"\n" for r in lines),
-        )
-        blobs.put(
-            "ocr-artifacts/img-7/1/words.ndjson",
-            b"".join(json.dumps(r).encode() + b"\n" for r in words),
-        )
+        blobs.put("ocr-artifacts/img-7/1/lines.ndjson", ndjson(lines))
+        blobs.put("ocr-artifacts/img-7/1/words.ndjson", ndjson(words))
         blobs.put("ocr-artifacts/img-7/2/lines.ndjson", b'{"text": "ok"}\n{"line_id": 1}\n')
         cv.components.queue.send_many([good, bad])
         cv.work()

@@ -1,4 +1,6 @@
-"""ONNX Runtime backends (fp32, int8) against the torch model they were exported from."""
+"""ONNX Runtime backends (fp32, int8) against the torch model they were exported from:
+accuracy over many texts, the graph, re-exports, and the pipeline on int8. The
+Embedder contract itself is checked in test_embedder_conformance.py."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from support import wait_for
 
 from conveyor.app import Conveyor, onnx_folder
-from conveyor.embedding.onnx import FORMAT, MARKER, OnnxEmbedder, export, is_current
+from conveyor.embedding.onnx import FORMAT, MARKER, OnnxEmbedder, is_current
 from conveyor.server.embed import create_app
 from conveyor.settings import DEFAULT_MODEL, Settings
 from conveyor.testing import prose
@@ -19,18 +22,19 @@ from conveyor.testing import prose
 TEXTS = [" ".join(prose(i, 220).split()[:220]) for i in range(24)] + ["short", "two words"]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("onnx-home")
-    export(DEFAULT_MODEL, onnx_folder(Settings(home=home)), int8=True)
-    return home
+@pytest.fixture
+def exported(onnx_home: Path) -> Path:
+    """The session's home with the ONNX export (conftest: exported once)."""
+    return onnx_home
 
 
-@pytest.mark.parametrize(("int8", "mean", "low"), [(False, 0.999, 0.995), (True, 0.99, 0.97)])
+@pytest.mark.parametrize(
+    ("model", "mean", "low"), [("onnx_fp32", 0.999, 0.995), ("onnx_int8", 0.99, 0.97)]
+)
 def test_onnx_matches_torch(
-    real_embedder, exported: Path, int8: bool, mean: float, low: float
+    request: pytest.FixtureRequest, real_embedder, model: str, mean: float, low: float
 ) -> None:
-    onnx = OnnxEmbedder(DEFAULT_MODEL, onnx_folder(Settings(home=exported)), int8=int8)
+    onnx = request.getfixturevalue(model)
     cosine = np.sum(onnx.embed(TEXTS) * real_embedder.embed(TEXTS), axis=1)
     assert cosine.mean() >= mean and cosine.min() >= low, (cosine.mean(), cosine.min())
     assert onnx.model_id == real_embedder.model_id and onnx.dim == 384
@@ -63,7 +67,9 @@ def test_an_export_of_another_format_is_redone(exported: Path, tmp_path: Path) -
 
 
 def test_ingest_and_serve_with_int8(exported: Path, tmp_path: Path) -> None:
-    settings = Settings(home=exported, embedding_backend="onnx-int8")
+    settings = Settings(  # the session's export, read only: this test's own home
+        home=tmp_path / "home", models_dir=exported / "models", embedding_backend="onnx-int8"
+    )
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("Penguins huddle together through the Antarctic winter.")
@@ -74,10 +80,5 @@ def test_ingest_and_serve_with_int8(exported: Path, tmp_path: Path) -> None:
         doc = cv.documents(state="done")[0]
         assert doc["model"] == DEFAULT_MODEL
     with TestClient(create_app(settings)) as client:
-        import time
-
-        deadline = time.monotonic() + 60
-        while (health := client.get("/health")).status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        assert health.json()["backend"] == "onnx-int8"
+        wait_for(lambda: client.get("/health").status_code == 200, 60, "the model", every=0.1)
+        assert client.get("/health").json()["backend"] == "onnx-int8"

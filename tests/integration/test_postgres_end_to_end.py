@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from support import buried, write_corpus
 
 from conveyor.app import Conveyor
 from conveyor.catalog.postgres import PostgresCatalog
@@ -27,10 +28,10 @@ TOPICS = {
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    root.mkdir()
-    for i, (name, text) in enumerate(TOPICS.items()):
-        (root / name).write_text(prose(i, 300) + "\n\n" + text + "\n\n" + prose(i + 7, 300))
+    root = write_corpus(
+        tmp_path / "docs",
+        {name: buried(i, text, 300, gap=7) for i, (name, text) in enumerate(TOPICS.items())},
+    )
     make_pdf(
         str(root / "volcano.pdf"),
         [prose(5, 150), "Basalt lava poured from the volcano's summit crater all night."],

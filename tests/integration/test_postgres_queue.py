@@ -1,13 +1,13 @@
 """The PostgreSQL queue beyond the shared conformance suite: processes on "many
 hosts", the server's clock, schema set-up racing, and start-up errors.
 
-The conformance suite (tests/unit/test_queue_conformance.py) runs against
-PostgreSQL too; these tests need what only a real server shows.
+The conformance suite (tests/conformance/jobqueue.py) runs against PostgreSQL
+in test_queue_conformance_servers.py; these tests need what only a real server
+shows.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 import uuid
 from collections import Counter
@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from servers.postgres import database_url
+from support import in_processes
 
 from conveyor.exceptions import ConfigurationError
 from conveyor.queue import LeaseLost, open_queue
@@ -48,16 +49,7 @@ def test_processes_never_get_the_same_job(postgres_url: str) -> None:
     every job is delivered once and acked exactly once."""
     queue = PostgresQueue(postgres_url)
     ids = queue.send_many([{"i": i} for i in range(300)])
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(3)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_drain, args=(postgres_url, barrier, results)) for _ in range(3)]
-    for proc in procs:
-        proc.start()
-    outs = [results.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=30)
-        assert proc.exitcode == 0
+    outs = in_processes(_drain, (postgres_url,), 3)
     assert sum(lost for _, lost in outs) == 0
     assert sum(1 for acked, _ in outs if acked) >= 2, "the receivers did not overlap"
     delivered = Counter(job_id for acked, _ in outs for job_id in acked)
@@ -94,7 +86,7 @@ def test_leases_follow_the_servers_clock(
     queue.close()
 
 
-def _open_both(url: str, barrier: Any) -> None:
+def _open_both(url: str, barrier: Any, results: Any) -> None:
     from conveyor.catalog import open_catalog
 
     barrier.wait(timeout=60)
@@ -104,17 +96,11 @@ def _open_both(url: str, barrier: Any) -> None:
     catalog.start_run("race", "default", 1)
     queue.close()
     catalog.close()
+    results.put("opened")
 
 
 def test_processes_starting_at_once_create_the_schema_once(postgres_url: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(4)
-    procs = [ctx.Process(target=_open_both, args=(postgres_url, barrier)) for _ in range(4)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-        assert proc.exitcode == 0
+    assert in_processes(_open_both, (postgres_url,), 4) == ["opened"] * 4
     queue = PostgresQueue(postgres_url, name="race")
     assert queue.depth().visible == 4
     queue.close()

@@ -1,190 +1,37 @@
-"""The queue conformance suite on SQS (a real moto server over HTTP).
+"""SQS (a real moto server over HTTP) beyond the shared queue conformance suite.
 
-The shared tests (``tests/unit/test_queue_conformance.py``) run here as they
-are wherever SQS can keep the contract and they wait no more than a few
-seconds. SQS has no fake clock, so time passes for real: the clock below sleeps
-when a test advances it. Shared tests that cannot hold on SQS, or would wait
-tens of seconds, are skipped with the reason; the ``test_sqs_*`` tests check
+The suite runs on SQS in ``test_queue_conformance_servers.py``, with the tests
+SQS cannot keep, or would wait tens of seconds of real time for, skipped with
+the reason (``conformance.jobqueue.SQS``). The ``test_sqs_*`` tests here check
 the same behaviour with 1-2 s timeouts, and pin down what SQS does instead
-where it differs (the module docstring of ``conveyor.queue.sqs`` lists those).
+where it differs (the module docstring of ``conveyor.queue.sqs`` lists those);
+time passes for real, the suite's clock sleeping when a test advances it.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conformance import jobqueue
+from conformance.jobqueue import EMPTY, SQS, QueueBackend, SleepingClock, depth, drain_in_threads
 from servers.aws import REGION, SqsQueueInfo, client, make_sqs_queue
-from unit import test_queue_conformance as shared
-from unit.test_queue_conformance import (
-    EMPTY,
-    T0,
-    _drain,
-    depth,
-    test_bad_bodies_are_refused,
-    test_dead_letters_newest_first_with_limit,
-    test_invalid_arguments,
-    test_leases_are_frozen,
-    test_receive_limit_and_send_many,
-    test_redrive_by_id_and_all,
-    test_release_without_delay_is_visible_now,
-)
+from support import T0
 
 from conveyor.exceptions import ConfigurationError
 from conveyor.queue import JobQueue, QueueDepth, open_queue
 from conveyor.queue.sqs import RAW_BODY, SqsQueue, parse_url
 
-REUSED = [
-    test_bad_bodies_are_refused,
-    test_dead_letters_newest_first_with_limit,
-    test_invalid_arguments,
-    test_leases_are_frozen,
-    test_receive_limit_and_send_many,
-    test_redrive_by_id_and_all,
-    test_release_without_delay_is_visible_now,
-]
-
-
-class SleepingClock:
-    """The conformance suite's clock, but advancing it waits for real (SQS keeps time
-    itself). Reads stay exact (T0 + what was advanced), so lease ends are predictable."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        time.sleep(seconds)
-        self.now += seconds
-
 
 @pytest.fixture
-def clock() -> SleepingClock:
-    return SleepingClock()
+def queue_backend() -> QueueBackend:
+    return SQS
 
 
-@pytest.fixture
-def make_queue(moto_server: str, clock: SleepingClock) -> Iterator[Any]:
-    made: list[tuple[SqsQueue, SqsQueueInfo]] = []
-
-    def make(*, max_receives: int = 5, **kw: Any) -> SqsQueue:
-        info = make_sqs_queue(max_receives=max_receives)
-        kw.setdefault("clock", clock)
-        queue = SqsQueue(info.conveyor_url, **kw)
-        made.append((queue, info))
-        return queue
-
-    yield make
-    for queue, info in made:
-        queue.close()
-        client("sqs").delete_queue(QueueUrl=info.url)
-        client("sqs").delete_queue(QueueUrl=info.dlq_url)
-
-
-@pytest.fixture
-def queue(make_queue: Any) -> SqsQueue:
-    return make_queue()  # type: ignore[no-any-return]
-
-
-# -- shared tests that cannot hold on SQS, or wait too long ---------------------
-
-STALE_RECEIPT = (
-    "SQS accepts a superseded or already-used receipt handle (DeleteMessage succeeds), "
-    "so a lost lease cannot always be detected; see test_sqs_stale_receipts"
-)
-REAL_TIME = "waits {} s of real time on SQS; {} checks the same with 1-2 s timeouts"
-NO_LAST_ERROR = (
-    "SQS cannot store an error on a message it keeps, so release(error=...) is not "
-    "kept and a job SQS dead-letters by receive count has no error; {} checks the rest"
-)
-
-
-@pytest.mark.skip(reason=f"{STALE_RECEIPT} (acking twice); test_sqs_send_receive_ack")
-def test_send_receive_ack() -> None: ...
-
-
-@pytest.mark.skip(reason="standard SQS queues are best-effort FIFO: order is not guaranteed")
-def test_fifo() -> None: ...
-
-
-@pytest.mark.skip(reason=REAL_TIME.format(10, "test_sqs_send_with_delay"))
-def test_send_with_delay() -> None: ...
-
-
-@pytest.mark.skip(reason=f"{STALE_RECEIPT}; also " + REAL_TIME.format(31, "test_sqs_leases"))
-def test_lease_expiry_redelivers() -> None: ...
-
-
-@pytest.mark.skip(reason=REAL_TIME.format(20, "test_sqs_leases"))
-def test_receipt_stays_valid_until_redelivered() -> None: ...
-
-
-@pytest.mark.skip(reason=REAL_TIME.format(39, "test_sqs_extend"))
-def test_extend_keeps_job_invisible() -> None: ...
-
-
-@pytest.mark.skip(
-    reason=NO_LAST_ERROR.format("test_sqs_release_with_delay")
-    + "; a job released with a delay counts as in flight, not delayed"
-)
-def test_release_with_delay() -> None: ...
-
-
-@pytest.mark.skip(reason=NO_LAST_ERROR.format("test_sqs_dead_letter_by_receive_count"))
-def test_dead_letter_after_max_receives_keeps_last_error() -> None: ...
-
-
-@pytest.mark.skip(
-    reason="SQS cannot tell an expired lease from a release, so no 'lease expired' reason; "
-    "test_sqs_dead_letter_by_receive_count"
-)
-def test_dead_letter_after_expired_leases() -> None: ...
-
-
-@pytest.mark.skip(reason=f"{STALE_RECEIPT} (acking a dead-lettered job); test_sqs_dead_letter")
-def test_dead_letter_directly() -> None: ...
-
-
-@pytest.mark.skip(
-    reason="a job released with a delay counts as in flight on SQS (both are not visible); "
-    "test_sqs_depth_counts_each_state"
-)
-def test_depth_counts_each_state() -> None: ...
-
-
-@pytest.mark.skip(
-    reason="SQS cannot lower a message's receive count: a refunded release still counts; "
-    "test_sqs_refund_still_counts"
-)
-def test_release_with_refund_does_not_count_the_delivery() -> None: ...
-
-
-@pytest.mark.skip(
-    reason="standard SQS queues are at-least-once: now and then two receivers get the same "
-    "message (moto's server, whose receive is not locked, more often); "
-    "test_sqs_concurrent_receivers_lose_nothing"
-)
-def test_concurrent_threads_never_share_a_job() -> None: ...
-
-
-def test_every_conformance_test_runs_or_is_explained() -> None:
-    """A new shared conformance test must be reused here or skipped with a reason."""
-    here = globals()
-    for name, func in inspect.getmembers(shared, inspect.isfunction):
-        params = inspect.signature(func).parameters
-        if name.startswith("test_") and ({"queue", "make_queue"} & set(params)):
-            assert name in here, f"{name}: reuse it for SQS or skip it with the reason"
-            ours = here[name]
-            assert ours is func or any(m.name == "skip" for m in ours.pytestmark), name
-    assert all(f.__module__ == shared.__name__ for f in REUSED)
+# the suite's fixtures, here on SQS alone
+clock, make_queue, queue = jobqueue.clock, jobqueue.make_queue, jobqueue.queue
 
 
 # -- the same behaviour on SQS, in real time --------------------------------
@@ -208,15 +55,7 @@ def test_sqs_send_receive_ack(queue: SqsQueue) -> None:
 def test_sqs_concurrent_receivers_lose_nothing(queue: SqsQueue) -> None:
     """Eight threads drain 200 jobs: every job is delivered (a rare duplicate is
     allowed: at-least-once), all are acked, the queue ends empty."""
-    ids = queue.send_many([{"i": i} for i in range(200)])
-    results: list[list[str]] = [[] for _ in range(8)]
-    threads = [threading.Thread(target=_drain, args=(queue, out, 0.001)) for out in results]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sum(1 for out in results if out) >= 2, "the receivers did not overlap"
-    delivered = Counter(job_id for out in results for job_id in out)
+    ids, delivered = drain_in_threads(queue, timeout=60)
     assert sorted(delivered) == sorted(ids)
     assert depth(queue) == EMPTY
 

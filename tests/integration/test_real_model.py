@@ -7,50 +7,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import QUERIES, WHALES, topic_corpus
 
 from conveyor.app import Conveyor
 from conveyor.chunking import chunk_sections
 from conveyor.embedding.batching import BatchingEmbedder
 from conveyor.extract import Section
 from conveyor.settings import Settings
-from conveyor.testing import make_pdf, prose
-
-TOPICS = {
-    "volcano.txt": "Basaltic lava flows slowly downhill from the erupting volcano, "
-    "covering the village roads in black rock.",
-    "bread.md": "# Sourdough\n\nKnead the sourdough bread dough and let the starter ferment "
-    "overnight in a warm kitchen.",
-    "chess.html": "<html><body><h1>Openings</h1><p>The Sicilian Defence is a sharp chess "
-    "opening where black answers e4 with c5.</p></body></html>",
-}
+from conveyor.testing import prose
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    root.mkdir()
-    for i, (name, text) in enumerate(TOPICS.items()):
-        if name.endswith(".txt"):
-            text = prose(i, 600) + "\n\n" + text + "\n\n" + prose(i + 10, 600)
-        (root / name).write_text(text)
-    make_pdf(
-        str(root / "whales.pdf"),
-        [prose(3, 200), "Humpback whales sing long songs while migrating to warm breeding waters."],
-        title="Whales",
-    )
-    return root
+    return topic_corpus(tmp_path / "docs", filler=600, whales_pdf=True)
 
 
 def test_search_finds_the_document_with_the_phrase(real_embedder, home: Path, corpus: Path) -> None:
     with Conveyor(Settings(home=home), embedder=real_embedder) as cv:
         summary = cv.ingest([corpus])
         assert (summary.done, summary.failed) == (4, 0)
-        cases = {
-            "lava from the erupting volcano": "volcano.txt",
-            "letting sourdough starter ferment": "bread.md",
-            "Sicilian Defence chess opening": "chess.html",
-            "humpback whale songs": "whales.pdf",
-        }
+        cases = {**QUERIES, WHALES[1]: "whales.pdf"}
         results = cv.search_many(list(cases), k=3)
         for (query, expected), hits in zip(cases.items(), results, strict=True):
             assert hits[0].source.endswith(expected), (query, [h.source for h in hits])

@@ -1,4 +1,5 @@
-"""S3 (the session's moto server): the blob store's S3 specifics, S3 sources, and
+"""S3 (the session's moto server): the blob store conformance suite
+(``tests/conformance/blobstore.py``) and S3's specifics, S3 sources, and
 conveyor end to end on S3 + SQS — a bucket ingested by prefix, and S3 event
 notifications arriving on the queue as jobs."""
 
@@ -13,7 +14,10 @@ from urllib.parse import quote_plus
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from conformance.blobstore import *  # noqa: F403 (the suite's tests and fixtures)
+from conformance.blobstore import S3, BlobBackend
 from servers.aws import SqsQueueInfo, client
+from support import ndjson, receipt_rows
 
 from conveyor.app import Conveyor
 from conveyor.blobstore import open_blobstore, read_source
@@ -30,6 +34,11 @@ from conveyor.manifests import MANIFEST_KEY
 from conveyor.settings import Settings
 
 MiB = 1024 * 1024
+
+
+@pytest.fixture(params=[S3.param()])
+def blob_backend(request: pytest.FixtureRequest) -> BlobBackend:
+    return request.param  # type: ignore[no-any-return]
 
 
 class Stream:
@@ -245,26 +254,12 @@ def test_receipt_artifacts_in_a_bucket(
     real_embedder: Any, home: Path, s3_bucket: str, sqs_queue: SqsQueueInfo
 ) -> None:
     """A receipt message whose artifacts_bucket is an S3 bucket, by name."""
-    lines = [
-        {
-            "image_id": "img-9",
-            "receipt_id": 1,
-            "line_id": i,
-            "text": t,
-            "bounding_box": {"x": 0, "y": 40 * i, "width": 300, "height": 30},
-            "confidence": 0.97,
-        }
-        for i, t in enumerate(["HARBOUR FISH MARKET", "Smoked mackerel 7.50", "TOTAL 7.50"])
-    ]
-    words = [
-        {**line, "word_id": j, "text": w}
-        for line in lines[:1]
-        for j, w in enumerate(line["text"].split())
-    ]
+    texts = ["HARBOUR FISH MARKET", "Smoked mackerel 7.50", "TOTAL 7.50"]
+    lines = receipt_rows("img-9", 1, texts)
+    words = receipt_rows("img-9", 1, texts, words_of_line=0)
     s3 = client("s3")
     for name, rows in (("lines", lines), ("words", words)):
-        body = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
-        s3.put_object(Bucket=s3_bucket, Key=f"ocr/img-9/1/{name}.ndjson", Body=body)
+        s3.put_object(Bucket=s3_bucket, Key=f"ocr/img-9/1/{name}.ndjson", Body=ndjson(rows))
     message = {
         "image_id": "img-9",
         "receipt_id": 1,

@@ -11,46 +11,25 @@ unreachable server are tested, its protocol is the local mode's.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support import QUERIES, TOPICS, free_port, topic_corpus
 
 from conveyor.app import Conveyor
 from conveyor.cli import main
 from conveyor.exceptions import ConfigurationError
 from conveyor.settings import Settings
-from conveyor.testing import prose
 from conveyor.vectorstore import open_vectorstore
 from conveyor.vectorstore.chroma import chroma_name
 from conveyor.vectorstore.pgvector import split_url
 from conveyor.vectorstore.qdrant import server_args
 
-TOPICS = {
-    "volcano.txt": "Basaltic lava flows slowly downhill from the erupting volcano, "
-    "covering the village roads in black rock.",
-    "bread.md": "# Sourdough\n\nKnead the sourdough bread dough and let the starter ferment "
-    "overnight in a warm kitchen.",
-    "chess.html": "<html><body><h1>Openings</h1><p>The Sicilian Defence is a sharp chess "
-    "opening where black answers e4 with c5.</p></body></html>",
-}
-QUERIES = {
-    "lava from the erupting volcano": "volcano.txt",
-    "letting sourdough starter ferment": "bread.md",
-    "Sicilian Defence chess opening": "chess.html",
-}
-
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    root.mkdir()
-    for i, (name, text) in enumerate(TOPICS.items()):
-        if name.endswith(".txt"):
-            text = prose(i, 400) + "\n\n" + text + "\n\n" + prose(i + 10, 400)
-        (root / name).write_text(text)
-    return root
+    return topic_corpus(tmp_path / "docs", filler=400)
 
 
 @pytest.fixture(params=["chroma", "chroma_server", "qdrant", "pgvector"])
@@ -96,12 +75,6 @@ def test_pipeline_end_to_end(
     assert {r["source"].rsplit("/", 1)[-1] for r in rows} == set(TOPICS)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     ("url", "says"),
     [
@@ -111,7 +84,7 @@ def _closed_port() -> int:
     ],
 )
 def test_unreachable_server_fails_at_once_naming_the_url(url: str, says: str) -> None:
-    port = _closed_port()
+    port = free_port()  # nothing listens there
     with pytest.raises(ConfigurationError, match=says) as caught:
         open_vectorstore(url.format(port=port))
     message = str(caught.value)

@@ -9,7 +9,6 @@ with a fresh Chroma database of their own (``?database=…``), dropped after.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -19,12 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support import free_port, stop_processes
 
 
 @contextmanager
@@ -35,7 +29,7 @@ def running_chroma(folder: Path) -> Iterator[str]:
     import httpx
 
     exe = Path(sys.executable).with_name("chroma")
-    port = _free_port()
+    port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "server.log").open("wb")
     proc = subprocess.Popen(
@@ -72,12 +66,7 @@ def running_chroma(folder: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield f"chroma+http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_processes([proc], timeout=10)
         log.close()
 
 

@@ -22,7 +22,6 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from support import free_port
 
 PASSWORD_BYTES = 12
 
@@ -56,12 +56,6 @@ def _user_exists(name: str) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     """One ``initdb``'d cluster in a temporary folder, started and stopped with ``pg_ctl``."""
 
@@ -70,7 +64,7 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="conveyor-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.password = secrets.token_urlsafe(PASSWORD_BYTES)
         self.as_postgres = os.geteuid() == 0  # initdb and postgres refuse root
 

@@ -1,49 +1,22 @@
-"""The BlobStore contract on the local backend and on S3 (the session's moto
-server), and reading sources."""
+"""The BlobStore conformance suite (``tests/conformance/blobstore.py``) on the local
+backend, and reading sources. S3 runs the same suite in
+``tests/integration/test_s3.py``."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
+from conformance.blobstore import *  # noqa: F403 (the suite's tests and fixtures)
+from conformance.blobstore import LOCAL, BlobBackend
 
 from conveyor.blobstore import open_blobstore, read_source
-from conveyor.exceptions import ConfigurationError, ConveyorError, PermanentError, SourceNotFound
+from conveyor.exceptions import ConfigurationError, PermanentError, SourceNotFound
 
 
-@pytest.fixture(params=["local", "s3"])
-def blobs(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "s3":
-        bucket = request.getfixturevalue("s3_bucket")
-        store = open_blobstore(f"s3://{bucket}/some/prefix/")
-        yield store
-        store.close()
-        return
-    yield open_blobstore(tmp_path / "blobs")
-
-
-def test_put_get_list_stat_delete(blobs) -> None:
-    blobs.put("a/b/one.json", b"{}")
-    blobs.put("a/two.txt", io.BytesIO(b"hello"))
-    assert blobs.get("a/two.txt") == b"hello"
-    with blobs.open("a/b/one.json") as stream:
-        assert stream.read() == b"{}"
-    assert [b.key for b in blobs.list("a/")] == ["a/b/one.json", "a/two.txt"]
-    assert blobs.stat("a/two.txt").size == 5
-    blobs.put("a/two.txt", b"replaced")
-    assert blobs.get("a/two.txt") == b"replaced"
-    blobs.delete("a/two.txt")
-    blobs.delete("a/two.txt")
-    assert blobs.stat("a/two.txt") is None
-    with pytest.raises(SourceNotFound):
-        blobs.get("a/two.txt")
-
-
-@pytest.mark.parametrize("key", ["../escape", "a/../../x", "", "/"])
-def test_keys_cannot_escape(blobs, key: str) -> None:
-    with pytest.raises(ConveyorError):
-        blobs.put(key, b"x")
+@pytest.fixture(params=[LOCAL.param()])
+def blob_backend(request: pytest.FixtureRequest) -> BlobBackend:
+    return request.param  # type: ignore[no-any-return]
 
 
 def test_read_source(tmp_path: Path) -> None:
