@@ -16,9 +16,12 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .exceptions import ConfigurationError, PermanentError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass
@@ -91,10 +94,16 @@ def orientation(image: bytes, timeout: float | None = 30.0) -> int:
     return int(found.group(1)) if found else 0
 
 
+class _TsvWord(TypedDict):
+    text: str
+    conf: float  # 0..1
+    box: dict[str, int]  # left, top, width, height
+
+
 def parse_tsv(tsv: str, *, min_confidence: float = 0.0) -> PageText:
     """Lines and words from Tesseract's TSV (levels: 4 line, 5 word)."""
     page = PageText()
-    lines: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    lines: dict[tuple[str, str, str], list[_TsvWord]] = {}
     for row in csv.DictReader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE):
         if row.get("level") != "5":
             continue
@@ -142,7 +151,7 @@ def parse_tsv(tsv: str, *, min_confidence: float = 0.0) -> PageText:
 
 
 def ocr_image(
-    image: Any,
+    image: Image.Image,
     *,
     lang: str = "eng",
     timeout: float | None = 60.0,
@@ -161,7 +170,7 @@ def ocr_image(
     return page
 
 
-def flatten(image: Any) -> Any:
+def flatten(image: Image.Image) -> Image.Image:
     """Greyscale on white: transparent pixels become background, not black."""
     from PIL import Image
 
@@ -185,7 +194,7 @@ def unturn(box: dict[str, int], rotation: int, width: int, height: int) -> dict[
     return box
 
 
-def ocr_page(image: Any, options: dict[str, Any], what: str) -> PageText:
+def ocr_page(image: Image.Image, options: dict[str, Any], what: str) -> PageText:
     """:func:`ocr_image` with the extractor options (``ocr_lang``, ``ocr_timeout``,
     ``detect_orientation``) that images and scanned PDF pages share."""
     return ocr_image(
@@ -197,7 +206,9 @@ def ocr_page(image: Any, options: dict[str, Any], what: str) -> PageText:
     )
 
 
-def _read(image: Any, rotation: int, lang: str, timeout: float | None, what: str) -> PageText:
+def _read(
+    image: Image.Image, rotation: int, lang: str, timeout: float | None, what: str
+) -> PageText:
     turned = image.rotate(-rotation, expand=True) if rotation else image
     page = parse_tsv(_run(["-l", lang, "--psm", "3", "tsv"], _png(turned), timeout, what))
     page.rotation = rotation
@@ -216,7 +227,7 @@ def _confidence(page: PageText) -> float:
     return sum(w.confidence for w in page.words) / len(page.words)
 
 
-def _png(image: Any) -> bytes:
+def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

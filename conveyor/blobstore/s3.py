@@ -23,11 +23,13 @@ Object keys are taken literally: ``s3://bucket/a b#1?.pdf`` is the key
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any, BinaryIO, cast
 
 from ..exceptions import (
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 SMALL_PUT_BYTES = 8 * 1024 * 1024
 """Bytes up to this size go up in one PutObject; larger data and streams go through
 the transfer manager (multipart, a part at a time, never the whole object in memory)."""
+
+BotoClient = Any
+"""A boto3 client (boto3 ships no type information)."""
 
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404", "NoSuchBucket"}
 _DENIED = {"AccessDenied", "Forbidden", "403", "AllAccessDisabled", "AccountProblem"}
@@ -70,15 +75,14 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _boto3() -> Any:
+def _boto3() -> ModuleType:
     try:
-        import boto3
+        return importlib.import_module("boto3")
     except ImportError:  # pragma: no cover - depends on the install
         raise ConfigurationError("s3:// needs boto3: pip install 'conveyor[aws]'") from None
-    return boto3
 
 
-def new_client(service: str = "s3") -> Any:
+def new_client(service: str = "s3") -> BotoClient:
     """A boto3 client configured from the environment, with standard retries.
 
     Clients are thread-safe once made; making them is not, hence a fresh session."""
@@ -93,11 +97,11 @@ def new_client(service: str = "s3") -> Any:
     return _boto3().session.Session().client(service, config=config)
 
 
-_shared: dict[tuple[str | None, ...], Any] = {}
+_shared: dict[tuple[str | None, ...], BotoClient] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_client() -> Any:
+def shared_client() -> BotoClient:
     """One S3 client per process (and per AWS environment) for reading sources."""
     env = tuple(
         os.environ.get(name)
@@ -165,7 +169,7 @@ class S3BlobStore:
     large ones multipart: ``put`` of a stream never holds it whole in memory.
     """
 
-    def __init__(self, url: str, *, client: Any = None, check: bool = True) -> None:
+    def __init__(self, url: str, *, client: BotoClient = None, check: bool = True) -> None:
         self.bucket, prefix = parse_s3_uri(url)
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.client = client if client is not None else new_client("s3")
@@ -277,7 +281,7 @@ class S3BlobStore:
 
 
 def list_objects(
-    client: Any, bucket: str, prefix: str, *, page_size: int = 1000
+    client: BotoClient, bucket: str, prefix: str, *, page_size: int = 1000
 ) -> Iterator[BlobInfo]:
     """Every object under ``prefix`` (full keys), a page of up to ``page_size`` at a time."""
     pages = client.get_paginator("list_objects_v2").paginate(
@@ -322,7 +326,7 @@ def list_sources(
     url: str,
     *,
     progress: Callable[[int], None] | None = None,
-    client: Any = None,
+    client: BotoClient = None,
     page_size: int = 1000,
 ) -> list[str]:
     """The ``s3://`` URIs an ingest of ``url`` means, in key order.

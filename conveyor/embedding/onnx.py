@@ -36,13 +36,19 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..exceptions import ConfigurationError
 from . import canonical_model_name, l2_normalise, model_folder
 from .local import LocalTokenizer, _max_seq_length
+
+if TYPE_CHECKING:
+    import torch
+
+Session = Any
+"""An ``onnxruntime.InferenceSession`` (onnxruntime ships no type information)."""
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +83,20 @@ def export(model: str, folder: Path, *, int8: bool = True) -> Path:
     net = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
 
     class Encoder(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
+        def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.inner(
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor,
+        ) -> torch.Tensor:
+            hidden: torch.Tensor = self.inner(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
+            return hidden
 
     with tempfile.TemporaryDirectory(prefix=".export-", dir=folder.parent) as tmp:
         work = Path(tmp)
@@ -92,7 +104,7 @@ def export(model: str, folder: Path, *, int8: bool = True) -> Path:
         sample = torch.ones((2, 8), dtype=torch.long)
         with warnings.catch_warnings():  # the tracer's chatter is not the user's business
             warnings.simplefilter("ignore")
-            _export(torch, Encoder(net), sample, target)
+            _export(Encoder(net), sample, target)
         files = ["model.onnx"]
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -116,7 +128,9 @@ def export(model: str, folder: Path, *, int8: bool = True) -> Path:
     return folder
 
 
-def _export(torch: Any, module: Any, sample: Any, target: Path) -> None:
+def _export(module: torch.nn.Module, sample: torch.Tensor, target: Path) -> None:
+    import torch
+
     torch.onnx.export(
         module,
         (sample, sample, torch.zeros_like(sample)),
@@ -163,7 +177,7 @@ class OnnxEmbedder:
         self.int8 = int8
         self.threads = threads or cpus()
         self.batch_tokens = batch_tokens
-        self._session: Any = None
+        self._session: Session = None
         self._pool: ThreadPoolExecutor | None = None
         self._dim: int | None = None
         self._lock = threading.Lock()
@@ -171,7 +185,7 @@ class OnnxEmbedder:
         self.max_seq_length = _max_seq_length(source)
         self.tokenizer = LocalTokenizer(source, self.max_seq_length)
 
-    def load(self) -> Any:
+    def load(self) -> Session:
         with self._lock:
             if self._session is None:
                 try:
@@ -237,7 +251,7 @@ class OnnxEmbedder:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _run(self, session: Any, batch: list[list[int]]) -> np.ndarray:
+    def _run(self, session: Session, batch: list[list[int]]) -> np.ndarray:
         """Mean-pooled (not yet normalised) vectors of one padded batch."""
         width = max(len(tokens) for tokens in batch)
         ids = np.zeros((len(batch), width), dtype=np.int64)

@@ -6,11 +6,15 @@ refuses the same inputs with the same messages.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from ..exceptions import ConfigurationError, ConveyorError, ModelMismatch, safe_summary
+
+if TYPE_CHECKING:
+    from . import ChunkRecord
 
 T = TypeVar("T")
 
@@ -27,7 +31,9 @@ def check_model(name: str, have_dim: int, have_model: str, dim: int, model_id: s
         )
 
 
-def query_vector(collection: str, vector: Any, dim: int, model_id: str) -> np.ndarray:
+def query_vector(
+    collection: str, vector: npt.ArrayLike, dim: int, model_id: str
+) -> npt.NDArray[np.float32]:
     """``vector`` as 1-D float32, or :class:`ModelMismatch` when its size is wrong."""
     query = np.asarray(vector, dtype=np.float32).reshape(-1)
     if query.shape[0] != dim:
@@ -47,7 +53,7 @@ def filters(where: dict[str, Any] | None) -> dict[str, str]:
     return {key: str(v) for key, v in found.items()}
 
 
-def require_vector(record: Any) -> np.ndarray:
+def require_vector(record: ChunkRecord) -> npt.NDArray[np.float32]:
     if record.vector is None:
         raise ConveyorError(f"chunk {record.id} has no vector")
     return np.asarray(record.vector, dtype=np.float32).reshape(-1)

@@ -33,14 +33,19 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import TYPE_CHECKING, Any, TypedDict
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import numpy as np
 
 from ..exceptions import ConfigurationError, ConveyorError, ModelMismatch, safe_summary
 from . import ChunkRecord, CollectionInfo, Hit
 from ._common import batched, check_model, filters, missing_extra, query_vector, require_vector
+
+if TYPE_CHECKING:
+    import httpx
+    from chromadb.api.models.Collection import Collection
+    from chromadb.api.types import Embedding, Include
 
 SCHEMES = ("chroma://", "chroma+http://", "chroma+https://")
 PAGE = 1000  # rows per get() when paging through a collection
@@ -55,12 +60,11 @@ def chroma_name(name: str) -> str:
     return "cv-" + hashlib.sha256(name.encode()).hexdigest()[:24]
 
 
-def _chromadb(url: str) -> Any:
-    try:
-        import chromadb
-    except ImportError as exc:
-        raise missing_extra("the chromadb package", "chroma", url) from exc
-    return chromadb
+class _Scope(TypedDict, total=False):
+    """Chroma's tenant and database, where the URL names them."""
+
+    tenant: str
+    database: str
 
 
 def _scalar_metadata(rec: ChunkRecord) -> dict[str, Any]:
@@ -100,7 +104,10 @@ class ChromaStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        chromadb = _chromadb(url)
+        try:
+            import chromadb
+        except ImportError as exc:
+            raise missing_extra("the chromadb package", "chroma", url) from exc
         from chromadb.config import Settings as ChromaSettings
 
         parts = urlsplit(url)
@@ -111,11 +118,13 @@ class ChromaStore:
                 f"unknown parameter(s) {sorted(unknown)} in {safe_summary(url)!r}; "
                 "Chroma URLs take ?tenant=…&database=…"
             )
-        scope: dict[str, str] = {
-            key: params[key] for key in ("tenant", "database") if params.get(key)
-        }
+        scope: _Scope = {}
+        if params.get("tenant"):
+            scope["tenant"] = params["tenant"]
+        if params.get("database"):
+            scope["database"] = params["database"]
         settings = ChromaSettings(anonymized_telemetry=False)
-        self._sessions: list[Any] = []
+        self._sessions: list[httpx.Client] = []
         try:
             if url.startswith("chroma://"):
                 path = url[len("chroma://") :].split("?", 1)[0]
@@ -144,7 +153,7 @@ class ChromaStore:
                 f"cannot open the Chroma store {safe_summary(url)!r}: {safe_summary(exc)}"
             ) from exc
 
-    def _server(self, parts: Any) -> tuple[str, int, bool]:
+    def _server(self, parts: SplitResult) -> tuple[str, int, bool]:
         """Host, port and TLS of a server URL, after checking its heartbeat, so a
         server that is down fails here with the URL named, not on first use."""
         import httpx
@@ -174,7 +183,7 @@ class ChromaStore:
 
     # -- collections ---------------------------------------------------------
 
-    def _get(self, name: str) -> Any | None:
+    def _get(self, name: str) -> Collection | None:
         """The Chroma collection of conveyor collection ``name``, or None."""
         from chromadb.errors import NotFoundError
 
@@ -190,7 +199,7 @@ class ChromaStore:
         return col
 
     @staticmethod
-    def _own(name: str, col: Any) -> tuple[int, str]:
+    def _own(name: str, col: Collection) -> tuple[int, str]:
         meta = col.metadata or {}
         if "conveyor_model" not in meta or "conveyor_dim" not in meta:
             raise ModelMismatch(
@@ -204,7 +213,7 @@ class ChromaStore:
             )
         return int(meta["conveyor_dim"]), str(meta["conveyor_model"])
 
-    def _require(self, name: str) -> Any:
+    def _require(self, name: str) -> Collection:
         col = self._get(name)
         if col is None:
             raise ConveyorError(f"collection {name!r} does not exist")
@@ -219,7 +228,7 @@ class ChromaStore:
         have_dim, have_model = self._own(name, col)
         check_model(name, have_dim, have_model, dim, model_id)
 
-    def _info(self, col: Any, name: str) -> CollectionInfo:
+    def _info(self, col: Collection, name: str) -> CollectionInfo:
         dim, model_id = self._own(name, col)
         return CollectionInfo(name, dim, model_id, int(col.count()))
 
@@ -237,7 +246,7 @@ class ChromaStore:
 
     # -- writes --------------------------------------------------------------
 
-    def _upsert(self, col: Any, records: Sequence[ChunkRecord]) -> None:
+    def _upsert(self, col: Collection, records: Sequence[ChunkRecord]) -> None:
         for part in batched(records, self._batch):
             col.upsert(
                 ids=[r.id for r in part],
@@ -246,7 +255,7 @@ class ChromaStore:
                 metadatas=[_scalar_metadata(r) for r in part],
             )
 
-    def _ids(self, col: Any, where: dict[str, Any] | None) -> list[str]:
+    def _ids(self, col: Collection, where: dict[str, Any] | None) -> list[str]:
         ids: list[str] = []
         while True:
             got = col.get(where=where, include=[], limit=PAGE, offset=len(ids))
@@ -254,7 +263,7 @@ class ChromaStore:
             if len(got["ids"]) < PAGE:
                 return ids
 
-    def _delete_ids(self, col: Any, ids: Sequence[str]) -> None:
+    def _delete_ids(self, col: Collection, ids: Sequence[str]) -> None:
         for part in batched(ids, self._batch):
             col.delete(ids=list(part))
 
@@ -288,8 +297,9 @@ class ChromaStore:
             return []
         dim, model_id = self._own(collection, col)
         query = query_vector(collection, vector, dim, model_id)
+        embeddings: list[Embedding] = [query]
         found = col.query(
-            query_embeddings=[query],
+            query_embeddings=embeddings,
             n_results=k,
             where=_where(filters(where)),
             include=["documents", "metadatas", "distances"],
@@ -330,11 +340,14 @@ class ChromaStore:
         while True:
             got = col.get(include=["metadatas"], limit=PAGE, offset=len(keys))
             for chunk_id, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
-                keys.append((str(meta["document_id"]), int(meta["chunk_index"]), chunk_id))
+                ours: dict[str, Any] = dict(meta)  # the scalars _scalar_metadata wrote
+                keys.append((str(ours["document_id"]), int(ours["chunk_index"]), chunk_id))
             if len(got["ids"]) < PAGE:
                 break
         keys.sort()
-        include = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
+        include: Include = ["documents", "metadatas"]
+        if vectors:
+            include.append("embeddings")
         for part in batched(keys, PAGE):
             got = col.get(ids=[key[2] for key in part], include=include)
             embeddings = got.get("embeddings")

@@ -28,13 +28,17 @@ rows, so a filter never returns fewer hits than exist.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..exceptions import ConfigurationError, ConveyorError, safe_summary
 from . import ChunkRecord, CollectionInfo, Hit
 from ._common import check_model, filters, missing_extra, query_vector, require_vector
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import DictRow, TupleRow
 
 SCHEMES = ("pgvector+postgresql://", "pgvector+postgres://")
 HNSW_MAX_DIM = 2000
@@ -134,7 +138,7 @@ class PgvectorStore:
         try:
             import psycopg
             import psycopg_pool
-            from psycopg.rows import dict_row
+            from psycopg.rows import DictRow, dict_row
             from psycopg.types.json import Jsonb
         except ImportError as exc:
             raise missing_extra("psycopg and psycopg-pool", "postgres", url) from exc
@@ -152,8 +156,9 @@ class PgvectorStore:
         own = str(conninfo_to_dict(libpq).get("options") or "")
         path = ",".join(dict.fromkeys([self.schema, ext_schema]))
         self._collections: dict[str, tuple[int, CollectionInfo]] = {}
-        self._pool: Any = psycopg_pool.ConnectionPool(
+        self._pool = psycopg_pool.ConnectionPool(
             libpq,
+            connection_class=psycopg.Connection[DictRow],
             min_size=1,
             max_size=4,
             kwargs={
@@ -166,7 +171,7 @@ class PgvectorStore:
             open=True,
         )
 
-    def _prepare(self, conn: Any) -> str:
+    def _prepare(self, conn: psycopg.Connection[TupleRow]) -> str:
         """Create the extension, schema and catalog table unless they exist; returns the
         schema the extension lives in."""
         import psycopg
@@ -194,7 +199,7 @@ class PgvectorStore:
             state = self._state(conn)
         return str(state[0])
 
-    def _state(self, conn: Any) -> tuple[str | None, bool]:
+    def _state(self, conn: psycopg.Connection[TupleRow]) -> tuple[str | None, bool]:
         """The extension's schema (None if not installed) and whether the catalog exists."""
         row = conn.execute(
             "SELECT (SELECT n.nspname FROM pg_extension e"
@@ -202,6 +207,7 @@ class PgvectorStore:
             " to_regclass(%s) IS NOT NULL",
             (f"{self.schema}.vs_collections",),
         ).fetchone()
+        assert row is not None  # a SELECT without FROM: one row
         return row[0], bool(row[1])
 
     # -- collections ---------------------------------------------------------
@@ -264,7 +270,9 @@ class PgvectorStore:
 
     # -- writes --------------------------------------------------------------
 
-    def _upsert(self, conn: Any, cid: int, records: Sequence[ChunkRecord]) -> None:
+    def _upsert(
+        self, conn: psycopg.Connection[DictRow], cid: int, records: Sequence[ChunkRecord]
+    ) -> None:
         rows = [
             (
                 r.id,
@@ -338,7 +346,9 @@ class PgvectorStore:
             sql += " WHERE document_id = %s"
             args.append(document_id)
         with self._pool.connection() as conn:
-            return int(conn.execute(sql, args).fetchone()["n"])
+            row = conn.execute(sql, args).fetchone()
+        assert row is not None  # an aggregate: one row
+        return int(row["n"])
 
     def count(self, collection: str, *, document_id: str | None = None) -> int:
         found = self._info(collection)

@@ -38,7 +38,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
@@ -46,6 +46,9 @@ import numpy as np
 from ..exceptions import ConfigurationError, ConveyorError, ModelMismatch, safe_summary
 from . import ChunkRecord, CollectionInfo, Hit
 from ._common import batched, check_model, filters, missing_extra, query_vector, require_vector
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient, models
 
 SCHEMES = ("qdrant://", "qdrant+http://", "qdrant+https://")
 REGISTRY = "_conveyor_collections"
@@ -89,14 +92,6 @@ def server_args(url: str) -> dict[str, Any]:
     }
 
 
-def _qdrant(url: str) -> tuple[Any, Any]:
-    try:
-        from qdrant_client import QdrantClient, models
-    except ImportError as exc:
-        raise missing_extra("the qdrant-client package", "qdrant", url) from exc
-    return QdrantClient, models
-
-
 def _check_lock(path: Path, url: str) -> None:
     """Refuse a folder another process holds, before qdrant-client opens it (it
     would load every collection first, then fail and leave files open)."""
@@ -124,7 +119,7 @@ class _Serialised:
     over numpy arrays and SQLite, not made for the compactor writing while server
     threads search (a Qdrant server needs no such lock)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: QdrantClient) -> None:
         self._client = client
         self._lock = threading.RLock()
 
@@ -138,6 +133,11 @@ class _Serialised:
                 return attr(*args, **kwargs)
 
         return locked
+
+
+def _serialised(client: QdrantClient) -> QdrantClient:
+    """``client`` behind a :class:`_Serialised` lock, which it stands in for."""
+    return cast("QdrantClient", _Serialised(client))
 
 
 def _chunk_fields(payload: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +157,12 @@ class QdrantStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        QdrantClient, self._m = _qdrant(url)
+        try:
+            from qdrant_client import QdrantClient, models
+        except ImportError as exc:
+            raise missing_extra("the qdrant-client package", "qdrant", url) from exc
+        self._m = models
+        self._client: QdrantClient
         self.local = url.startswith("qdrant://")
         try:
             if self.local:
@@ -167,7 +172,7 @@ class QdrantStore:
                         f"no folder in {safe_summary(url)!r}; use qdrant:///path/to/folder"
                     )
                 _check_lock(Path(path), url)
-                self._client = _Serialised(QdrantClient(path=path))
+                self._client = _serialised(QdrantClient(path=path))
             else:
                 self._client = QdrantClient(
                     **server_args(url), timeout=30, check_compatibility=False
@@ -214,7 +219,8 @@ class QdrantStore:
     def ensure_collection(self, name: str, *, dim: int, model_id: str) -> None:
         known = self._registered(name)
         if known is None:
-            m = self._m
+            from qdrant_client import models as m
+
             if not self._client.collection_exists(name):
                 self._client.create_collection(
                     name, vectors_config=m.VectorParams(size=dim, distance=m.Distance.COSINE)
@@ -257,8 +263,9 @@ class QdrantStore:
 
     # -- writes --------------------------------------------------------------
 
-    def _filter(self, found: dict[str, str]) -> Any:
-        m = self._m
+    def _filter(self, found: dict[str, str]) -> models.Filter | None:
+        from qdrant_client import models as m
+
         if not found:
             return None
         return m.Filter(
@@ -268,7 +275,7 @@ class QdrantStore:
             ]
         )
 
-    def _point(self, rec: ChunkRecord) -> Any:
+    def _point(self, rec: ChunkRecord) -> models.PointStruct:
         return self._m.PointStruct(
             id=point_id(rec.id),
             vector=require_vector(rec).tolist(),
@@ -306,7 +313,8 @@ class QdrantStore:
         self, collection: str, document_id: str, records: Sequence[ChunkRecord]
     ) -> None:
         self._require(collection)
-        m = self._m
+        from qdrant_client import models as m
+
         prune = m.DeleteOperation(
             delete=m.FilterSelector(
                 filter=m.Filter(
@@ -318,7 +326,7 @@ class QdrantStore:
             )
         )
         parts = list(batched(records, BATCH))
-        operations: list[list[Any]] = [
+        operations: list[list[models.UpdateOperation]] = [
             [m.UpsertOperation(upsert=m.PointsList(points=[self._point(r) for r in part]))]
             for part in parts
         ] or [[]]
@@ -353,7 +361,7 @@ class QdrantStore:
         where = self._filter({"document_id": document_id} if document_id is not None else {})
         return int(self._client.count(collection, count_filter=where, exact=True).count)
 
-    def _scroll(self, collection: str, payload: bool | list[str] = True) -> Iterator[Any]:
+    def _scroll(self, collection: str, payload: bool | list[str] = True) -> Iterator[models.Record]:
         offset = None
         while True:
             points, offset = self._client.scroll(
@@ -370,7 +378,7 @@ class QdrantStore:
         if self._registered(collection) is None:
             return
         keys = sorted(
-            (p.payload["document_id"], int(p.payload["chunk_index"]), str(p.id))
+            ((p.payload or {})["document_id"], int((p.payload or {})["chunk_index"]), str(p.id))
             for p in self._scroll(collection, ["document_id", "chunk_index"])
         )
         for part in batched(keys, PAGE):
