@@ -25,7 +25,6 @@ from .jobs import Job, check_name, document_of
 from .queue import DeadLetter
 from .settings import Settings
 from .vectorstore import CollectionInfo, Hit
-from .worker import stale_after
 
 __all__ = ["Components", "Conveyor", "Enqueued", "IngestSummary", "onnx_folder", "open_home"]
 
@@ -262,7 +261,7 @@ class Conveyor:
                 {"id": d["id"], "source": d["source"], "stage": d["stage"]}
                 for d in c.catalog.documents(state=State.RUNNING, limit=20)
             ],
-            "workers": c.catalog.workers(stale_after=stale_after(self.settings.visibility_timeout)),
+            "workers": c.catalog.workers(stale_after=_stale_after(self.settings.visibility_timeout)),
         }
 
     def documents(
@@ -364,3 +363,9 @@ def open_home(home: str | Path | None = None, **overrides: Any) -> Conveyor:
     """``conveyor.open(home)``: the :class:`Conveyor` of ``home`` (default ``$CONVEYOR_HOME``)."""
     settings = Settings(**overrides) if overrides else Settings()
     return Conveyor(settings.with_home(home))
+
+
+def _stale_after(visibility_timeout: float) -> float:
+    from .worker import stale_after  # the worker (and the parsers it drives) only when asked
+
+    return stale_after(visibility_timeout)

@@ -14,17 +14,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .blobstore import BlobStore, open_blobstore
 from .catalog import Catalog, open_catalog
-from .compactor import Compactor
 from .embedding import Embedder, LocalModel, Tokenizer
-from .extract import Extractor
-from .pipeline import Pipeline
 from .queue import JobQueue, open_queue
 from .settings import Settings
 from .vectorstore import VectorStore, open_vectorstore
-from .worker import Processor, WorkerPool
+
+if TYPE_CHECKING:  # imported where built: a search never loads the parsers (pypdf, audio)
+    from .compactor import Compactor
+    from .extract import Extractor
+    from .pipeline import Pipeline
+    from .worker import Processor, WorkerPool
 
 
 def onnx_folder(settings: Settings) -> Path:
@@ -137,6 +140,8 @@ class Components:
 
     def pipeline(self, *, on_delta: Callable[[], None] | None = None) -> Pipeline:
         """A document's stages over this home's backends and model."""
+        from .pipeline import Pipeline
+
         return Pipeline(
             settings=self.settings,
             catalog=self.catalog,
@@ -149,14 +154,20 @@ class Components:
 
     def processor(self, *, on_delta: Callable[[], None] | None = None) -> Processor:
         """One job at a time from this home's queue."""
+        from .worker import Processor
+
         return Processor(self.pipeline(on_delta=on_delta), self.queue)
 
     def worker_pool(
         self, *, concurrency: int, on_delta: Callable[[], None] | None = None
     ) -> WorkerPool:
+        from .worker import WorkerPool
+
         return WorkerPool(self.processor(on_delta=on_delta), concurrency=concurrency)
 
     def compactor(self, *, batch: int = 64) -> Compactor:
+        from .compactor import Compactor
+
         return Compactor(self.catalog, self.vectors, self.blobs, batch=batch)
 
     def close(self) -> None:
