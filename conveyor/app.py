@@ -17,7 +17,7 @@ from . import runner
 from .blobstore import source_path
 from .components import Components, onnx_folder
 from .documents import Documents, State
-from .embedding import LocalModel
+from .embedding import INT8, LocalModel
 from .exceptions import ConveyorError, safe_summary
 from .ids import document_id
 from .intake import Enqueued, IngestSummary, expand_paths, new_run_name
@@ -155,6 +155,11 @@ class Conveyor:
     ) -> IngestSummary:
         """Enqueue ``paths``; unless ``wait`` is False, process them and summarise."""
         started = time.perf_counter()
+        if wait and not self.settings.embedding_url:  # int8 into fp32: fail now, not per document
+            info = self.components.vectors.collection(collection or self.settings.collection)
+            ours = self.components.local_embedder.model_id
+            if info is not None and info.model_id.removesuffix(INT8) == ours.removesuffix(INT8):
+                _check_model(info.name, info.model_id, ours)
         queued = self.enqueue(paths, collection=collection, run=run, force=force, listed=listed)
         if wait and queued.jobs:
             tick = progress(queued) if progress else None
@@ -194,11 +199,7 @@ class Conveyor:
         c = self.components
         info = self._require_collection(collection)
         model = c.query_embedder
-        if info.model_id != model.model_id:
-            raise ConveyorError(
-                f"collection {collection!r} was embedded with {info.model_id}, but the "
-                f"configured model is {model.model_id}; set CONVEYOR_MODEL to match"
-            )
+        _check_model(collection, info.model_id, model.model_id)
         vectors: Any = model.embed(list(queries)) if queries else []
         return [c.vectors.query(collection, v, k) for v in vectors]
 
@@ -261,7 +262,9 @@ class Conveyor:
                 {"id": d["id"], "source": d["source"], "stage": d["stage"]}
                 for d in c.catalog.documents(state=State.RUNNING, limit=20)
             ],
-            "workers": c.catalog.workers(stale_after=_stale_after(self.settings.visibility_timeout)),
+            "workers": c.catalog.workers(
+                stale_after=_stale_after(self.settings.visibility_timeout)
+            ),
         }
 
     def documents(
@@ -369,3 +372,21 @@ def _stale_after(visibility_timeout: float) -> float:
     from .worker import stale_after  # the worker (and the parsers it drives) only when asked
 
     return stale_after(visibility_timeout)
+
+
+def _check_model(collection: str, have: str, configured: str) -> None:
+    """Refuse to search or fill a collection with vectors of another model or precision."""
+    if have == configured:
+        return
+    if have.removesuffix(INT8) == configured.removesuffix(INT8):
+        backend = "onnx-int8" if have.endswith(INT8) else "onnx (or torch)"
+        raise ConveyorError(
+            f"collection {collection!r} holds {'int8' if have.endswith(INT8) else 'fp32'} "
+            f"vectors of {have.removesuffix(INT8)}, the configured backend makes "
+            f"{'int8' if configured.endswith(INT8) else 'fp32'} ones; set "
+            f"CONVEYOR_EMBEDDING_BACKEND={backend}, or use another collection"
+        )
+    raise ConveyorError(
+        f"collection {collection!r} was embedded with {have}, but the configured model "
+        f"is {configured}; set CONVEYOR_MODEL to match"
+    )

@@ -7,6 +7,7 @@ CLI options default from here; ``conveyor <command> --help`` shows the variable.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -34,7 +35,9 @@ class Settings(BaseSettings):
         "torch", description="torch (sentence-transformers) or ONNX Runtime, fp32 or int8"
     )
     models_dir: Path | None = Field(
-        None, description="exported ONNX models; default: home/models (a container bakes them in)"
+        None,
+        description="exported ONNX models; default: ~/.cache/conveyor/models, shared by every "
+        "home of this user (a container bakes them in)",
     )
     embed_batch_size: int = Field(64, ge=1)
     embedding_cache: bool = True
@@ -109,8 +112,13 @@ class Settings(BaseSettings):
 
     @property
     def models_path(self) -> Path:
-        """Where exported ONNX models are kept (``CONVEYOR_MODELS_DIR``, else home/models)."""
-        return self.models_dir or self.home / "models"
+        """Where exported ONNX models are kept: ``CONVEYOR_MODELS_DIR``, else the user's
+        cache (``$XDG_CACHE_HOME/conveyor/models``), so a model is exported once per
+        machine, not once per home."""
+        if self.models_dir is not None:
+            return self.models_dir
+        cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(cache) / "conveyor" / "models"
 
     @property
     def blobs_path(self) -> Path:

@@ -23,7 +23,7 @@ pytest.register_assert_rewrite("support", "conformance")
 # Fixtures that start real servers (PostgreSQL, Chroma, pgvector, moto) live in tests/servers/.
 pytest_plugins = ["servers.postgres", "servers.chroma", "servers.pgvector", "servers.aws"]
 
-from support import conveyor_variables  # noqa: E402 (after the assert rewriting above)
+from support import conveyor_variables, onnx_settings  # noqa: E402 (after the assert rewriting above)
 
 
 def _clear(patch: pytest.MonkeyPatch) -> None:
@@ -61,22 +61,22 @@ def real_embedder():
 @pytest.fixture(scope="session")
 def onnx_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home whose models folder holds the ONNX export (fp32 and int8) of the default
-    model, exported once for the session: ``onnx_folder(Settings(home=onnx_home))``."""
+    model, exported once for the session: ``onnx_folder(onnx_settings(onnx_home))``."""
     from conveyor.app import onnx_folder
     from conveyor.embedding.onnx import export
-    from conveyor.settings import DEFAULT_MODEL, Settings
+    from conveyor.settings import DEFAULT_MODEL
 
     home = tmp_path_factory.mktemp("onnx-home")
-    export(DEFAULT_MODEL, onnx_folder(Settings(home=home)), int8=True)
+    export(DEFAULT_MODEL, onnx_folder(onnx_settings(home)), int8=True)
     return home
 
 
 def _onnx(home: Path, *, int8: bool) -> Iterator[object]:
     from conveyor.app import onnx_folder
     from conveyor.embedding.onnx import OnnxEmbedder
-    from conveyor.settings import DEFAULT_MODEL, Settings
+    from conveyor.settings import DEFAULT_MODEL
 
-    embedder = OnnxEmbedder(DEFAULT_MODEL, onnx_folder(Settings(home=home)), int8=int8)
+    embedder = OnnxEmbedder(DEFAULT_MODEL, onnx_folder(onnx_settings(home)), int8=int8)
     embedder.load()
     yield embedder
     embedder.close()

@@ -240,3 +240,10 @@ def receipt_rows(
 def ndjson(rows: Iterable[dict[str, Any]]) -> bytes:
     """One JSON object per line."""
     return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
+def onnx_settings(home: Path, **fields: Any) -> Any:
+    """Settings of a home whose exported ONNX models live in it (not the user's cache)."""
+    from conveyor.settings import Settings
+
+    return Settings(home=home, models_dir=home / "models", **fields)

@@ -43,8 +43,11 @@ class Embedder(Protocol):
     """``embed(texts)`` → float32 array of shape (len(texts), dim), rows L2-normalised."""
 
     model_id: str
-    """The model's name (``sentence-transformers/all-MiniLM-L6-v2``): a collection is
-    bound to it and refuses vectors of another."""
+    """The model's name (``sentence-transformers/all-MiniLM-L6-v2``), with
+    :data:`INT8` appended when its weights are quantised: a collection is bound to it
+    and refuses vectors of another, and the cache and a document's fingerprint are
+    keyed by it, so int8 and fp32 vectors never mix. fp32 backends (torch, ONNX fp32)
+    share the name: their vectors agree to a cosine of 1.0000."""
 
     @property
     def backend(self) -> str:
@@ -79,6 +82,15 @@ class LocalModel(Embedder, Protocol):
     def load(self) -> None:
         """Load the model now, so that the first ``embed`` does not pay for it."""
         ...
+
+
+INT8 = "#int8"
+"""Appended to the ``model_id`` of a quantised backend (:func:`quantised_id`)."""
+
+
+def quantised_id(model: str) -> str:
+    """``model``'s id when it runs with int8 weights: its vectors are another space."""
+    return f"{model}{INT8}"
 
 
 def canonical_model_name(name: str) -> str:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..exceptions import ConfigurationError
-from . import canonical_model_name, l2_normalise, model_folder
+from . import canonical_model_name, l2_normalise, model_folder, quantised_id
 from .local import LocalTokenizer, _max_seq_length
 
 if TYPE_CHECKING:
@@ -171,7 +171,8 @@ class OnnxEmbedder:
         threads: int = 0,
         batch_tokens: int = BATCH_TOKENS,
     ) -> None:
-        self.model_id = canonical_model_name(model)
+        self.model = canonical_model_name(model)
+        self.model_id = quantised_id(self.model) if int8 else self.model
         self.backend = "onnx-int8" if int8 else "onnx-fp32"
         self.folder = folder
         self.int8 = int8
@@ -196,8 +197,8 @@ class OnnxEmbedder:
                     ) from None
                 name = "model-int8.onnx" if self.int8 else "model.onnx"
                 if not is_current(self.folder, name):
-                    log.warning("exporting %s to ONNX in %s (once)", self.model_id, self.folder)
-                    export(self.model_id, self.folder)  # both graphs: one export serves both
+                    log.warning("exporting %s to ONNX in %s (once)", self.model, self.folder)
+                    export(self.model, self.folder)  # both graphs: one export serves both
                 options = ort.SessionOptions()
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 options.intra_op_num_threads = 1  # parallel calls instead: see the class

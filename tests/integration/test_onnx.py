@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from support import wait_for
+from support import onnx_settings, wait_for
 
 from conveyor.app import Conveyor, onnx_folder
+from conveyor.embedding import INT8
 from conveyor.embedding.onnx import FORMAT, MARKER, OnnxEmbedder, is_current
 from conveyor.server.embed import create_app
 from conveyor.settings import DEFAULT_MODEL, Settings
@@ -37,13 +38,14 @@ def test_onnx_matches_torch(
     onnx = request.getfixturevalue(model)
     cosine = np.sum(onnx.embed(TEXTS) * real_embedder.embed(TEXTS), axis=1)
     assert cosine.mean() >= mean and cosine.min() >= low, (cosine.mean(), cosine.min())
-    assert onnx.model_id == real_embedder.model_id and onnx.dim == 384
+    assert onnx.model_id.removesuffix(INT8) == real_embedder.model_id and onnx.dim == 384
+    assert onnx.model_id.endswith(INT8) == (model == "onnx_int8")  # int8 is another space
 
 
 def test_graph_has_no_nan_masking_pass_and_int8_keeps_attention_fp32(exported: Path) -> None:
     import onnx
 
-    folder = onnx_folder(Settings(home=exported))
+    folder = onnx_folder(onnx_settings(exported))
     fp32 = Counter(n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node)
     assert fp32["IsNaN"] == 0 and fp32["MatMul"] == 48  # eager attention, 6 layers x 8
     int8 = Counter(n.op_type for n in onnx.load(str(folder / "model-int8.onnx")).graph.node)
@@ -51,7 +53,7 @@ def test_graph_has_no_nan_masking_pass_and_int8_keeps_attention_fp32(exported: P
 
 
 def test_an_export_of_another_format_is_redone(exported: Path, tmp_path: Path) -> None:
-    folder = onnx_folder(Settings(home=exported))
+    folder = onnx_folder(onnx_settings(exported))
     assert is_current(folder, "model-int8.onnx")
     marker = json.loads((folder / MARKER).read_text())
     assert marker["format"] == FORMAT and "model-int8.onnx" in marker["files"]
@@ -78,7 +80,7 @@ def test_ingest_and_serve_with_int8(exported: Path, tmp_path: Path) -> None:
         assert cv.ingest([docs]).done == 2
         assert cv.search("birds in the cold", k=1)[0].source.endswith("a.txt")
         doc = cv.documents(state="done")[0]
-        assert doc["model"] == DEFAULT_MODEL
+        assert doc["model"] == DEFAULT_MODEL + INT8
     with TestClient(create_app(settings)) as client:
         wait_for(lambda: client.get("/health").status_code == 200, 60, "the model", every=0.1)
         assert client.get("/health").json()["backend"] == "onnx-int8"
