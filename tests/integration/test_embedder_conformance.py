@@ -11,7 +11,7 @@ import pytest
 from conformance.embedder import *  # noqa: F403 (the suite's tests and fixtures)
 from conformance.embedder import LONG, REAL, TEXTS, UNICODE, EmbedderBackend
 
-from conveyor.embedding import Embedder
+from conveyor.embedding import INT8, Embedder
 from conveyor.settings import DEFAULT_MODEL
 
 
@@ -30,4 +30,6 @@ def test_vectors_agree_with_torch(
 
 
 def test_every_backend_is_the_same_model(embedder: Embedder) -> None:
-    assert (embedder.model_id, embedder.dim) == (DEFAULT_MODEL, 384)
+    # int8 is the same model in another vector space: its id says so (never mixed)
+    assert (embedder.model_id.removesuffix(INT8), embedder.dim) == (DEFAULT_MODEL, 384)
+    assert embedder.model_id.endswith(INT8) == (embedder.backend == "onnx-int8")
