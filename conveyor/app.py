@@ -22,6 +22,7 @@ from .exceptions import ConveyorError, safe_summary
 from .ids import document_id
 from .intake import Enqueued, IngestSummary, expand_paths, new_run_name
 from .jobs import Job, check_name, document_of
+from .manifests import Manifests
 from .queue import DeadLetter
 from .settings import Settings
 from .vectorstore import CollectionInfo, Hit
@@ -59,18 +60,19 @@ class Conveyor:
 
     def enqueue(
         self,
-        paths: Iterable[str | Path],
+        paths: str | Path | Iterable[str | Path],
         *,
         collection: str | None = None,
         run: str | None = None,
         force: bool = False,
         listed: Callable[[str, int], None] | None = None,
     ) -> Enqueued:
-        """One job per file under ``paths`` (or object under an ``s3://`` prefix);
-        nothing runs yet."""
+        """One job per file under ``paths`` (one path or several; objects under an
+        ``s3://`` prefix too); nothing runs yet. A path that names nothing becomes a
+        failed document, ``file not found``, and the others go on."""
         collection = check_name("collection", collection or self.settings.collection)
         run = check_name("run", run or new_run_name())
-        files = expand_paths(paths, exclude=[self.settings.home], listed=listed)
+        expanded = expand_paths(paths, exclude=[self.settings.home], listed=listed)
         jobs = [
             Job(
                 source=f if isinstance(f, str) else f.as_uri(),
@@ -78,14 +80,39 @@ class Conveyor:
                 run=run,
                 options={"force": True} if force else {},
             )
-            for f in files
+            for f in expanded.files
         ]
         docs = [(document_id(collection, j.source), collection, j.source) for j in jobs]
         c = self.components
-        c.catalog.start_run(run, collection, len(jobs))
+        c.catalog.start_run(run, collection, len(jobs) + len(expanded.missing))
         self._documents.queued(docs, run)
         c.queue.send_many([j.message() for j in jobs])
-        return Enqueued(run, collection, len(jobs), [d[0] for d in docs])
+        for path in expanded.missing:
+            self._not_found(path, collection, run)
+        return Enqueued(
+            run,
+            collection,
+            len(jobs),
+            [d[0] for d in docs],
+            missing=expanded.missing,
+            empty=expanded.empty,
+        )
+
+    def _not_found(self, path: str, collection: str, run: str) -> None:
+        """A path the run named that does not exist: a failed document, like any other."""
+        source = Path(path).absolute().as_uri()
+        doc = document_id(collection, source)
+        reason = f"file not found: {path}"
+        self._documents.queued([(doc, collection, source)], run)
+        self._documents.failed(doc, reason, "permanent")
+        Manifests(self.components.blobs).failed(
+            source=source,
+            document_id=doc,
+            collection=collection,
+            run=run,
+            error=reason,
+            kind="permanent",
+        )
 
     def submit(
         self,
@@ -145,7 +172,7 @@ class Conveyor:
 
     def ingest(
         self,
-        paths: Iterable[str | Path],
+        paths: str | Path | Iterable[str | Path],
         *,
         collection: str | None = None,
         run: str | None = None,
@@ -153,14 +180,23 @@ class Conveyor:
         wait: bool = True,
         progress: Callable[[Enqueued], Callable[[], None]] | None = None,
         listed: Callable[[str, int], None] | None = None,
+        stop: threading.Event | None = None,
+        hurry: threading.Event | None = None,
     ) -> IngestSummary:
-        """Enqueue ``paths``; unless ``wait`` is False, process them and summarise."""
+        """Enqueue ``paths``; unless ``wait`` is False, process them and summarise.
+        ``stop`` set while it runs (Ctrl-C, with :func:`conveyor.runner.stop_on_signals`)
+        lets the jobs in flight finish, hands the rest back to the queue and summarises
+        what this run did."""
         started = time.perf_counter()
         queued = self.enqueue(paths, collection=collection, run=run, force=force, listed=listed)
+        released = 0
         if wait and queued.jobs:
             tick = progress(queued) if progress else None
-            self.work(progress=tick)
-        return self.summary(queued, time.perf_counter() - started)
+            released = self.work(progress=tick, stop=stop, hurry=hurry).released
+        summary = self.summary(queued, time.perf_counter() - started)
+        summary.interrupted = stop is not None and stop.is_set()
+        summary.released = released
+        return summary
 
     def summary(self, queued: Enqueued, seconds: float) -> IngestSummary:
         catalog = self.components.catalog
@@ -173,13 +209,14 @@ class Conveyor:
         return IngestSummary(
             run=queued.run,
             collection=queued.collection,
-            enqueued=queued.jobs,
+            enqueued=queued.jobs + len(queued.missing),
             done=counts[State.DONE],
             skipped=counts[State.SKIPPED],
             failed=counts[State.FAILED],
             chunks=catalog.chunk_total(run=queued.run),
             seconds=seconds,
             failures=sorted(failures, key=lambda f: f["source"]),
+            empty=queued.empty,
         )
 
     # -- reading ---------------------------------------------------------
