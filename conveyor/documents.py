@@ -44,6 +44,9 @@ MERGE = "merge"
 RETRY = "retry"
 """The stage of a queued document whose job waits out a backoff."""
 
+DELETE = "delete"
+"""The stage of a document whose deletion waits for the compactor."""
+
 TRANSITIONS: Mapping[State, frozenset[State]] = {
     # submitted (again), or a job someone else sent straight to the queue
     State.QUEUED: frozenset({State.QUEUED, State.RUNNING, State.FAILED}),
@@ -107,6 +110,11 @@ class Documents:
         if state not in SEARCHABLE:
             raise InvalidTransition(f"a document is not settled again as {state}")
         self._move(document_id, state)
+
+    def deleting(self, document_id: str) -> None:
+        """A deletion is written; the compactor removes the document's chunks, then the
+        document itself."""
+        self.catalog.update(document_id, stage=DELETE)
 
     def merging(self, document_id: str, **fields: Any) -> None:
         """Its delta is written; the compactor makes it ``done``."""

@@ -26,6 +26,8 @@ class Enqueued:
     """Paths that named nothing (recorded as failed documents)."""
     empty: list[str] = field(default_factory=list)
     """Folders, globs and prefixes that named no file."""
+    deleted: list[str] = field(default_factory=list)
+    """Documents whose file is gone from the folders synced (``sync``)."""
 
 
 @dataclass
@@ -45,6 +47,8 @@ class IngestSummary:
     """Stopped (Ctrl-C, SIGTERM) before every document was finished."""
     released: int = 0
     """Jobs handed back to the queue unfinished when it was interrupted."""
+    deleted: int = 0
+    """Documents removed because their file is gone (``--sync``)."""
 
     @property
     def unfinished(self) -> int:
@@ -74,6 +78,7 @@ class IngestSummary:
             "interrupted": self.interrupted,
             "released": self.released,
             "empty": self.empty,
+            "deleted": self.deleted,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "chunks_per_second": round(self.chunks_per_second, 2),

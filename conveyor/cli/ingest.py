@@ -18,6 +18,8 @@ from .common import (
     WORDS,
     _display_source,
     _mmss,
+    _open,
+    _plural,
     _settings,
     _signals,
     concurrency_option,
@@ -42,6 +44,11 @@ from .common import (
     help="Name of this run (groups result manifests); default: a timestamp.",
 )
 @click.option("--force", is_flag=True, help="Re-embed files even if unchanged.")
+@click.option(
+    "--sync",
+    is_flag=True,
+    help="Also delete the collection's documents under these folders whose file is gone.",
+)
 @click.option("--no-wait", is_flag=True, help="Only enqueue; `conveyor worker` processes later.")
 @concurrency_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -52,6 +59,7 @@ def ingest(
     collection: str | None,
     run_name: str | None,
     force: bool,
+    sync: bool,
     no_wait: bool,
     concurrency: int | None,
     as_json: bool,
@@ -73,6 +81,7 @@ def ingest(
       conveyor ingest ./docs
       conveyor ingest 'reports/**/*.pdf' notes.md --collection reports
       conveyor ingest ./docs --force --run nightly-2026-11-23
+      conveyor ingest ./docs --sync          # and forget files deleted from ./docs
       conveyor ingest s3://my-bucket/source-pdfs/ --no-wait
     """
     from ..app import Conveyor
@@ -84,7 +93,13 @@ def ingest(
     with Conveyor(settings) as cv:
         if no_wait:
             summary = cv.ingest(
-                paths, collection=collection, run=run_name, force=force, wait=False, listed=listed
+                paths,
+                collection=collection,
+                run=run_name,
+                force=force,
+                sync=sync,
+                wait=False,
+                listed=listed,
             )
             _nothing_found(summary)
             click.echo(f"enqueued {summary.enqueued} files as run {summary.run}", err=as_json)
@@ -98,6 +113,7 @@ def ingest(
             collection=collection,
             run=run_name,
             force=force,
+            sync=sync,
             progress=bar.start,
             listed=listed,
             stop=stop,
@@ -126,7 +142,7 @@ def _nothing_found(summary: Any) -> None:
             "that matches nothing; hidden files are left out)",
             err=True,
         )
-    if summary.enqueued == 0:
+    if summary.enqueued == 0 and not summary.deleted:
         raise click.UsageError("nothing to ingest: " + ", ".join(summary.empty or ["no paths"]))
 
 
@@ -210,6 +226,8 @@ def _print_summary(s: Any) -> None:
     )
     for f in s.failures:
         click.echo(f"  failed: {_display_source(f['source'])}: {f['error']}")
+    if s.deleted:
+        click.echo(f"  deleted {_plural(s.deleted, 'document')} whose file is gone (--sync)")
     if s.interrupted:
         click.echo(
             f"interrupted: {s.released} job(s) in flight went back to the queue, "
@@ -220,3 +238,59 @@ def _print_summary(s: Any) -> None:
         click.echo(
             f"  {s.unfinished} document(s) did not finish: see `conveyor documents --run {s.run}`"
         )
+
+
+@main.command()
+@click.argument("sources", nargs=-1)
+@click.option(
+    "--document",
+    "-d",
+    "document_ids",
+    multiple=True,
+    help="A document id (from `conveyor documents --json`) instead of a source.",
+)
+@click.option(
+    "--collection",
+    "-c",
+    default=None,
+    help=f"Collection of the SOURCES [env: {env_var('collection')}; default 'default'].",
+)
+@click.option(
+    "--no-wait", is_flag=True, help="Only record the deletion; a running compactor applies it."
+)
+@home_option
+@handle_errors
+def delete(
+    sources: tuple[str, ...],
+    document_ids: tuple[str, ...],
+    collection: str | None,
+    no_wait: bool,
+    home: Path | None,
+) -> None:
+    """Remove documents: their chunks from the vector store (every collection they
+    fill), then the documents from the catalog. SOURCE is a path as it was ingested
+    (or a URI such as s3://bucket/key). Deleting a file does not delete its document;
+    this does, and so does `conveyor ingest DIR --sync` for every file gone from DIR.
+
+    The deletion goes through the compactor, the single writer: here (unless
+    --no-wait), or in any running `conveyor worker` / `conveyor compactor`.
+
+    \b
+    Examples:
+      conveyor delete ./docs/old-policy.pdf
+      conveyor delete -d 0f3a8c1e-…  --no-wait
+    """
+    if not sources and not document_ids:
+        raise click.UsageError("give the SOURCES to delete, or --document ID")
+    with _open(home) as cv:
+        ids = cv.delete([*document_ids]) if document_ids else []
+        if sources:
+            ids += cv.delete_sources(list(sources), collection=collection)
+        if no_wait:
+            click.echo(
+                f"deletion of {_plural(len(ids), 'document')} recorded; a running compactor "
+                "applies it"
+            )
+            return
+        cv.merge()
+    click.echo(f"deleted {_plural(len(ids), 'document')}")

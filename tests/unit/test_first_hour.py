@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support import ndjson, receipt_rows
 
 from conveyor.app import Conveyor
 from conveyor.cli import main
 from conveyor.documents import State
+from conveyor.exceptions import ConveyorError
 from conveyor.settings import Settings
 from conveyor.testing import FakeEmbedder
 
@@ -124,3 +126,59 @@ def test_redrive_wording(home: Path, cv: Conveyor, docs: Path) -> None:
     assert code == 2 and "or --all" in err and "not both" not in err
     code, out, _ = _cli(home, "dlq", "redrive", "--all")
     assert code == 0 and out.startswith("moved 0 jobs back onto the queue")
+
+
+def test_delete_removes_chunks_and_document_through_the_compactor(cv: Conveyor, docs: Path) -> None:
+    cv.ingest([docs])
+    store = cv.components.vectors
+    victim = cv.documents()[0]
+    before = store.count("default")
+    with pytest.raises(ConveyorError, match="not ingested in collection 'default'"):
+        cv.delete_sources([str(docs / "nope.txt")])
+    [doc_id] = cv.delete_sources([victim["source"]])
+    assert cv.components.catalog.get(doc_id)["stage"] == "delete"  # type: ignore[index]
+    assert store.count("default", document_id=doc_id) == victim["chunks"]  # not yet merged
+    cv.merge()
+    assert store.count("default", document_id=doc_id) == 0
+    assert store.count("default") == before - victim["chunks"]
+    assert cv.components.catalog.get(doc_id) is None
+    assert victim["id"] not in {h.document_id for h in cv.search("code word lantern", k=10)}
+
+
+def test_delete_clears_unit_collections_too(cv: Conveyor, tmp_path: Path) -> None:
+    bucket = tmp_path / "artifacts"
+    (bucket / "r").mkdir(parents=True)
+    (bucket / "r" / "lines.ndjson").write_bytes(ndjson(receipt_rows("img", 1, ["MILK 2.50"])))
+    (bucket / "r" / "words.ndjson").write_bytes(
+        ndjson(receipt_rows("img", 1, ["MILK 2.50"], words_of_line=0))
+    )
+    cv.components.queue.send(
+        {
+            "image_id": "img",
+            "receipt_id": 1,
+            "artifacts_bucket": str(bucket),
+            "lines_key": "r/lines.ndjson",
+            "words_key": "r/words.ndjson",
+        }
+    )
+    cv.work()
+    [doc] = cv.documents()
+    store = cv.components.vectors
+    assert store.count("default_lines") == 1 and store.count("default_words") == 2
+    cv.delete([doc["id"]])
+    cv.merge()
+    assert (store.count("default"), store.count("default_lines"), store.count("default_words")) == (
+        0,
+        0,
+        0,
+    )
+
+
+def test_ingest_sync_deletes_documents_whose_file_is_gone(cv: Conveyor, docs: Path) -> None:
+    cv.ingest([docs])
+    (docs / "note_1.txt").unlink()
+    summary = cv.ingest([docs], sync=True)
+    assert (summary.deleted, summary.skipped) == (1, 4)
+    sources = {d["source"] for d in cv.documents()}
+    assert (docs / "note_1.txt").as_uri() not in sources and len(sources) == 4
+    assert "lantern-1" not in " ".join(h.text for h in cv.search("code word lantern-1", k=10))
