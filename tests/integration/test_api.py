@@ -440,7 +440,9 @@ def test_unknown_ids_are_404_and_bad_params_422(client: TestClient) -> None:
     assert_error(client.get("/documents/" + "x" * 300, headers=H), 404)
     assert_error(client.post("/dead-letters/no-such-job/redrive", headers=H), 404)
     assert_error(client.post("/dead-letters/redrive", json={"job_ids": ["nope"]}, headers=H), 404)
-    assert_error(client.get("/search?q=x&collection=nothing-here", headers=H), 404)
+    missing = client.get("/search?q=x&collection=nothing-here", headers=H)
+    assert_error(missing, 404)
+    assert "(collections: " in missing.json()["error"]["message"]  # names what exists
     assert_error(client.get("/no/such/route", headers=H), 404)
     for path in (
         "/documents?limit=0",
