@@ -117,6 +117,7 @@ def run_conveyor(corpus: Path, home: Path, queries: list[str]) -> dict[str, Any]
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # the progress line
     )
     seconds = time.perf_counter() - started
     found = subprocess.run(
