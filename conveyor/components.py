@@ -64,7 +64,10 @@ class Components:
     @cached_property
     def catalog(self) -> Catalog:
         s = self.settings
-        return open_catalog(s.catalog_url or s.database_path)
+        url = s.catalog_url or s.database_path
+        if str(url).startswith("dynamodb://"):  # large deltas go to the blob store
+            return open_catalog(url, blobs=self.blobs)
+        return open_catalog(url)
 
     @cached_property
     def blobs(self) -> BlobStore:
