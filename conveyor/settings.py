@@ -13,7 +13,11 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .exceptions import ConfigurationError
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+SECRET_FIELDS = ("queue_url", "catalog_url", "blobs_url", "vectors_url", "llm_api_key")
+"""Settings whose value may name a secret (:mod:`conveyor.secrets`)."""
 
 
 class Settings(BaseSettings):
@@ -112,7 +116,6 @@ class Settings(BaseSettings):
     def _embedder_url(cls, value: str | None) -> str | None:
         if value is not None:
             from .embedding.providers import parse
-            from .exceptions import ConfigurationError
 
             try:
                 parse(value)  # a wrong scheme fails here, naming the variable
@@ -130,6 +133,20 @@ class Settings(BaseSettings):
         """``CONVEYOR_EMBEDDER=local://NAME`` is ``CONVEYOR_MODEL=NAME``."""
         if self.embedder and self.embedder.startswith("local://"):
             self.model = self.embedder[len("local://") :].split("?")[0]
+        return self
+
+    @model_validator(mode="after")
+    def _read_secrets(self) -> Settings:
+        """URLs that name a secret (``secretsmanager://…``, ``?password_secret=…``) get
+        it, read once per process: see :mod:`conveyor.secrets`."""
+        from .secrets import resolve
+
+        for name in SECRET_FIELDS:
+            try:
+                value = resolve(getattr(self, name))
+            except ConfigurationError as exc:
+                raise ValueError(f"{env_var(name)}: {exc}") from None
+            object.__setattr__(self, name, value)
         return self
 
     @property
