@@ -180,6 +180,9 @@ class Conveyor:
             chunks=catalog.chunk_total(run=queued.run),
             seconds=seconds,
             failures=sorted(failures, key=lambda f: f["source"]),
+            tokens=(
+                self._documents.usage(queued.run)["tokens"] if self.settings.remote_embedder else 0
+            ),
         )
 
     # -- reading ---------------------------------------------------------

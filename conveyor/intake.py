@@ -37,6 +37,8 @@ class IngestSummary:
     chunks: int
     seconds: float
     failures: list[dict[str, Any]] = field(default_factory=list)
+    tokens: int = 0
+    """Tokens the run's documents sent to a remote embedding provider (0: none used)."""
 
     @property
     def unfinished(self) -> int:
@@ -59,6 +61,7 @@ class IngestSummary:
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "chunks_per_second": round(self.chunks_per_second, 2),
+            "tokens": self.tokens,
             "failures": self.failures,
         }
 

@@ -194,6 +194,7 @@ def test_ingest_with_a_provider_records_the_bill(
         assert total["documents"] == 3 and total["tokens"] == sum(
             d["metadata"]["usage"]["tokens"] for d in cv.components.catalog.documents(run=run)
         )
+        assert summary.tokens == total["tokens"] == summary.as_dict()["tokens"]
         manifest = json.loads(
             (settings.blobs_path / f"ingestion_output/{run}/results/{doc['id']}.json").read_text()
         )
