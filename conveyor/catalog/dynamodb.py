@@ -297,7 +297,12 @@ class DynamoCatalog(DynamoTables):
             self.blobs.delete(key)
 
     def complete_part(
-        self, delta_id: int, document_id: str, delivery: str, parts: int, done: dict[str, Any]
+        self,
+        delta_id: int,
+        document_id: str,
+        delivery: str,
+        parts: int,
+        done: dict[str, Any] | None,
     ) -> bool:
         part = self._client.get_item(
             TableName=self.tables["deltas"],
@@ -315,7 +320,11 @@ class DynamoCatalog(DynamoTables):
             ReturnValues="ALL_NEW",
         )
         complete = len(answer["Attributes"]["parts"]["SS"]) >= parts
-        if complete:
+        if complete and done is None:  # a deletion: the document leaves the catalog
+            self._client.delete_item(
+                TableName=self.tables["documents"], Key={"id": {"S": document_id}}
+            )
+        elif complete and done is not None:
             self.update(document_id, **done)
         self._mark(delta_id, "applied", None)  # last: a crash before this replays the part
         return complete

@@ -181,6 +181,14 @@ def test_complete_part_waits_for_every_part_of_its_delivery(catalog: Catalog) ->
     assert catalog.get("e")["state"] == "done"  # type: ignore[index]
 
 
+def test_a_merged_deletion_removes_the_document(catalog: Catalog) -> None:
+    catalog.enqueued([("d", "c", "file:///a"), ("e", "c", "file:///e")], "r")
+    tombstone = catalog.add_delta("c", "d", {}, [], b"", read_at=T0, delivery="del", part=0)
+    assert catalog.complete_part(tombstone, "d", "del", 1, None) is True
+    assert catalog.get("d") is None and [d["id"] for d in catalog.documents()] == ["e"]
+    assert catalog.pending_deltas() == []
+
+
 def _finish(
     barrier: threading.Barrier, catalog: Catalog, delta: int, doc: str, out: list[bool]
 ) -> None:
