@@ -241,3 +241,28 @@ def test_embed_server_fronts_a_provider(
         assert np.allclose(vectors, real_embedder.embed(TEXTS), atol=1e-4)
         assert any(path == "/v1/embeddings" for _, path, _ in stub.requests)
         client.close()
+
+
+def test_the_lambda_handler_embeds_with_a_provider_without_loading_a_model(
+    stub: ProviderStub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lambda_events import LambdaContext, ids, sqs_event, sqs_record
+
+    from conveyor.aws import lambda_handler
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    source = tmp_path / "whales.txt"
+    source.write_text("Humpback whales sing long songs while migrating to warm waters.")
+    settings = Settings(
+        home=tmp_path / "home", embedder=f"openai://{DEFAULT_MODEL}?base_url={stub.url}/v1"
+    )
+    lambda_handler.reset()
+    try:
+        warm = lambda_handler.warm(settings)
+        job = {"source": source.as_uri(), "collection": "default", "run": "lambda"}
+        assert ids(lambda_handler.handler(sqs_event(sqs_record(job)), LambdaContext())) == []
+        [doc] = warm.components.catalog.documents(state="done")
+        assert doc["metadata"]["usage"]["tokens"] > 0
+        assert warm.components.local_embedder._model is None  # type: ignore[attr-defined]
+    finally:
+        lambda_handler.reset()
