@@ -61,7 +61,7 @@ class EmbedService:
             if model is None:  # the configured model and backend (torch, onnx, onnx-int8)
                 from ..components import Components
 
-                model = Components(self.settings).local_embedder
+                model = Components(self.settings).model
             model.embed(["warm up"])
             self.model, self.dim = model, int(model.dim)
             self.batcher = BatchingEmbedder(
@@ -190,6 +190,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     if service.batcher is not None:  # requests in flight finish; the batch thread ends
         await asyncio.to_thread(service.batcher.close)
+    if service.embedder is None and service.model is not None:  # the one it built
+        service.model.close()  # a provider's connections
 
 
 def create_app(
