@@ -95,8 +95,24 @@ function documentRow(doc) {
   ), doc.id);
 }
 
+// Rows for items, keeping the rows whose item has not changed: a refresh does not
+// redraw the table under the pointer (a click or a hover survives it).
+function keyed(body, items, key, build) {
+  const old = new Map([...body.rows].map((row) => [row.dataset.key, row]));
+  const rows = items.map((item) => {
+    const sig = JSON.stringify(item);
+    const row = old.get(key(item));
+    if (row && row.dataset.sig === sig) return row;
+    const fresh = build(item);
+    fresh.dataset.key = key(item);
+    fresh.dataset.sig = sig;
+    return fresh;
+  });
+  if (rows.length !== body.rows.length || rows.some((row, i) => body.rows[i] !== row)) body.replaceChildren(...rows);
+}
+
 function renderDocuments(docs) {
-  $("documents").tBodies[0].replaceChildren(...docs.slice(0, MAX_ROWS).map(documentRow));
+  keyed($("documents").tBodies[0], docs.slice(0, MAX_ROWS), (d) => d.id, documentRow);
   $("no-documents").hidden = docs.length > 0;
 }
 
@@ -105,7 +121,9 @@ function upsertDocument(doc) {
   const old = body.querySelector(`tr[data-id="${CSS.escape(doc.id)}"]`);
   if (old) old.remove();
   if (page.filter && doc.state !== page.filter) return;
-  body.prepend(documentRow(doc));
+  const row = documentRow(doc);
+  row.dataset.key = doc.id;  // the next refresh draws it again from /status
+  body.prepend(row);
   while (body.rows.length > MAX_ROWS) body.deleteRow(-1);
   $("no-documents").hidden = true;
 }
@@ -126,7 +144,7 @@ function renderWorkers(workers) {
 }
 
 function renderFailures(letters) {
-  $("failures").tBodies[0].replaceChildren(...letters.map((d) => {
+  keyed($("failures").tBodies[0], letters, (d) => d.job_id, (d) => {
     const button = el("button", { type: "button", class: "small redrive" }, "redrive");
     button.addEventListener("click", () => redrive(d.job_id, button));
     const row = el("tr", { "data-job": d.job_id, "data-name": d.name || "" },
@@ -137,7 +155,7 @@ function renderFailures(letters) {
       el("td", { class: "c-action" }, button),
     );
     return d.document_id ? openable(row, d.document_id) : row;
-  }));
+  });
   $("no-failures").hidden = letters.length > 0;
 }
 

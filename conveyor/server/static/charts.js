@@ -4,6 +4,7 @@ import { el, seconds, svg } from "./lib.js";
 
 const HEIGHT = 190;
 const PAD = { left: 62, right: 10, top: 12, bottom: 34 };
+const MAX_BAR = 48;
 
 // 0, a round step, ..., covering max: 3 to 5 ticks.
 function ticks(max) {
@@ -72,8 +73,8 @@ export function renderThroughput(node, legendBox, points) {
   const bottom = PAD.top + plotH;
   const every = slot < 34 ? 5 : slot < 60 ? 2 : 1;
   points.forEach((p, i) => {
-    const x = PAD.left + i * slot + slot * 0.15;
-    const w = Math.max(2, slot * 0.7);
+    const w = Math.max(2, Math.min(slot * 0.7, MAX_BAR));
+    const x = PAD.left + i * slot + (slot - w) / 2;
     const at = new Date(p.minute).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
     const group = svg("g", { class: "bar", "data-minute": p.minute });
     group.append(svg("title", {}, `${at}: ` + keys.map((k) => `${p[k]} ${SERIES[k].label}`).join(", ") +
@@ -114,8 +115,8 @@ export function renderStages(node, legendBox, timings, onPick) {
   const slot = plotW / Math.max(1, documents.length);
   const bottom = PAD.top + plotH;
   documents.forEach((d, i) => {
-    const x = PAD.left + i * slot + Math.min(slot * 0.15, 6);
-    const w = Math.max(2, slot - 2 * Math.min(slot * 0.15, 6));
+    const w = Math.max(2, Math.min(slot - 2 * Math.min(slot * 0.15, 6), MAX_BAR));
+    const x = PAD.left + i * slot + (slot - w) / 2;
     const group = svg("g", { class: "bar", "data-id": d.id });
     group.append(svg("title", {}, `${d.name}: ${seconds(d.total)} — ` +
       stages.filter((s) => d.timings[s]).map((s) => `${s} ${seconds(d.timings[s])}`).join(", ")));
