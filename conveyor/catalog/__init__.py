@@ -108,11 +108,12 @@ class Catalog(Protocol):
         document_id: str,
         delivery: str,
         parts: int,
-        done: dict[str, Any],
+        done: dict[str, Any] | None,
     ) -> bool:
         """Mark a delta applied and, when it was the last missing part of its
-        delivery, set the document's ``done`` fields — atomically. True when the
-        document is complete."""
+        delivery, set the document's ``done`` fields — or, with ``done`` None (a
+        deletion), remove the document — atomically. True when the document is
+        complete."""
         ...
 
     def newest_applied_read(self, document_id: str, collection: str) -> float:

@@ -8,12 +8,15 @@ from typing import Any
 
 import click
 
-from ..documents import State
+from ..documents import RETRY, SEARCHABLE, State
 from .common import (
+    WORDS,
     _display_source,
     _iso,
+    _iso_times,
     _mmss,
     _open,
+    _plural,
     handle_errors,
     home_option,
     main,
@@ -46,14 +49,23 @@ def search(
 ) -> None:
     """Find the chunks closest in meaning to QUERY.
 
+    Each hit shows its score (cosine similarity, higher is closer), its source
+    with the page or time range, and which chunk of the document it is.
+    Every search loads the model first; for many searches, use --batch, or
+    run `conveyor embed-server` once and set EMBEDDING_SERVICE_URL.
+
     \b
     Examples:
       conveyor search "how do I rotate the keys?" -k 5
       conveyor search "refund policy" --json | jq '.[0].source'
       printf 'first question\\nsecond question\\n' | conveyor search --batch - -k 3
     """
-    if (query is None) == (batch is None):
-        raise click.UsageError("give a QUERY or --batch FILE (not both)")
+    if query is None and batch is None:
+        raise click.UsageError("give a QUERY, or --batch FILE for one query a line")
+    if query is not None and batch is not None:
+        raise click.UsageError("give a QUERY or --batch FILE, not both")
+    if query is not None and not query.strip():
+        raise click.UsageError("QUERY is empty: say what to look for")
     with _open(home) as cv:
         if batch is not None:
             queries = [line.strip() for line in batch if line.strip()]
@@ -78,7 +90,7 @@ def search(
             where += f" (page {hit.page})"
         if hit.metadata.get("start_s") is not None:
             where += f" ({_mmss(hit.metadata['start_s'])}–{_mmss(hit.metadata['end_s'])})"
-        click.secho(f"{rank}. {hit.score:.3f}  {where}  #{hit.chunk_index}", bold=True)
+        click.secho(f"{rank}. {hit.score:.3f}  {where}  chunk {hit.chunk_index + 1}", bold=True)
         text = " ".join(hit.text.split())
         click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))
 
@@ -98,7 +110,7 @@ def status(as_json: bool, home: Path | None) -> None:
     with _open(home) as cv:
         data = cv.status()
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json.dumps(_iso_times(data), indent=2, default=str))
         return
     q, d = data["queue"], data["documents"]
     click.echo(f"home       {data['home']}")
@@ -106,7 +118,12 @@ def status(as_json: bool, home: Path | None) -> None:
         f"queue      visible {q['visible']} · in flight {q['in_flight']} · "
         f"delayed {q['delayed']} · dead {q['dead']}"
     )
-    click.echo("documents  " + " · ".join(f"{state} {n}" for state, n in d.items()))
+    searchable = sum(d.get(state, 0) for state in SEARCHABLE)
+    click.echo(
+        "documents  "
+        + " · ".join(f"{WORDS[State(state)]} {n}" for state, n in d.items())
+        + f"  ({searchable} searchable)"
+    )
     click.echo(
         f"deltas     pending {data['deltas']['pending']} · applied {data['deltas']['applied']}"
         f" · failed {data['deltas']['failed']}"
@@ -163,16 +180,20 @@ def documents(
     with _open(home) as cv:
         docs = cv.documents(state=state, collection=collection, run=run_name)
     if as_json:
-        click.echo(json.dumps(docs, indent=2, default=str, ensure_ascii=False))
+        click.echo(json.dumps(_iso_times(docs), indent=2, default=str, ensure_ascii=False))
         return
     if not docs:
         click.echo("no documents")
+        return
+    click.echo(f"{'STATE':<9} {'CHUNKS':>6}  SOURCE")
     for d in docs:
-        line = f"{d['state']:<8} {d['chunks']:>5}  {_display_source(d['source'])}"
+        line = f"{WORDS[State(d['state'])]:<9} {d['chunks']:>6}  {_display_source(d['source'])}"
         if d["state"] == State.RUNNING and d.get("stage"):
             line += f"  [{d['stage']}]"
-        if d["error"] and d["state"] in (State.FAILED, State.QUEUED):
-            line += f"\n         reason: {d['error']}"
+        if d["error"] and d["state"] == State.FAILED:
+            line += f"\n{'':<18}reason: {d['error']}"
+        elif d["error"] and d["state"] == State.QUEUED and d.get("stage") == RETRY:
+            line += f"\n{'':<18}retrying after: {d['error']}"
         click.echo(line)
 
 
@@ -236,10 +257,20 @@ def dlq_list(limit: int, as_json: bool, home: Path | None) -> None:
         return
     if not rows:
         click.echo("the dead-letter queue is empty")
+    # a file that failed on every ingest has a letter each time: show it once
+    earlier: dict[str, int] = {}
+    latest: dict[str, dict[str, Any]] = {}
     for r in rows:
+        key = str(r["source"])
+        if key in latest:
+            earlier[key] = earlier.get(key, 0) + 1
+            if (r["last_seen"] or "") <= (latest[key]["last_seen"] or ""):
+                continue
+        latest[key] = r
+    for key, r in latest.items():
+        also = f"  (and {_plural(earlier[key], 'earlier letter')})" if key in earlier else ""
         click.echo(
-            f"{r['job_id']}  {r['attempts']}x  last {r['last_seen']}  "
-            f"{_display_source(str(r['source']))}"
+            f"{r['job_id']}  {r['attempts']}x  last {r['last_seen']}  {_display_source(key)}{also}"
         )
         click.echo(f"    reason: {r['error']}")
 
@@ -257,11 +288,13 @@ def dlq_redrive(job_ids: tuple[str, ...], redrive_all: bool, home: Path | None) 
       conveyor dlq redrive --all
       conveyor dlq redrive 3f2a9c... 77b1e0...
     """
-    if bool(job_ids) == redrive_all:
-        raise click.UsageError("give job ids or --all (not both)")
+    if not job_ids and not redrive_all:
+        raise click.UsageError("give the job ids to redrive (see `conveyor dlq list`), or --all")
+    if job_ids and redrive_all:
+        raise click.UsageError("give job ids or --all, not both")
     with _open(home) as cv:
         moved = cv.redrive(None if redrive_all else list(job_ids))
     click.echo(
-        f"redrove {moved} job{'s' if moved != 1 else ''}; run `conveyor worker` "
-        "(or `conveyor ingest`) to process them"
+        f"moved {_plural(moved, 'job')} back onto the queue; `conveyor worker` "
+        f"(or `conveyor ingest`) processes {'it' if moved == 1 else 'them'}"
     )

@@ -13,6 +13,7 @@ from ..exceptions import ConveyorError
 from ..settings import env_var
 from .common import (
     _open,
+    _plural,
     _settings,
     _signals,
     concurrency_option,
@@ -71,7 +72,7 @@ def worker(
             until_idle=exit_when_idle,
         )
     click.echo(
-        f"worker stopped: {result['done']} jobs done, {result['failed']} failed, "
+        f"worker stopped: {_plural(result['done'], 'job')} done, {result['failed']} failed, "
         f"{result['released']} released back to the queue",
         err=True,
     )

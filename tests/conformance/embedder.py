@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conveyor.embedding import Embedder, LocalModel
+from conveyor.embedding import Embedder, is_local_model
 from conveyor.testing import prose
 
 TEXTS = [
@@ -232,7 +232,7 @@ def test_names_and_dimension(embedder: Embedder, embedder_backend: EmbedderBacke
     assert isinstance(embedder.model_id, str) and embedder.model_id
     assert isinstance(embedder.backend, str) and embedder.backend
     assert isinstance(embedder.dim, int) and embedder.dim > 0
-    assert isinstance(embedder, LocalModel) == embedder_backend.local_model
+    assert is_local_model(embedder) == embedder_backend.local_model
     if embedder_backend.local_model:
         model: Any = embedder
         model.load()  # already loaded: nothing happens

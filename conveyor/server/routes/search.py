@@ -30,8 +30,12 @@ def search(
     except ConveyorError as exc:
         raise HttpError(422, str(exc)) from None
     try:
-        if api.cv.components.vectors.collection(name) is None:
-            raise HttpError(404, f"collection {name!r} does not exist (ingest something first)")
+        vectors = api.cv.components.vectors
+        if vectors.collection(name) is None:
+            known = ", ".join(sorted(i.name for i in vectors.collections())) or "none yet"
+            raise HttpError(
+                404, f"collection {name!r} does not exist (collections: {known}); ingest first"
+            )
         hits = api.cv.search(q, k, collection=name)
     except ConveyorError as exc:
         raise HttpError(409, str(exc)) from None
