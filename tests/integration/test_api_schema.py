@@ -46,6 +46,7 @@ OPERATIONS = [
     ("POST", "/documents"),
     ("GET", "/documents"),
     ("GET", "/documents/{document_id}"),
+    ("DELETE", "/documents/{document_id}"),
     ("GET", "/documents/{document_id}/detail"),
     ("GET", "/documents/{document_id}/artifacts/{name}"),
     ("GET", "/timings"),

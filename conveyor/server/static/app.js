@@ -7,7 +7,7 @@
 import { renderStages, renderThroughput } from "./charts.js";
 import * as detail from "./detail.js";
 import {
-  $, KEY_STORE, Unauthorized, ago, api, app, el, place, say, stateBadge,
+  $, KEY_STORE, Unauthorized, ago, api, app, el, place, say, stateBadge, word,
 } from "./lib.js";
 
 const POLL_MS = 3000;
@@ -49,8 +49,8 @@ function renderQueue(queue, documents) {
   $("state-tiles").replaceChildren(...states.map((state) => {
     const tile = el("button", {
       type: "button", class: `tile state-tile tile-${state}`, "data-state": state,
-      title: `show ${state} documents`, "aria-pressed": String(page.filter === state),
-    }, el("span", { class: "label" }, state), el("span", { class: "value" }, documents[state] ?? 0));
+      title: `list the ${word(state)} documents`, "aria-pressed": String(page.filter === state),
+    }, el("span", { class: "label" }, word(state)), el("span", { class: "value" }, documents[state] ?? 0));
     tile.addEventListener("click", () => setFilter(page.filter === state ? "" : state));
     return tile;
   }));
@@ -60,7 +60,7 @@ function renderStateOptions() {
   const select = $("state-filter");
   const wanted = ["", ...page.states];
   if ([...select.options].map((o) => o.value).join() === wanted.join()) return;
-  select.replaceChildren(...wanted.map((s) => el("option", { value: s }, s || "any")));
+  select.replaceChildren(...wanted.map((s) => el("option", { value: s }, s ? word(s) : "any")));
   select.value = page.filter;
 }
 
@@ -209,7 +209,7 @@ function refreshSoon(ms = 1000) {
 function setFilter(state) {
   page.filter = state;
   $("state-filter").value = state;
-  $("documents-caption").textContent = state ? `${state}, most recently changed` : "most recently changed";
+  $("documents-caption").textContent = state ? `${word(state)}, most recently changed` : "most recently changed";
   for (const tile of document.querySelectorAll(".state-tile")) {
     tile.setAttribute("aria-pressed", String(tile.dataset.state === state));
   }

@@ -1,6 +1,6 @@
 // The two charts, drawn as SVG at the size they are shown (so text is 12 px on any
 // screen): documents finished per minute, and where the time goes per stage.
-import { el, seconds, svg } from "./lib.js";
+import { el, seconds, svg, word } from "./lib.js";
 
 const HEIGHT = 190;
 const PAD = { left: 62, right: 10, top: 12, bottom: 34 };
@@ -63,7 +63,7 @@ function seriesOf(points) {
 // points: [{minute, done, skipped, failed, chunks}], oldest first.
 export function renderThroughput(node, legendBox, points) {
   const keys = seriesOf(points);
-  const SERIES = Object.fromEntries(keys.map((k) => [k, { label: k, cls: `fill-${k}` }]));
+  const SERIES = Object.fromEntries(keys.map((k) => [k, { label: word(k), cls: `fill-${k}` }]));
   const { width, plotW, plotH } = frame(node);
   const max = Math.max(0, ...points.map((p) => keys.reduce((sum, k) => sum + (p[k] || 0), 0)));
   const top = ticks(Math.max(max, 4));

@@ -7,7 +7,7 @@ import {
 
 const PREVIEW_BYTES = 64 * 1024;
 
-const view = { id: null, onChange: () => {} };
+const view = { id: null, deleted: null, onChange: () => {} };
 
 export function setup(onChange) {
   view.onChange = onChange;
@@ -60,6 +60,12 @@ export async function reload() {
     detail = await api(`/documents/${encodeURIComponent(id)}/detail`);
   } catch (error) {
     if (error instanceof Unauthorized) { close(); return; }
+    if (error instanceof ApiError && error.status === 404 && view.deleted === id) {
+      $("detail-actions").replaceChildren();
+      $("detail-state").replaceChildren(el("span", { class: "state" }, "deleted"));
+      $("detail-body").replaceChildren(el("p", { id: "detail-gone" }, "Deleted: its chunks left the index and the catalog no longer lists it."));
+      return;
+    }
     $("detail-title").textContent = id;
     $("detail-body").replaceChildren(el("p", { class: "error-text" }, `cannot show it: ${error.message}`));
     return;
@@ -206,8 +212,11 @@ function actions(detail) {
       remove.textContent = "delete: sure?";
       return;
     }
-    act(remove, "delete", () => api(`/documents/${encodeURIComponent(doc.id)}`, { method: "DELETE" }),
-      () => `${doc.name}: deletion accepted; its chunks leave the index when the compactor merges it`);
+    act(remove, "delete", async () => {
+      const accepted = await api(`/documents/${encodeURIComponent(doc.id)}`, { method: "DELETE" });
+      view.deleted = doc.id;
+      return accepted;
+    }, () => `${doc.name}: deletion accepted; its chunks leave the index when the compactor merges it`);
   });
   out.push(remove);
   out.push(el("span", { id: "detail-outcome", class: "outcome", role: "status" }));
@@ -225,7 +234,7 @@ async function act(button, what, call, success) {
     outcome.classList.add("ok");
     say(success(result), "ok");
     view.onChange();
-    setTimeout(reload, 800);
+    for (const ms of [800, 2500, 6000]) setTimeout(reload, ms);
   } catch (error) {
     if (error instanceof Unauthorized) return;
     const text = error instanceof ApiError && error.status === 405 && what === "delete"

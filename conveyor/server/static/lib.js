@@ -126,6 +126,11 @@ export function place(item) {
   return parts.join(" · ");
 }
 
+// States as people read them (as the CLI words them): a skipped document is
+// unchanged since it was last merged, and still searchable.
+const WORDS = { skipped: "unchanged" };
+export const word = (state) => WORDS[state] || state;
+
 export function stateBadge(state) {
-  return el("span", { class: `state state-${state}` }, state);
+  return el("span", { class: `state state-${state}`, title: state === "skipped" ? "unchanged since it was last merged: still searchable" : undefined }, word(state));
 }
