@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
@@ -66,7 +67,7 @@ def document_event(doc: dict[str, Any]) -> dict[str, Any]:
         "error": doc["error"],
         "error_kind": doc["error_kind"],
         "attempts": doc["attempts"] or 0,
-        "updated_at": doc["updated_at"],
+        "updated_at": datetime.fromtimestamp(float(doc["updated_at"]), UTC).isoformat(),
     }
 
 
