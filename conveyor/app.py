@@ -254,8 +254,9 @@ class Conveyor:
         lets the jobs in flight finish, hands the rest back to the queue and summarises
         what this run did."""
         started = time.perf_counter()
-        if wait and not self.settings.embedding_url:  # int8 into fp32: fail now, not per document
-            info = self.components.vectors.collection(collection or self.settings.collection)
+        s = self.settings
+        if wait and not (s.embedding_url or s.remote_embedder):  # int8 into fp32: fail now
+            info = self.components.vectors.collection(collection or s.collection)
             ours = self.components.local_embedder.model_id
             if info is not None and info.model_id.removesuffix(INT8) == ours.removesuffix(INT8):
                 _check_model(info.name, info.model_id, ours)
@@ -291,6 +292,9 @@ class Conveyor:
             failures=sorted(failures, key=lambda f: f["source"]),
             empty=queued.empty,
             deleted=len(queued.deleted),
+            tokens=(
+                self._documents.usage(queued.run)["tokens"] if self.settings.remote_embedder else 0
+            ),
         )
 
     # -- reading ---------------------------------------------------------

@@ -52,9 +52,9 @@ class Embedder(Protocol):
 
     @property
     def backend(self) -> str:
-        """What computes the vectors (``sentence-transformers``, ``onnx-int8``,
-        ``http``…); recorded in each document's manifest. Wrappers report their
-        inner embedder's."""
+        """What computes the vectors: a local model by its ``CONVEYOR_EMBEDDING_BACKEND``
+        value (``torch``, ``onnx``, ``onnx-int8``), else ``http``, ``fake``…; recorded
+        in each document's manifest. Wrappers report their inner embedder's."""
         ...
 
     @property

@@ -173,7 +173,7 @@ class OnnxEmbedder:
     ) -> None:
         self.model = canonical_model_name(model)
         self.model_id = quantised_id(self.model) if int8 else self.model
-        self.backend = "onnx-int8" if int8 else "onnx-fp32"
+        self.backend = "onnx-int8" if int8 else "onnx"  # as the setting names it
         self.folder = folder
         self.int8 = int8
         self.threads = threads or cpus()
