@@ -137,9 +137,7 @@ class Conveyor:
         }
         unknown = [s for s, doc_id in ids.items() if self.components.catalog.get(doc_id) is None]
         if unknown:
-            raise ConveyorError(
-                f"not ingested in collection {collection!r}: " + ", ".join(unknown)
-            )
+            raise ConveyorError(f"not ingested in collection {collection!r}: " + ", ".join(unknown))
         return self.delete(list(ids.values()))
 
     def merge(self, *, timeout: float = 300.0) -> int:

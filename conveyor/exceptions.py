@@ -49,6 +49,11 @@ class EmptyDocument(PermanentError):
     """The file is empty or holds no extractable text."""
 
 
+class DocumentTooLarge(PermanentError):
+    """The document holds more text or chunks than one document may
+    (``CONVEYOR_MAX_TEXT_CHARS``, ``CONVEYOR_MAX_CHUNKS``, ``CONVEYOR_MAX_PDF_PAGES``)."""
+
+
 class SourceNotFound(PermanentError):
     """The source file or object does not exist (any more)."""
 

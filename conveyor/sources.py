@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .blobstore import BlobStore, read_source, source_path
+from .blobstore import BlobStore, hash_local_source, read_source, source_path
 from .exceptions import PermanentError, safe_summary
+from .extract import Input
 from .extract.receipt import receipt_bytes
+from .ids import content_hash
 from .jobs import Job
 
 Reader = Callable[[Job, BlobStore, int], bytes]
@@ -38,6 +40,20 @@ def read_job(job: Job, blobs: BlobStore, max_bytes: int) -> bytes:
     if read is not None:
         return read(job, blobs, max_bytes)
     return read_source(job.source, max_bytes=max_bytes)
+
+
+def fetch_job(job: Job, blobs: BlobStore, max_bytes: int) -> tuple[Input, str, int]:
+    """What to extract for ``job``, its content hash and its size in bytes. A local
+    file is hashed as a stream and handed on as its path (the extraction child reads
+    it, within its memory limit); anything else is read into memory, at most
+    ``max_bytes``."""
+    if job.kind not in READERS and not job.source.startswith("s3://"):
+        path = source_path(job.source)
+        if path is not None:
+            digest, size = hash_local_source(path, max_bytes=max_bytes)
+            return path, digest, size
+    data = read_job(job, blobs, max_bytes)
+    return data, content_hash(data), len(data)
 
 
 @reader("receipt")
