@@ -110,7 +110,13 @@ def _accept(
         doc_id = document_id(collection, source)
         known = c.catalog.get(doc_id)
         duplicate = known is not None and known["state"] != State.FAILED
-        if not duplicate:
+        # a queued duplicate sends its job again: a document whose job was lost (a crash
+        # between the catalog and the queue) is never stuck; a second job finds it
+        # unchanged and costs a read
+        if not duplicate or known["state"] == State.QUEUED:
+            if duplicate:
+                run = known["run"] or run
+                metadata = ((known.get("metadata") or {}).get("user")) or metadata
             try:
                 cv.submit(source, collection=collection, run=run, metadata=metadata)
             except Exception as exc:  # the queue is down or throttling: try again later
