@@ -10,6 +10,14 @@ the store ends the same: no chunk lost, none doubled.
 
 One compactor per collection at a time, enforced by a lease lock in the
 catalog, so several processes may run one safely.
+
+A delta that cannot be merged is failed only for its own input: damaged vectors,
+or a :class:`~conveyor.exceptions.PermanentError` of the vector store about its
+rows (another model's dimension). Anything else (an unwritable or full blob
+store, a database or vector server away) is an outage: the delta stays pending
+and is tried again after a pause that doubles from :data:`BACKOFF_BASE` up to
+:data:`BACKOFF_MAX` seconds, for as long as it takes; its document stays
+``running`` at stage ``merge``.
 """
 
 from __future__ import annotations
@@ -28,19 +36,16 @@ from .blobstore import BlobStore
 from .catalog import Catalog
 from .deltas import Delta
 from .documents import Documents
-from .exceptions import ConveyorError, PermanentError, TransientError, safe_summary
+from .exceptions import PermanentError, safe_summary
 from .manifests import Manifests
 from .vectorstore import ChunkRecord, VectorStore
 
 log = logging.getLogger(__name__)
 
 LOCK_TTL = 60.0
-MAX_ATTEMPTS = 5  # a delta that fails this often is rejected, not retried forever
-
-
-def _deterministic(exc: Exception) -> bool:
-    """Errors that will recur on every attempt (not a busy database or a timeout)."""
-    return isinstance(exc, ConveyorError) and not isinstance(exc, TransientError)
+BACKOFF_BASE = 1.0
+BACKOFF_MAX = 60.0
+MAX_ATTEMPTS = 5  # failures of one delta after which each further one is logged as an error
 
 
 class _LockKeeper:
@@ -80,7 +85,13 @@ class Compactor:
     """Merges pending deltas from the catalog into the vector store; see the module."""
 
     def __init__(
-        self, catalog: Catalog, vectors: VectorStore, blobs: BlobStore, *, batch: int = 64
+        self,
+        catalog: Catalog,
+        vectors: VectorStore,
+        blobs: BlobStore,
+        *,
+        batch: int = 64,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.catalog = catalog
         self.vectors = vectors
@@ -90,7 +101,9 @@ class Compactor:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
         self._stop: threading.Event | None = None
+        self.clock = clock
         self._attempts: dict[int, int] = {}
+        self._retry_at: dict[int, float] = {}  # delta id → when to try it again
         self._keeper: _LockKeeper | None = None
 
     def run_once(self, stop: threading.Event | None = None) -> int:
@@ -129,29 +142,45 @@ class Compactor:
             try:
                 while not keeper.lost.is_set():
                     pending = deltas.pending(self.catalog, collection, limit=self.batch)
-                    if not pending:
-                        break
+                    merged = 0
                     for delta in pending:
                         if keeper.lost.is_set():
                             return
-                        counts[1] += self._attempt(collection, delta)
-                        counts[0] += 1
+                        chunks = self._attempt(collection, delta)
+                        if chunks is not None:
+                            counts[1] += chunks
+                            merged += 1
+                    counts[0] += merged
+                    if not merged:  # nothing pending, or all of it waiting to be tried again
+                        break
                     if self._stop is not None and self._stop.is_set():
                         return
             finally:
                 self._keeper = None
 
-    def _attempt(self, collection: str, delta: Delta) -> int:
-        """Apply, counting failures: a transient one is retried on the next pass, and
-        a delta that keeps failing (a full disk, an unwritable blob store) is rejected."""
+    def _attempt(self, collection: str, delta: Delta) -> int | None:
+        """Apply (returns the chunks merged), or keep the delta pending and back off
+        (returns None): a failure here is an outage, not the document's fault."""
+        if self.clock() < self._retry_at.get(delta.id, -math.inf):
+            return None
         try:
-            return self._apply(collection, delta)
+            chunks = self._apply(collection, delta)
         except Exception as exc:
             n = self._attempts[delta.id] = self._attempts.get(delta.id, 0) + 1
-            if n < MAX_ATTEMPTS and not _deterministic(exc):
-                raise
-            self._reject(delta, f"could not merge after {n} attempt(s): {safe_summary(exc)}")
-            return 0
+            pause = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (n - 1))
+            self._retry_at[delta.id] = self.clock() + pause
+            log.log(
+                logging.ERROR if n >= MAX_ATTEMPTS else logging.WARNING,
+                "could not merge (failure %d), kept pending and tried again in %g s: %s",
+                n,
+                pause,
+                safe_summary(exc),
+                extra={"document": delta.document_id, "collection": collection},
+            )
+            return None
+        self._attempts.pop(delta.id, None)
+        self._retry_at.pop(delta.id, None)
+        return chunks
 
     def _reject(self, delta: Delta, reason: str) -> None:
         log.error("delta rejected: %s", reason, extra={"document": delta.document_id})
@@ -184,6 +213,10 @@ class Compactor:
                 )
                 for i, c in enumerate(delta.chunks)
             ]
+        except Exception as exc:  # the delta's own bytes: no retry can mend them
+            self._reject(delta, f"could not merge: the delta is damaged ({safe_summary(exc)})")
+            return 0
+        try:
             self.vectors.ensure_collection(collection, dim=header.dim, model_id=header.model)
             self.vectors.replace_document(collection, doc_id, records)
         except PermanentError as exc:

@@ -292,12 +292,12 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
         distinct = [n for n in scans if n not in same_as]
         found = dict(_ocr_pages(data, distinct, options))
         for number in scans:
-            text = found.get(same_as.get(number, number))
-            if text is None:
+            ocr_text = found.get(same_as.get(number, number))
+            if ocr_text is None:
                 continue
             ocr_pages.append(number)
-            if text.strip():
-                sections.append(Section(text, page=number, metadata={"ocr": True}))
+            if ocr_text.strip():
+                sections.append(Section(ocr_text, page=number, metadata={"ocr": True}))
         sections.sort(key=lambda s: s.page or 0)
     if not sections:
         if ocr_pages:

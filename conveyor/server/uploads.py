@@ -16,7 +16,6 @@ collection, the same document).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import tempfile
 import threading

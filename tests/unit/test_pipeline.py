@@ -349,7 +349,7 @@ def test_a_delta_that_cannot_be_merged_is_rejected_not_retried_forever(
     assert cv.components.catalog.delta_counts()["pending"] == 0
     assert cv.components.catalog.delta_counts()["failed"] == 1
     failed = cv.components.catalog.get(doc["id"])
-    assert failed["state"] == "failed" and "could not merge after 5" in failed["error"]
+    assert failed["state"] == "failed" and "the delta is damaged" in failed["error"]
 
 
 def test_worker_threads_survive_queue_errors(cv: Conveyor, corpus: Path, monkeypatch) -> None:

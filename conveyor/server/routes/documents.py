@@ -113,8 +113,8 @@ def _accept(
         # a queued duplicate sends its job again: a document whose job was lost (a crash
         # between the catalog and the queue) is never stuck; a second job finds it
         # unchanged and costs a read
-        if not duplicate or known["state"] == State.QUEUED:
-            if duplicate:
+        if known is None or not duplicate or known["state"] == State.QUEUED:
+            if known is not None and duplicate:
                 run = known["run"] or run
                 metadata = ((known.get("metadata") or {}).get("user")) or metadata
             try:
