@@ -31,11 +31,13 @@ from ..embedding.batching import BatchingEmbedder, Overloaded
 from ..settings import Settings
 from . import errors, schemas
 from .errors import HttpError, error_response
+from .limits import BodyLimit
 from .metrics import EmbedMetrics, exposition
 
 MAX_TEXTS = 512
 MAX_CHARS = 32_000
 MAX_PENDING = 4096
+MAX_BODY_BYTES = 32 * 1024 * 1024  # a full request (512 × 32,000 characters) with room
 MAX_BATCH_TOKENS = 8192  # tokens in one model batch (32 texts of 256 tokens)
 INVALID = "invalid_request_error"  # the error type OpenAI's API gives bad input
 
@@ -92,10 +94,10 @@ class EmbedService:
                 422, f"a text has {longest} characters; the limit is {MAX_CHARS}", INVALID
             )
         try:
-            vectors = await asyncio.to_thread(self.batcher.embed, texts)
+            vectors = await self.batcher.aembed(texts)
         except Overloaded as exc:
             self.metrics.observe(path, 429, time.perf_counter() - started)
-            raise HttpError(429, str(exc)) from None
+            raise HttpError(429, str(exc), headers={"Retry-After": "1"}) from None
         except Exception as exc:
             self.metrics.observe(path, 500, time.perf_counter() - started)
             raise HttpError(
@@ -200,5 +202,6 @@ def create_app(
     app = FastAPI(title="conveyor embed-server", lifespan=lifespan)
     app.state.service = EmbedService(settings or Settings(), embedder, max_pending)
     errors.install(app, invalid_kind=INVALID)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(router)
     return app

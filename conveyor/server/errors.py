@@ -63,10 +63,17 @@ class HttpError(Exception):
     """A request that gets an error answer: ``status``, a message for the client, and the
     error ``kind`` (its ``type`` in the body; from :data:`KINDS` when not given)."""
 
-    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message = status, message
         self.kind = kind or KINDS.get(status, "http_error")
+        self.headers = dict(headers or {})
 
 
 def error_response(
@@ -89,7 +96,9 @@ def install(app: FastAPI, *, invalid_kind: str = "invalid_request") -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HttpError)
-        headers = {"WWW-Authenticate": 'Bearer realm="conveyor"'} if exc.status == 401 else None
+        headers = dict(exc.headers)
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="conveyor"'
         return error_response(exc.status, exc.message, exc.kind, headers)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
