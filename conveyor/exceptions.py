@@ -33,6 +33,11 @@ class TransientError(ConveyorError):
     kind = "transient"
 
 
+class BackendUnavailable(TransientError):
+    """A database, queue or store that was reachable is not now (stopped, restarted,
+    the network down): retried; the API answers 503 with ``Retry-After``."""
+
+
 class UnsupportedType(PermanentError):
     """The bytes are not a format conveyor can extract (yet)."""
 
