@@ -34,6 +34,7 @@ from ..exceptions import safe_summary
 from ..settings import Settings
 from . import errors
 from .auth import Keys, parse_keys
+from .guard import Guard
 from .live import Live
 from .metrics import ApiMetrics
 from .routes import documents, events, health, page, queue, search
@@ -53,10 +54,12 @@ def create_api(
     conveyor: Any = None,
     workers: int = 0,
     poll_interval: float | None = None,
+    host: str | None = None,
 ) -> FastAPI:
     """The API app. ``conveyor``: an open :class:`~conveyor.app.Conveyor` to serve (tests
     pass one with an already loaded model); ``workers``: worker slots to run beside the
-    API (0: none, the API only enqueues and reads)."""
+    API (0: none, the API only enqueues and reads); ``host``: the address served, which
+    an API without keys answers besides localhost (:mod:`conveyor.server.guard`)."""
     from ..app import Conveyor
 
     settings = settings or (conveyor.settings if conveyor is not None else Settings())
@@ -81,9 +84,12 @@ def create_api(
         version=health.package_version(),
         summary="Upload files, follow them until searchable, search them.",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads its assets from a CDN: /openapi.json instead
+        redoc_url=None,
     )
     app.state.api = api
     errors.install(app)
+    app.add_middleware(Guard, open_mode=api.keys.open, hosts=frozenset({host} if host else ()))
     app.include_router(page.router)
     app.include_router(health.router)
     app.include_router(health.metrics_router, **(PROTECTED if settings.metrics_need_key else {}))
@@ -157,7 +163,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, echo: Any =
     host, note = listen_address(host, parse_keys(settings.api_keys))
     if note:
         echo(note)
-    app = create_api(settings, workers=workers)
+    app = create_api(settings, workers=workers, host=host)
     api: ApiState = app.state.api
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", timeout_graceful_shutdown=WORKER_GRACE

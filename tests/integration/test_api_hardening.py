@@ -133,3 +133,35 @@ def test_embed_server_answers_deep_nesting_with_422(embed_client: TestClient) ->
     )
     assert response.status_code in (400, 422)
     error(response, response.status_code)
+
+
+def test_an_open_api_refuses_other_hosts_and_cross_origin_writes(tmp_path: Path) -> None:
+    """No keys: a hostile web page can neither post to the API (its form has an Origin)
+    nor reach it by DNS rebinding (its Host is its own name)."""
+    with Conveyor(Settings(home=tmp_path / "home"), embedder=FakeEmbedder()) as cv:
+        app = create_api(conveyor=cv, host="192.0.2.7")
+        with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+            upload = {"file": ("a.txt", b"Otters hold hands.\n")}
+            evil = c.post("/documents", files=upload, headers={"Origin": "https://evil.example"})
+            assert "another origin" in error(evil, 403)
+            cross = c.post("/documents", files=upload, headers={"Sec-Fetch-Site": "cross-site"})
+            assert "another origin" in error(cross, 403)
+            assert cv.components.catalog.documents() == []
+            own = c.post("/documents", files=upload, headers={"Origin": "http://127.0.0.1:8000"})
+            assert own.status_code == 202, own.text
+            assert c.post("/documents", files=upload).status_code == 202  # curl sends no Origin
+            rebound = c.get("/documents", headers={"Host": "evil.example:8000"})
+            assert "is not this machine" in error(rebound, 403)
+            for host in ("localhost:8000", "127.0.0.1", "[::1]:8000", "192.0.2.7:8000"):
+                assert c.get("/documents", headers={"Host": host}).status_code == 200, host
+            page = c.get("/")
+            assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+            assert page.headers["X-Frame-Options"] == "DENY"
+            assert c.get("/docs").status_code == 404  # Swagger UI would load a CDN's scripts
+            assert c.get("/openapi.json").status_code == 200
+
+
+def test_an_api_with_keys_takes_any_host(intake: Conveyor) -> None:
+    with TestClient(create_api(conveyor=intake), base_url="http://api.example") as c:
+        assert c.get("/documents", headers=H).status_code == 200
+        assert "Content-Security-Policy" in c.get("/health").headers
