@@ -236,7 +236,8 @@ class Pipeline:
     def chunk(self, doc: InFlight, extracted: Extracted) -> list[Chunk]:
         """The chunks extraction made (in its child, within its limits), else here."""
         chunks = extracted.chunks
-        if chunks is not None:
+        if chunks is not None:  # what was learnt is recorded as the stage would
+            self.documents.stage(doc.id, "chunk", kind=extracted.kind, mime=extracted.mime)
             doc.timings["chunk"] = extracted.chunk_seconds
         else:
             with doc.stage("chunk", kind=extracted.kind, mime=extracted.mime):
