@@ -36,7 +36,7 @@ from .blobstore import BlobStore
 from .catalog import Catalog
 from .deltas import Delta
 from .documents import Documents
-from .exceptions import PermanentError, safe_summary
+from .exceptions import NoSpace, PermanentError, no_space, safe_summary
 from .manifests import Manifests
 from .vectorstore import ChunkRecord, VectorStore
 
@@ -104,6 +104,8 @@ class Compactor:
         self.clock = clock
         self._attempts: dict[int, int] = {}
         self._retry_at: dict[int, float] = {}  # delta id → when to try it again
+        self.full: NoSpace | None = None
+        """Set when a disk filled up: :meth:`run` returns, the deltas stay pending."""
         self._keeper: _LockKeeper | None = None
 
     def run_once(self, stop: threading.Event | None = None) -> int:
@@ -166,6 +168,7 @@ class Compactor:
         try:
             chunks = self._apply(collection, delta)
         except Exception as exc:
+            self.full = self.full or no_space(exc, "the catalog or the vector store")
             n = self._attempts[delta.id] = self._attempts.get(delta.id, 0) + 1
             pause = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (n - 1))
             self._retry_at[delta.id] = self.clock() + pause
@@ -258,15 +261,21 @@ class Compactor:
         return removed
 
     def run(self, stop: threading.Event, *, idle: float = 0.5, drain: bool = True) -> None:
-        """Apply deltas until ``stop`` is set — and, with ``drain``, nothing is pending."""
+        """Apply deltas until ``stop`` is set — and, with ``drain``, nothing is pending —
+        or a disk is full (``full``)."""
         while True:
             self.wake.clear()
             try:
                 applied = self.run_once(None if drain else stop)
             except Exception as exc:  # keep the writer alive; the delta stays pending
-                log.error("compaction failed: %s", safe_summary(exc), exc_info=True)
+                self.full = self.full or no_space(exc, "the catalog or the vector store")
+                if self.full is None:
+                    log.error("compaction failed: %s", safe_summary(exc), exc_info=True)
                 applied = 0
                 stop.wait(1.0)
+            if self.full is not None:  # what is pending stays pending for the next run
+                log.error("compactor stopping: %s", self.full)
+                return
             if stop.is_set() and (not drain or not self.catalog.pending_collections()):
                 return
             if applied:
