@@ -147,15 +147,37 @@ def _mostly_utf8(data: bytes) -> bool:
     return valid > 4 * invalid
 
 
+def utf16_without_bom(data: bytes) -> tuple[str, str] | None:
+    """``(text, encoding)`` when ``data`` reads as UTF-16 written without a byte order
+    mark (Windows tools do): mostly Latin text has a zero byte in every other place."""
+    sample = data[:4096]
+    sample = sample[: len(sample) - len(sample) % 2]
+    if len(sample) < 8:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    half = len(sample) // 2
+    if odd >= 0.4 * half and even <= 0.05 * half:
+        encoding = "utf-16-le"
+    elif even >= 0.4 * half and odd <= 0.05 * half:
+        encoding = "utf-16-be"
+    else:
+        return None
+    text = data[: len(data) - len(data) % 2].decode(encoding, errors="replace")
+    return (text, encoding) if _bad_ratio(text) <= _MAX_BAD_RATIO else None
+
+
 def decode_text(data: bytes) -> tuple[str, str]:
     """Decode bytes believed to be text; returns ``(text, encoding)``.
 
-    A BOM wins; then strict UTF-8; then UTF-8 with replacement when the file
-    is mostly UTF-8 with a few damaged bytes; then cp1252, then latin-1.
+    A BOM wins; then UTF-16 without one (:func:`utf16_without_bom`); then strict
+    UTF-8; then UTF-8 with replacement when the file is mostly UTF-8 with a few
+    damaged bytes; then cp1252, then latin-1.
     """
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return data[len(bom) :].decode(encoding, errors="replace"), encoding
+    if b"\x00" in data[:4096] and (utf16 := utf16_without_bom(data)) is not None:
+        return utf16
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:

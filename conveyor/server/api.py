@@ -48,6 +48,20 @@ log = logging.getLogger(__name__)
 WORKER_GRACE = 30
 
 
+class NoQueryStrings(logging.Filter):
+    """Access log lines without their query strings: the event token travels in one
+    (``GET /events?token=…``), and a log is no place for a credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+NO_QUERY_STRINGS = NoQueryStrings()
+
+
 def create_api(
     settings: Settings | None = None,
     *,
@@ -164,6 +178,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, echo: Any =
     if note:
         echo(note)
     app = create_api(settings, workers=workers, host=host)
+    logging.getLogger("uvicorn.access").addFilter(NO_QUERY_STRINGS)
     api: ApiState = app.state.api
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", timeout_graceful_shutdown=WORKER_GRACE

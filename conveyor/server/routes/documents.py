@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from ...documents import State
 from ...exceptions import ConveyorError, safe_summary
@@ -21,6 +23,7 @@ from ..live import display_name
 from ..state import Api, ApiState
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -63,13 +66,12 @@ async def upload(request: Request, api: Api) -> JSONResponse:
     ``metadata``, a JSON object). Answers 202 with the document id and its status URL;
     the same bytes uploaded again to the same collection are the same document."""
     try:
-        received = await uploads.receive(
-            request.headers.get("content-type", ""),
-            request.headers.get("content-length"),
-            request.stream(),
-            limit=api.upload_limit,
-            tmp_dir=uploads.scratch_folder(api.settings.home),
-        )
+        received = await _receive(request, api)
+    except ClientDisconnect:  # nobody is left to answer: one line, no traceback
+        log.info("upload abandoned: the client disconnected before the body ended")
+        api.metrics.uploaded("abandoned")
+        return JSONResponse({}, status_code=400)
+    try:
         try:
             metadata = received.metadata()
             collection, run = _names(api, received.fields)
@@ -81,6 +83,20 @@ async def upload(request: Request, api: Api) -> JSONResponse:
         raise
     api.metrics.uploaded("duplicate" if result["duplicate"] else "accepted", received.size)
     return JSONResponse(result, status_code=202, headers={"Location": result["status_url"]})
+
+
+async def _receive(request: Request, api: ApiState) -> uploads.Upload:
+    try:
+        return await uploads.receive(
+            request.headers.get("content-type", ""),
+            request.headers.get("content-length"),
+            request.stream(),
+            limit=api.upload_limit,
+            tmp_dir=uploads.scratch_folder(api.settings.home),
+        )
+    except uploads.UploadError as exc:
+        api.metrics.uploaded(f"rejected_{exc.status}")
+        raise
 
 
 def _names(api: ApiState, fields: dict[str, str]) -> tuple[str, str]:
