@@ -17,6 +17,7 @@ from ...documents import State
 from ...exceptions import ConveyorError, safe_summary
 from ...ids import document_id
 from ...jobs import check_name
+from ...sources import upload_source
 from .. import schemas, uploads
 from ..errors import HttpError, responses
 from ..live import display_name
@@ -122,7 +123,7 @@ def _accept(
     c = cv.components
     with uploads.one_at_a_time(received.sha256):
         key, _stored = uploads.store(c.blobs, received)
-        source = c.blobs.uri(key)
+        source = upload_source(key)  # not the server's path
         doc_id = document_id(collection, source)
         known = c.catalog.get(doc_id)
         duplicate = known is not None and known["state"] != State.FAILED
