@@ -6,9 +6,10 @@ outcome, reason, wall time and the worker's peak memory (see its ``--help``)."""
 from __future__ import annotations
 
 import io
+import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def one_line_markdown(size: int) -> bytes:
@@ -90,6 +91,17 @@ def inflating_pdf(size: int = 100_000_000) -> bytes:
     )
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A few dozen bytes claiming a ``width`` × ``height`` PNG (a pixel bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
 def utf16_without_bom(text: str = "Otters hold hands while they sleep.\n" * 20) -> bytes:
     return text.encode("utf-16-le")
 
@@ -102,6 +114,8 @@ class Hostile:
     """``done`` or ``failed``."""
     reason: str = ""
     """A part of the failure reason."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Settings for this file's worker (a limit lowered so the file meets it soon)."""
 
 
 CORPUS = [
@@ -116,6 +130,16 @@ CORPUS = [
     Hostile("repeated-page-2048.pdf", repeated_page_pdf, "failed", "CONVEYOR_MAX_PDF_PAGES"),
     Hostile("repeated-page-1024.pdf", lambda: repeated_page_pdf(10), "failed", "OCR found no"),
     Hostile("inflates-100mb.pdf", inflating_pdf, "failed", "too large to decompress"),
+    Hostile(
+        "blank-pages-60.pdf",
+        lambda: distinct_blank_pages_pdf(60),
+        "failed",
+        "longer than 3 s in all",
+        {"CONVEYOR_EXTRACT_TOTAL_TIMEOUT": "3"},
+    ),
+    Hostile(
+        "pixels-400m.png", lambda: png_header(20_000, 20_000), "failed", "CONVEYOR_MAX_IMAGE_PIXELS"
+    ),
     Hostile("utf16-no-bom.txt", utf16_without_bom, "done"),
     Hostile("normal.txt", lambda: b"Otters hold hands while they sleep.\n", "done"),
 ]

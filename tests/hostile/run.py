@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,10 +42,13 @@ class Row:
     ok: bool
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its peak) of this process, in MB. Not
+    ``ru_maxrss``: Linux carries that across fork and exec, so a worker would report
+    the runner's size."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return 0.0  # pragma: no cover - not Linux
 
@@ -63,11 +65,11 @@ def worker(path: Path, home: Path) -> dict[str, object]:
     fake.tokenizer = LocalEmbedder(settings.model).tokenizer  # type: ignore[assignment]
     with Conveyor(settings, embedder=fake) as cv:
         cv.components.extractor.extract(b"warm up", name="w.txt")  # start the child
-        before = _rss_mb()
+        before = _status_mb("VmRSS")
         started = time.perf_counter()
         summary = cv.ingest([path])
         wall = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = _status_mb("VmHWM")
     reason = summary.failures[0]["error"] if summary.failures else ""
     outcome = "done" if summary.done else "failed" if summary.failed else "other"
     return {
@@ -88,7 +90,7 @@ def run(hostile: Hostile, folder: Path, env: dict[str, str] | None = None) -> Ro
         [sys.executable, __file__, "--worker", str(path), str(home)],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **hostile.env, **(env or {})},
         check=False,
     )
     size = path.stat().st_size

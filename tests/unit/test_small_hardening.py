@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from conveyor.settings import Settings
 from conveyor.testing import FakeEmbedder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hostile import inflating_pdf, utf16_without_bom
+from hostile import inflating_pdf, png_header, utf16_without_bom
 
 
 def test_a_non_ascii_key_matches_as_sent() -> None:
@@ -76,18 +74,9 @@ def test_a_client_leaving_mid_upload_is_one_info_line(
     assert any("disconnected" in r.getMessage() for r in caplog.records)
 
 
-def _png_header(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-
-
 def test_a_huge_png_is_refused_with_our_limit_named() -> None:
     with pytest.raises(PermanentError) as caught:
-        extract(_png_header(20_000, 20_000), options={"max_pixels": 50_000_000})
+        extract(png_header(20_000, 20_000), options={"max_pixels": 50_000_000})
     assert "400,000,000 pixels, over the limit of 50,000,000" in str(caught.value)
     assert "CONVEYOR_MAX_IMAGE_PIXELS" in str(caught.value)
 
