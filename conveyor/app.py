@@ -292,6 +292,9 @@ class Conveyor:
             failures=sorted(failures, key=lambda f: f["source"]),
             empty=queued.empty,
             deleted=len(queued.deleted),
+            tokens=(
+                self._documents.usage(queued.run)["tokens"] if self.settings.remote_embedder else 0
+            ),
         )
 
     # -- reading ---------------------------------------------------------

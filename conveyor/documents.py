@@ -90,6 +90,18 @@ class Documents:
         with their error and attempts cleared."""
         self.catalog.enqueued(docs, run)
 
+    def usage(self, run: str) -> dict[str, int]:
+        """What the documents of ``run`` sent to a remote embedding provider (the
+        ``usage`` each delivery recorded: tokens, requests, texts) — the run's bill."""
+        total = {"tokens": 0, "requests": 0, "texts": 0, "documents": 0}
+        for doc in self.catalog.documents(run=run):
+            usage = (doc.get("metadata") or {}).get("usage") or {}
+            if usage:
+                total["documents"] += 1
+                for key in ("tokens", "requests", "texts"):
+                    total[key] += int(usage.get(key, 0))
+        return total
+
     def started(self, document_id: str, current: str | None, *, attempts: int) -> None:
         """A worker took the document's job (``current``: its state before)."""
         check(current, State.RUNNING)

@@ -49,6 +49,8 @@ class IngestSummary:
     """Jobs handed back to the queue unfinished when it was interrupted."""
     deleted: int = 0
     """Documents removed because their file is gone (``--sync``)."""
+    tokens: int = 0
+    """Tokens the run's documents sent to a remote embedding provider (0: none used)."""
 
     @property
     def unfinished(self) -> int:
@@ -82,6 +84,7 @@ class IngestSummary:
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "chunks_per_second": round(self.chunks_per_second, 2),
+            "tokens": self.tokens,
             "failures": self.failures,
         }
 

@@ -33,6 +33,7 @@ from .catalog import Catalog
 from .chunking import Chunk, ChunkPlan, chunk_document
 from .documents import SEARCHABLE, Documents, State
 from .embedding import Embedder, Tokenizer
+from .embedding.remote import metered
 from .exceptions import EmptyDocument
 from .extract import Extracted, Extractor, Input
 from .ids import chunk_id
@@ -162,11 +163,14 @@ class Pipeline:
             return self.skip(doc, fetched)
         extracted = self.extract(doc, fetched)
         chunks = self.chunk(doc, extracted)
-        vectors = self.embed(doc, chunks)
-        for step in FORMAT_STEPS.get(extracted.kind, []):
-            step(self, doc, extracted)
-        parts = [self.text_part(doc, extracted, chunks, vectors)]
-        parts += self.unit_parts(doc, extracted, dim=int(vectors.shape[1]))
+        with metered() as usage:  # what a remote provider bills for this document
+            vectors = self.embed(doc, chunks)
+            for step in FORMAT_STEPS.get(extracted.kind, []):
+                step(self, doc, extracted)
+            parts = [self.text_part(doc, extracted, chunks, vectors)]
+            parts += self.unit_parts(doc, extracted, dim=int(vectors.shape[1]))
+        if usage.requests:
+            extracted.metadata["usage"] = usage.as_dict()
         self.deliver(doc, fetched, extracted, parts)
         return Outcome(document_id, "merge", chunks=len(chunks), timings=doc.timings)
 

@@ -224,6 +224,8 @@ def _print_summary(s: Any) -> None:
         f"of {s.enqueued} · {s.searchable} searchable · {s.chunks} chunks in {s.seconds:.1f}s "
         f"({s.chunks_per_second:.1f} chunks/s) · collection {s.collection!r}"
     )
+    if s.tokens:
+        click.echo(f"  {s.tokens} tokens sent to the embedding provider")
     for f in s.failures:
         click.echo(f"  failed: {_display_source(f['source'])}: {f['error']}")
     if s.deleted:

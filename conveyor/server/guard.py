@@ -25,7 +25,7 @@ from .errors import error_response
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSP = (
-    "default-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 HEADERS = [

@@ -14,6 +14,7 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -530,6 +531,7 @@ def test_events_stream_a_state_change(client: TestClient, conveyor: Conveyor) ->
     data = json.loads(fields["data"])
     assert data["id"] == accepted["id"] and data["stage"] == "re-check"
     assert data["name"] == "events.txt" and data["state"] == "done"
+    assert datetime.fromisoformat(data["updated_at"]).tzinfo is not None  # ISO 8601, UTC
     with_key = client.get("/events?limit=1", headers={"x-api-key": KEY, "last-event-id": "0"})
     assert with_key.status_code == 200 and "event: " in with_key.text  # replayed from the start
 
