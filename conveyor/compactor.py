@@ -104,6 +104,7 @@ class Compactor:
         self.clock = clock
         self._attempts: dict[int, int] = {}
         self._retry_at: dict[int, float] = {}  # delta id → when to try it again
+        self._failure: str | None = None  # this compaction run's last outage, if any
         self.full: NoSpace | None = None
         """Set when a disk filled up: :meth:`run` returns, the deltas stay pending."""
         self._keeper: _LockKeeper | None = None
@@ -128,6 +129,7 @@ class Compactor:
         ``applied`` or ``failed`` (with the error)."""
         run = self.catalog.start_compaction(collection)
         counts = [0, 0]
+        self._failure = None
         try:
             self._merge(collection, lock, counts)
         except Exception as exc:
@@ -135,7 +137,10 @@ class Compactor:
                 run, "failed", counts[0], counts[1], error=safe_summary(exc)
             )
             raise
-        self.catalog.finish_compaction(run, "applied", counts[0], counts[1])
+        if self._failure is not None:  # a delta kept pending for an outage: say so
+            self.catalog.finish_compaction(run, "failed", counts[0], counts[1], error=self._failure)
+        else:
+            self.catalog.finish_compaction(run, "applied", counts[0], counts[1])
         return counts[0]
 
     def _merge(self, collection: str, lock: str, counts: list[int]) -> None:
@@ -169,6 +174,7 @@ class Compactor:
             chunks = self._apply(collection, delta)
         except Exception as exc:
             self.full = self.full or no_space(exc, "the catalog or the vector store")
+            self._failure = safe_summary(exc)
             n = self._attempts[delta.id] = self._attempts.get(delta.id, 0) + 1
             pause = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (n - 1))
             self._retry_at[delta.id] = self.clock() + pause
