@@ -90,3 +90,29 @@ def test_utf16_without_a_bom_is_text() -> None:
     assert extract(utf16_without_bom(), name="a.txt").text.startswith("Otters hold hands")
     german = "Grüße aus Köln, wo der Dom steht.\n".encode("utf-16-be")
     assert extract(german, name="a.txt").text == "Grüße aus Köln, wo der Dom steht."
+
+
+def test_a_heartbeat_racing_an_ack_alarms_nobody(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The heartbeat's snapshot of the leases in flight may hold one acked a moment
+    after: extending it finds it gone, which is no news (logged at debug)."""
+    import threading
+    import time
+
+    settings = Settings(home=tmp_path / "home", visibility_timeout=0.3)
+    with Conveyor(settings, embedder=FakeEmbedder()) as cv:
+        queue = cv.components.queue
+        queue.send({"source": "file:///x.txt", "collection": "default", "run": "r"})
+        [lease] = queue.receive(1, visibility_timeout=30)
+        queue.ack(lease)
+        pool = cv.components.worker_pool(concurrency=1)
+        pool._in_flight[lease.receipt] = lease  # the snapshot, taken before the ack
+        busy = threading.Thread(target=time.sleep, args=(0.5,))
+        busy.start()
+        pool._threads = [busy]
+        with caplog.at_level(logging.DEBUG, logger="conveyor.worker"):
+            pool._heartbeat()  # beats every 0.1 s until the job thread ends
+        busy.join()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("no longer ours" in r.getMessage() for r in caplog.records)
