@@ -31,8 +31,8 @@ import os
 import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeAlias
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .exceptions import BackendUnavailable, ConfigurationError, safe_summary
@@ -118,6 +118,39 @@ def _exist(conn: Connection, schema: str, relations: Sequence[str]) -> bool:
     return row is not None and bool(row[0])  # an aggregate: there is always a row
 
 
+class OutageGuard:
+    """Connections from a psycopg pool, with a server that went away made an outage:
+    :class:`BackendUnavailable`, and a short wait for a connection while it lasts."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._down_since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    @contextmanager
+    def connection(self, pool: Any) -> Iterator[Any]:
+        import psycopg
+        import psycopg_pool
+
+        timeout = DOWN_TIMEOUT if self._down_since is not None else POOL_TIMEOUT
+        try:
+            with pool.connection(timeout=timeout) as conn:
+                self._down_since = None
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+            if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+                raise  # the server is there; the statement was stopped
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+            raise BackendUnavailable(
+                f"the {self.what} database is unreachable ({safe_summary(exc, limit=160)}); "
+                "retry shortly"
+            ) from exc
+
+
 class Pool:
     """A small psycopg connection pool on one database and schema, safe across threads.
 
@@ -158,7 +191,7 @@ class Pool:
                 f"cannot open the {what} database {safe_summary(url)!r}: {safe_summary(exc)}"
             ) from exc
         self._inherited: list[_ConnectionPool] = []
-        self._down_since: float | None = None
+        self._guard = OutageGuard(what)
         self._pool = self._open()
 
     def _open(self) -> _ConnectionPool:
@@ -179,32 +212,15 @@ class Pool:
     @property
     def down(self) -> bool:
         """Whether the last attempt found the server unreachable."""
-        return self._down_since is not None
+        return self._guard.down
 
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
+    def connection(self) -> AbstractContextManager[Connection]:
         """``with pool.connection() as conn:`` — a connection for this block. Connection
         errors (here or in the block) raise :class:`BackendUnavailable`."""
-        import psycopg
-        import psycopg_pool
-
         if os.getpid() != self._pid:  # forked: never share the parent's sockets
             self._inherited.append(self._pool)
             self._pool = self._open()
-        timeout = DOWN_TIMEOUT if self._down_since is not None else POOL_TIMEOUT
-        try:
-            with self._pool.connection(timeout=timeout) as conn:
-                self._down_since = None
-                yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
-            if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
-                raise  # the server is there; the statement was stopped
-            if self._down_since is None:
-                self._down_since = time.monotonic()
-            raise BackendUnavailable(
-                f"the {self.what} database is unreachable ({safe_summary(exc, limit=160)}); "
-                "retry shortly"
-            ) from exc
+        return self._guard.connection(self._pool)
 
     def close(self) -> None:
         if os.getpid() == self._pid:
