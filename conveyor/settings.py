@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     )
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1, description="larger sources fail")
     max_pdf_pages: int | None = Field(
-        2000, ge=1, description="PDFs with more pages fail; unset (empty) for no limit"
+        2000, ge=1, description="PDFs (and images) with more pages fail"
     )
     max_text_chars: int = Field(
         20_000_000, ge=1, description="documents with more extracted text fail (characters)"
