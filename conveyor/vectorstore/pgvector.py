@@ -28,10 +28,12 @@ rows, so a filter never returns fewer hits than exist.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._postgres import OutageGuard
 from ..exceptions import ConfigurationError, ConveyorError, safe_summary
 from . import ChunkRecord, CollectionInfo, Hit
 from ._common import check_model, filters, missing_extra, query_vector, require_vector
@@ -170,6 +172,11 @@ class PgvectorStore:
             timeout=30.0,
             open=True,
         )
+        self._guard = OutageGuard("vector store")
+
+    def _connection(self) -> AbstractContextManager[psycopg.Connection[DictRow]]:
+        """A pooled connection; a server gone away is :class:`BackendUnavailable`."""
+        return self._guard.connection(self._pool)
 
     def _prepare(self, conn: psycopg.Connection[TupleRow]) -> str:
         """Create the extension, schema and catalog table unless they exist; returns the
@@ -216,7 +223,7 @@ class PgvectorStore:
         """A collection's table id and binding; never changes once created, so cached."""
         if name in self._collections:
             return self._collections[name]
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 "SELECT id, dim, model_id FROM vs_collections WHERE name = %s", (name,)
             ).fetchone()
@@ -236,7 +243,7 @@ class PgvectorStore:
 
     def ensure_collection(self, name: str, *, dim: int, model_id: str) -> None:
         if self._info(name) is None:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext(%s))",
                     (f"conveyor vectors {self.schema}",),
@@ -264,7 +271,7 @@ class PgvectorStore:
         return CollectionInfo(name, info.dim, info.model_id, self._count(cid))
 
     def collections(self) -> list[CollectionInfo]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             names = [r["name"] for r in conn.execute("SELECT name FROM vs_collections")]
         return [c for n in sorted(names) if (c := self.collection(n)) is not None]
 
@@ -292,14 +299,14 @@ class PgvectorStore:
 
     def upsert(self, collection: str, records: Sequence[ChunkRecord]) -> None:
         cid = self._require(collection)
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             self._upsert(conn, cid, records)
 
     def delete(self, collection: str, *, document_id: str) -> int:
         found = self._info(collection)
         if found is None:
             return 0
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.execute(
                 f"DELETE FROM vs_chunks_{found[0]} WHERE document_id = %s", (document_id,)
             )
@@ -309,7 +316,7 @@ class PgvectorStore:
         self, collection: str, document_id: str, records: Sequence[ChunkRecord]
     ) -> None:
         cid = self._require(collection)
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             conn.execute(f"DELETE FROM vs_chunks_{cid} WHERE document_id = %s", (document_id,))
             self._upsert(conn, cid, records)
 
@@ -325,7 +332,7 @@ class PgvectorStore:
         query = query_vector(collection, vector, info.dim, info.model_id)
         match = filters(where)
         args: dict[str, Any] = {"q": _vector_text(query), "k": int(k), **match}
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             if match or k > EF_SEARCH_MAX:
                 clause = " AND ".join(f"{key} = %({key})s" for key in sorted(match))
                 sql = NEAREST_EXACT.format(
@@ -345,7 +352,7 @@ class PgvectorStore:
         if document_id is not None:
             sql += " WHERE document_id = %s"
             args.append(document_id)
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(sql, args).fetchone()
         assert row is not None  # an aggregate: one row
         return int(row["n"])
@@ -362,7 +369,7 @@ class PgvectorStore:
         cols = COLUMNS + (", embedding::text AS embedding" if vectors else "")
         sql = f"SELECT {cols} FROM vs_chunks_{found[0]} ORDER BY document_id, chunk_index"
         with (
-            self._pool.connection() as conn,
+            self._connection() as conn,
             conn.transaction(),
             conn.cursor(name="conveyor_export") as cur,
         ):
