@@ -193,7 +193,7 @@ class OnnxEmbedder:
                     import onnxruntime as ort
                 except ImportError:
                     raise ConfigurationError(
-                        "the ONNX backend needs the onnx extra: pip install 'conveyor[onnx]'"
+                        "the ONNX backend needs ONNX Runtime: pip install onnxruntime onnx"
                     ) from None
                 name = "model-int8.onnx" if self.int8 else "model.onnx"
                 if not is_current(self.folder, name):
