@@ -2,8 +2,9 @@
 
 A delta is one document's new chunks and vectors, written by a worker. For
 each, in order: replace the document's chunks in the store (delete what it
-had, upsert the new ones), mark the document done with its chunk count,
-write its result manifest, mark the delta applied. Every step is
+had, upsert the new ones) and in the lexical index beside it, mark the
+document done with its chunk count, write its result manifest, mark the
+delta applied. Every step is
 idempotent — chunk ids come from document id + chunk index — so a compactor
 killed anywhere in between resumes by applying the same delta again, and
 the store ends the same: no chunk lost, none doubled.
@@ -22,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from . import deltas
 from .blobstore import BlobStore
@@ -29,6 +31,8 @@ from .catalog import Catalog
 from .deltas import Delta
 from .documents import Documents
 from .exceptions import ConveyorError, PermanentError, TransientError, safe_summary
+from .filters import text_value
+from .lexical import LexicalIndex
 from .manifests import Manifests
 from .vectorstore import ChunkRecord, VectorStore
 
@@ -36,6 +40,20 @@ log = logging.getLogger(__name__)
 
 LOCK_TTL = 60.0
 MAX_ATTEMPTS = 5  # a delta that fails this often is rejected, not retried forever
+
+
+def _filterable(header: deltas.Header) -> dict[str, Any]:
+    """What every chunk of a document carries for search filters: the document's kind
+    and the uploader's scalar metadata (``--where key=value``); a chunk's own fields win."""
+    user = header.metadata.get("user")
+    shared = {
+        key: value
+        for key, value in (user.items() if isinstance(user, dict) else ())
+        if text_value(value) is not None
+    }
+    if header.kind:
+        shared["kind"] = header.kind
+    return shared
 
 
 def _deterministic(exc: Exception) -> bool:
@@ -80,10 +98,18 @@ class Compactor:
     """Merges pending deltas from the catalog into the vector store; see the module."""
 
     def __init__(
-        self, catalog: Catalog, vectors: VectorStore, blobs: BlobStore, *, batch: int = 64
+        self,
+        catalog: Catalog,
+        vectors: VectorStore,
+        blobs: BlobStore,
+        *,
+        lexical: LexicalIndex | None = None,
+        batch: int = 64,
     ) -> None:
         self.catalog = catalog
         self.vectors = vectors
+        self.lexical = lexical
+        self._lexical_ready: set[str] = set()
         self.documents = Documents(catalog)
         self.manifests = Manifests(blobs)
         self.batch = batch
@@ -98,6 +124,8 @@ class Compactor:
         With ``stop`` set, returns after the batch in hand (the rest stays pending)."""
         self._stop = stop
         applied = 0
+        if self.lexical is not None and not self._lexical_ready:
+            self._index_collections()
         for collection in self.catalog.pending_collections():
             lock = f"compactor:{collection}"
             if not self.catalog.acquire_lock(lock, self.owner, LOCK_TTL):
@@ -107,6 +135,28 @@ class Compactor:
             finally:
                 self.catalog.release_lock(lock, self.owner)
         return applied
+
+    def _index_collections(self) -> None:
+        """Collections with vectors but no lexical index (a home from before it existed)
+        are indexed from the vector store, each under its writer lock."""
+        for info in self.vectors.collections():
+            lock = f"compactor:{info.name}"
+            if not self.catalog.acquire_lock(lock, self.owner, LOCK_TTL):
+                continue  # its writer will index it
+            try:
+                self._ensure_lexical(info.name)
+            finally:
+                self.catalog.release_lock(lock, self.owner)
+
+    def _ensure_lexical(self, collection: str) -> None:
+        if self.lexical is None or collection in self._lexical_ready:
+            return
+        if self.lexical.indexed(collection) is None and self.vectors.count(collection):
+            n = self.lexical.rebuild(
+                collection, self.vectors.iter_chunks(collection, vectors=False)
+            )
+            log.info("indexed %d chunks for lexical search", n, extra={"collection": collection})
+        self._lexical_ready.add(collection)
 
     def _collection(self, collection: str, lock: str) -> int:
         """One compaction run: a record that is ``pending`` while it merges, then
@@ -167,6 +217,7 @@ class Compactor:
             # holds what a later read of the source produced; the older one must not win
             self.catalog.finish_delta(delta.id, "applied", "superseded by a newer read")
             return 0
+        shared = _filterable(header)
         try:
             vectors = delta.matrix()
             records = [
@@ -177,13 +228,16 @@ class Compactor:
                     text=c.text,
                     source=header.source,
                     page=c.page,
-                    metadata=dict(c.metadata),
+                    metadata={**shared, **c.metadata},
                     vector=vectors[i],
                 )
                 for i, c in enumerate(delta.chunks)
             ]
             self.vectors.ensure_collection(collection, dim=header.dim, model_id=header.model)
             self.vectors.replace_document(collection, doc_id, records)
+            if self.lexical is not None:  # the same chunks, before the delta counts as applied
+                self._ensure_lexical(collection)
+                self.lexical.replace_document(collection, doc_id, records)
         except PermanentError as exc:
             self._reject(delta, safe_summary(exc))
             return 0

@@ -20,6 +20,7 @@ from .catalog import Catalog, open_catalog
 from .compactor import Compactor
 from .embedding import Embedder, LocalModel, Tokenizer
 from .extract import Extractor
+from .lexical import LexicalIndex, open_lexical
 from .pipeline import Pipeline
 from .queue import JobQueue, open_queue
 from .settings import Settings
@@ -72,6 +73,11 @@ class Components:
     def vectors(self) -> VectorStore:
         s = self.settings
         return open_vectorstore(s.vectors_url or str(s.database_path))
+
+    @cached_property
+    def lexical(self) -> LexicalIndex | None:
+        """The lexical index in the catalog's database; None where it cannot hold one."""
+        return open_lexical(self.catalog)
 
     @cached_property
     def extractor(self) -> Extractor:
@@ -157,7 +163,7 @@ class Components:
         return WorkerPool(self.processor(on_delta=on_delta), concurrency=concurrency)
 
     def compactor(self, *, batch: int = 64) -> Compactor:
-        return Compactor(self.catalog, self.vectors, self.blobs, batch=batch)
+        return Compactor(self.catalog, self.vectors, self.blobs, lexical=self.lexical, batch=batch)
 
     def close(self) -> None:
         """Close what was opened: wrappers (batching, cache) first, then the models and
@@ -171,7 +177,7 @@ class Components:
                 embedder = getattr(embedder, "inner", None)
         if "extractor" in self.__dict__:
             self.__dict__["extractor"].close()
-        for name in ("queue", "catalog", "vectors", "blobs"):
+        for name in ("lexical", "queue", "catalog", "vectors", "blobs"):
             closer = getattr(self.__dict__.get(name), "close", None)
             if closer is not None:
                 closer()
