@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from .exceptions import ConveyorError
@@ -188,3 +189,50 @@ def sql(f: Filter, dialect: Dialect, *, prefix: str = "") -> tuple[str, dict[str
     for key, value in f.metadata:
         parts.append(f"{text(key)} = {param(value)}")
     return (" AND ".join(parts) or "1 = 1"), params
+
+
+# -- what people type: the CLI's options and the API's parameters --------------
+
+
+def parse_range(text: str, what: Literal["page", "time"]) -> Range:
+    """``"3"``, ``"2-5"``, ``"4-"``, ``"-7"``; times also as ``m:ss`` or ``h:mm:ss``."""
+
+    def one(part: str) -> float | None:
+        part = part.strip()
+        if not part:
+            return None
+        try:
+            if what == "page":
+                return int(part)
+            seconds = 0.0
+            for piece in part.split(":"):
+                seconds = seconds * 60 + float(piece)
+            return seconds
+        except ValueError:
+            example = "3, 2-5 or 4-" if what == "page" else "90, 1:30-2:45 or 600-"
+            raise BadFilter(f"bad {what} range {text!r}; use e.g. {example}") from None
+
+    low, sep, high = text.partition("-")
+    span = (one(low), one(high)) if sep else (one(low), one(low))
+    if span == (None, None):
+        raise BadFilter(f"empty {what} range {text!r}")
+    return span
+
+
+def parse_where(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """``key=value`` items (``--where`` repeated)."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadFilter(f"bad metadata filter {item!r}; use key=value")
+        out.append((key.strip(), value))
+    return tuple(out)
+
+
+def source_prefix(text: str) -> str:
+    """A folder or URI prefix as sources are written: a local path becomes a
+    ``file://`` URI (resolved), a URI stays as it is."""
+    if "://" in text:
+        return text
+    return Path(text).expanduser().resolve().as_uri()
