@@ -95,6 +95,7 @@ class FtsIndex:
             return None if row is None else int(row[0])
         cur = conn.execute("INSERT INTO lexical_collections (name) VALUES (?)", (collection,))
         cid = int(cur.lastrowid or 0)
+        conn.execute(f"DROP TABLE IF EXISTS lexical_fts_{cid}")  # an orphan of a lost row
         conn.execute(FTS.format(cid=cid))
         return cid
 
