@@ -121,6 +121,21 @@ def write_set(
     )
 
 
+class Memo:
+    """An embedder that remembers the vector of each text it was asked for."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.model_id, self.seen = inner, inner.model_id, {}
+
+    def embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self.seen]
+        if missing:
+            self.seen.update(zip(missing, self.inner.embed(missing), strict=True))
+        return np.stack([self.seen[t] for t in texts])
+
+
 def run_set(name: str, root: Path, model: Any, grid: bool) -> dict[str, Any]:
     from conveyor.app import Conveyor
     from conveyor.settings import Settings
@@ -138,14 +153,15 @@ def run_set(name: str, root: Path, model: Any, grid: bool) -> dict[str, Any]:
         )
         if summary.failed:
             raise SystemExit(f"{summary.failed} documents failed: {summary.failures[:3]}")
-        searcher = cv._searcher
+        searcher = cv.components.searcher
         default = searcher.fusion
         for mode in MODES:
             report = evaluation.evaluate(
                 lambda text, n, mode=mode: cv.search(text, n, mode=mode), queries, judged, mode=mode
             )
             out["runs"].append(report.as_dict())
-        if grid:
+        if grid:  # the same queries again and again: their vectors are computed once
+            searcher.embedder = Memo(searcher.embedder)
             out["grid"] = []
             for constant, weight in GRID:
                 searcher.fusion = Fusion(constant=constant, lexical_weight=weight)
@@ -158,7 +174,7 @@ def run_set(name: str, root: Path, model: Any, grid: bool) -> dict[str, Any]:
                 out["grid"].append(
                     {"constant": constant, "lexical_weight": weight, **report.as_dict()}
                 )
-            searcher.fusion = default
+            searcher.fusion, searcher.embedder = default, searcher.embedder.inner
     return out
 
 
@@ -184,8 +200,10 @@ def main() -> None:
         for name in ("cisi", "debian") if args.set == "both" else (args.set,):
             texts, queries, judged = cisi(args.data) if name == "cisi" else debian(DPKG)
             root = (args.keep or base) / name
-            if root.exists():
-                shutil.rmtree(root)
+            if (root / "docs").exists():  # kept from an earlier run: ingest skips what is there
+                shutil.rmtree(root / "docs")
+                (root / "queries.jsonl").unlink()
+                (root / "qrels.trec").unlink()
             write_set(root, texts, queries, judged)
             results.append(run_set(name, root, model, args.grid))
     finally:

@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from .ids import document_id
 from .intake import Enqueued, IngestSummary, expand_paths, new_run_name
 from .jobs import Job, check_name, document_of
 from .queue import DeadLetter
-from .search import Fusion, Mode, Results, Searcher
+from .search import Mode, Results
 from .settings import Settings
 from .vectorstore import CollectionInfo, Hit
 from .worker import stale_after
@@ -233,18 +232,7 @@ class Conveyor:
                 f"collection {collection!r} was embedded with {info.model_id}, but the "
                 f"configured model is {c.query_embedder.model_id}; set CONVEYOR_MODEL to match"
             )
-        return self._searcher.search(queries, k, collection=collection, mode=mode, where=where)
-
-    @cached_property
-    def _searcher(self) -> Searcher:
-        s, c = self.settings, self.components
-        fusion = Fusion(
-            constant=s.rrf_constant,
-            dense_weight=s.rrf_dense_weight,
-            lexical_weight=s.rrf_lexical_weight,
-            candidates=s.hybrid_candidates,
-        )
-        return Searcher(c.vectors, c.lexical, c.query_embedder, c.tokenizer, fusion)
+        return c.searcher.search(queries, k, collection=collection, mode=mode, where=where)
 
     def _require_collection(self, collection: str) -> CollectionInfo:
         info = self.components.vectors.collection(collection)

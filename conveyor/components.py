@@ -23,6 +23,7 @@ from .extract import Extractor
 from .lexical import LexicalIndex, open_lexical
 from .pipeline import Pipeline
 from .queue import JobQueue, open_queue
+from .search import Fusion, Searcher
 from .settings import Settings
 from .vectorstore import VectorStore, open_vectorstore
 from .worker import Processor, WorkerPool
@@ -78,6 +79,18 @@ class Components:
     def lexical(self) -> LexicalIndex | None:
         """The lexical index in the catalog's database; None where it cannot hold one."""
         return open_lexical(self.catalog)
+
+    @cached_property
+    def searcher(self) -> Searcher:
+        """Dense, lexical and hybrid search over this home's stores and query model."""
+        s = self.settings
+        fusion = Fusion(
+            constant=s.rrf_constant,
+            dense_weight=s.rrf_dense_weight,
+            lexical_weight=s.rrf_lexical_weight,
+            candidates=s.hybrid_candidates,
+        )
+        return Searcher(self.vectors, self.lexical, self.query_embedder, self.tokenizer, fusion)
 
     @cached_property
     def extractor(self) -> Extractor:
