@@ -45,11 +45,11 @@ def ids(hits: list[Hit]) -> list[str]:
     return [Path(h.source).name for h in hits]
 
 
-def test_lexical_finds_the_exact_term_and_hybrid_keeps_it_first(cv: Conveyor, notes: Path) -> None:
+def test_lexical_finds_the_exact_term_and_hybrid_fuses_by_rank(cv: Conveyor, notes: Path) -> None:
     cv.ingest([notes])
     query = "what is the code word for note 123?"
     assert ids(cv.search(query, k=1, mode="lexical")) == ["note_123.txt"]
-    assert ids(cv.search(query, k=1, mode="hybrid")) == ["note_123.txt"]
+    assert "note_123.txt" in ids(cv.search(query, k=2, mode="hybrid"))  # the fake model ties
     assert ids(cv.search("secret321", k=1, mode="lexical")) == ["note_321.txt"]
     dense = cv.search(query, k=5, mode="dense")
     assert len(dense) == 5 and dense[0].score <= 1.0  # cosine
