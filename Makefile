@@ -16,7 +16,11 @@ DEMO_HOME ?= conveyor-data
 # Optional backends the tests exercise; a user picks the extras they need.
 EXTRAS ?= audio,onnx,server,postgres,aws,chroma,qdrant,dev
 
-.PHONY: install demo test test-unit lint bench clean system-deps
+# What the product itself needs to read every format it claims: Tesseract (with the
+# orientation data) for images and scanned pages. `make demo` installs it.
+PRODUCT_APT ?= tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
+
+.PHONY: install demo test test-unit lint bench clean system-deps product-deps
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -35,7 +39,16 @@ system-deps: | $(VENV)/bin/python
 		&& echo "$(APT_PACKAGES)" > $(APT_STAMP); \
 	fi
 
-demo: install
+product-deps:
+	@if ! command -v tesseract >/dev/null 2>&1 || ! tesseract --list-langs 2>/dev/null | grep -qx osd; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(PRODUCT_APT); \
+		else \
+			echo "note: images and scanned pages need Tesseract: sudo apt-get install -y $(PRODUCT_APT)"; \
+		fi; \
+	fi
+
+demo: install product-deps
 	$(BIN)/conveyor ingest examples/ --home $(DEMO_HOME)
 	$(BIN)/conveyor search "how do I rotate the keys?" -k 3 --home $(DEMO_HOME)
 	$(BIN)/conveyor search "can I get my money back after a month?" -k 3 --home $(DEMO_HOME)

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import runner
+import numpy as np
+
+from . import deltas, runner
 from .blobstore import source_path
 from .components import Components, onnx_folder
 from .documents import Documents, State
@@ -23,6 +25,7 @@ from .filters import Filter
 from .ids import document_id
 from .intake import Enqueued, IngestSummary, expand_paths, new_run_name
 from .jobs import Job, check_name, document_of
+from .manifests import Manifests
 from .queue import DeadLetter
 from .search import Mode, Results
 from .settings import Settings
@@ -61,18 +64,21 @@ class Conveyor:
 
     def enqueue(
         self,
-        paths: Iterable[str | Path],
+        paths: str | Path | Iterable[str | Path],
         *,
         collection: str | None = None,
         run: str | None = None,
         force: bool = False,
         listed: Callable[[str, int], None] | None = None,
+        sync: bool = False,
     ) -> Enqueued:
-        """One job per file under ``paths`` (or object under an ``s3://`` prefix);
-        nothing runs yet."""
+        """One job per file under ``paths`` (one path or several; objects under an
+        ``s3://`` prefix too); nothing runs yet. A path that names nothing becomes a
+        failed document, ``file not found``, and the others go on. With ``sync``, the
+        collection's documents under those folders whose file is gone are deleted."""
         collection = check_name("collection", collection or self.settings.collection)
         run = check_name("run", run or new_run_name())
-        files = expand_paths(paths, exclude=[self.settings.home], listed=listed)
+        expanded = expand_paths(paths, exclude=[self.settings.home], listed=listed)
         jobs = [
             Job(
                 source=f if isinstance(f, str) else f.as_uri(),
@@ -80,14 +86,101 @@ class Conveyor:
                 run=run,
                 options={"force": True} if force else {},
             )
-            for f in files
+            for f in expanded.files
         ]
         docs = [(document_id(collection, j.source), collection, j.source) for j in jobs]
         c = self.components
-        c.catalog.start_run(run, collection, len(jobs))
+        c.catalog.start_run(run, collection, len(jobs) + len(expanded.missing))
         self._documents.queued(docs, run)
         c.queue.send_many([j.message() for j in jobs])
-        return Enqueued(run, collection, len(jobs), [d[0] for d in docs])
+        for path in expanded.missing:
+            self._not_found(path, collection, run)
+        deleted: list[str] = []
+        if sync:
+            listed_paths = [str(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
+            deleted = self._sync(listed_paths, {j.source for j in jobs}, collection)
+        return Enqueued(
+            run,
+            collection,
+            len(jobs),
+            [d[0] for d in docs],
+            missing=expanded.missing,
+            empty=expanded.empty,
+            deleted=deleted,
+        )
+
+    def delete(self, document_ids: Sequence[str]) -> list[str]:
+        """Remove documents: their chunks from every collection they fill, then the
+        documents themselves, through the compactor (the single writer) — at its next
+        pass, or :meth:`merge` now. Unknown ids are a :class:`ConveyorError` naming
+        them, and nothing is deleted. Returns the ids."""
+        c = self.components
+        docs = {doc_id: c.catalog.get(doc_id) for doc_id in dict.fromkeys(document_ids)}
+        unknown = [doc_id for doc_id, doc in docs.items() if doc is None]
+        if unknown:
+            raise ConveyorError("no such document: " + ", ".join(unknown))
+        for doc_id, doc in docs.items():
+            assert doc is not None
+            collection = doc["collection"]
+            units = (doc.get("metadata") or {}).get("unit_collections") or []
+            names = [collection, *(f"{collection}_{unit}" for unit in units)]
+            parts = deltas.tombstone(doc["source"], doc["run"] or "adhoc", c.catalog.now(), names)
+            for name, header in parts:
+                deltas.write(c.catalog, name, doc_id, header, [], np.zeros((0, 0), np.float32))
+            self._documents.deleting(doc_id)
+        return list(docs)
+
+    def delete_sources(self, sources: Sequence[str], *, collection: str | None = None) -> list[str]:
+        """:meth:`delete` by source: a path (as ingested) or a URI."""
+        collection = collection or self.settings.collection
+        ids = {
+            s: document_id(collection, s if "://" in s else Path(s).absolute().as_uri())
+            for s in sources
+        }
+        unknown = [s for s, doc_id in ids.items() if self.components.catalog.get(doc_id) is None]
+        if unknown:
+            raise ConveyorError(f"not ingested in collection {collection!r}: " + ", ".join(unknown))
+        return self.delete(list(ids.values()))
+
+    def merge(self, *, timeout: float = 300.0) -> int:
+        """Run the compactor here until nothing is pending (or ``timeout`` seconds pass,
+        or another compactor holds the lock that long); returns the deltas applied."""
+        self.components.open_all()
+        return self.components.compactor().drain(
+            threading.Event(), deadline=time.monotonic() + timeout, wait_locked=timeout
+        )
+
+    def _sync(self, paths: Sequence[str], files: set[str], collection: str) -> list[str]:
+        """Documents of ``collection`` under the folders or prefixes ``paths`` whose
+        source is not among ``files`` any more (deleted, renamed): deleted."""
+        prefixes = []
+        for path in paths:
+            if path.startswith("s3://"):
+                prefixes.append(path.rstrip("/") + "/")
+            elif Path(path).is_dir():
+                prefixes.append(Path(path).resolve().as_uri() + "/")
+        gone = [
+            d["id"]
+            for d in self.components.catalog.documents(collection=collection)
+            if d["source"] not in files and d["source"].startswith(tuple(prefixes))
+        ]
+        return self.delete(gone) if prefixes and gone else []
+
+    def _not_found(self, path: str, collection: str, run: str) -> None:
+        """A path the run named that does not exist: a failed document, like any other."""
+        source = Path(path).absolute().as_uri()
+        doc = document_id(collection, source)
+        reason = f"file not found: {path}"
+        self._documents.queued([(doc, collection, source)], run)
+        self._documents.failed(doc, reason, "permanent")
+        Manifests(self.components.blobs).failed(
+            source=source,
+            document_id=doc,
+            collection=collection,
+            run=run,
+            error=reason,
+            kind="permanent",
+        )
 
     def submit(
         self,
@@ -147,22 +240,34 @@ class Conveyor:
 
     def ingest(
         self,
-        paths: Iterable[str | Path],
+        paths: str | Path | Iterable[str | Path],
         *,
         collection: str | None = None,
         run: str | None = None,
         force: bool = False,
+        sync: bool = False,
         wait: bool = True,
         progress: Callable[[Enqueued], Callable[[], None]] | None = None,
         listed: Callable[[str, int], None] | None = None,
+        stop: threading.Event | None = None,
+        hurry: threading.Event | None = None,
     ) -> IngestSummary:
-        """Enqueue ``paths``; unless ``wait`` is False, process them and summarise."""
+        """Enqueue ``paths``; unless ``wait`` is False, process them and summarise.
+        ``stop`` set while it runs (Ctrl-C, with :func:`conveyor.runner.stop_on_signals`)
+        lets the jobs in flight finish, hands the rest back to the queue and summarises
+        what this run did."""
         started = time.perf_counter()
-        queued = self.enqueue(paths, collection=collection, run=run, force=force, listed=listed)
-        if wait and queued.jobs:
+        queued = self.enqueue(
+            paths, collection=collection, run=run, force=force, listed=listed, sync=sync
+        )
+        released = 0
+        if wait and (queued.jobs or queued.deleted):
             tick = progress(queued) if progress else None
-            self.work(progress=tick)
-        return self.summary(queued, time.perf_counter() - started)
+            released = self.work(progress=tick, stop=stop, hurry=hurry).released
+        summary = self.summary(queued, time.perf_counter() - started)
+        summary.interrupted = stop is not None and stop.is_set()
+        summary.released = released
+        return summary
 
     def summary(self, queued: Enqueued, seconds: float) -> IngestSummary:
         catalog = self.components.catalog
@@ -175,13 +280,18 @@ class Conveyor:
         return IngestSummary(
             run=queued.run,
             collection=queued.collection,
-            enqueued=queued.jobs,
+            enqueued=queued.jobs + len(queued.missing),
             done=counts[State.DONE],
             skipped=counts[State.SKIPPED],
             failed=counts[State.FAILED],
             chunks=catalog.chunk_total(run=queued.run),
             seconds=seconds,
             failures=sorted(failures, key=lambda f: f["source"]),
+            empty=queued.empty,
+            deleted=len(queued.deleted),
+            tokens=(
+                self._documents.usage(queued.run)["tokens"] if self.settings.remote_embedder else 0
+            ),
         )
 
     # -- reading ---------------------------------------------------------

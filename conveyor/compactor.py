@@ -217,6 +217,8 @@ class Compactor:
             # holds what a later read of the source produced; the older one must not win
             self.catalog.finish_delta(delta.id, "applied", "superseded by a newer read")
             return 0
+        if header.deleted:
+            return self._delete(collection, delta)
         shared = _filterable(header)
         try:
             vectors = delta.matrix()
@@ -261,6 +263,22 @@ class Compactor:
             "merged %d chunks", len(records), extra={"document": doc_id, "collection": collection}
         )
         return len(records)
+
+    def _delete(self, collection: str, delta: Delta) -> int:
+        """A tombstone: the document's rows leave the collection, and once every part of
+        the deletion is merged, the document leaves the catalog."""
+        doc_id = delta.document_id
+        removed = 0
+        if self.vectors.collection(collection) is not None:
+            removed = self.vectors.delete(collection, document_id=doc_id)
+        if self.lexical is not None:  # gone from both, before the tombstone counts
+            self.lexical.replace_document(collection, doc_id, [])
+        if self._keeper is not None and self._keeper.lost.is_set():
+            return 0
+        delivery = delta.header.delivery
+        self.catalog.complete_part(delta.id, doc_id, delivery.id, delivery.parts, None)
+        log.info("deleted %d chunks", removed, extra={"document": doc_id, "collection": collection})
+        return removed
 
     def run(self, stop: threading.Event, *, idle: float = 0.5, drain: bool = True) -> None:
         """Apply deltas until ``stop`` is set — and, with ``drain``, nothing is pending."""

@@ -19,6 +19,8 @@ from .blobstore import BlobStore, open_blobstore
 from .catalog import Catalog, open_catalog
 from .compactor import Compactor
 from .embedding import Embedder, LocalModel, Tokenizer
+from .embedding.remote import RemoteEmbedder
+from .exceptions import ConfigurationError
 from .extract import Extractor
 from .lexical import LexicalIndex, open_lexical
 from .pipeline import Pipeline
@@ -64,7 +66,10 @@ class Components:
     @cached_property
     def catalog(self) -> Catalog:
         s = self.settings
-        return open_catalog(s.catalog_url or s.database_path)
+        url = s.catalog_url or s.database_path
+        if str(url).startswith("dynamodb://"):  # large deltas go to the blob store
+            return open_catalog(url, blobs=self.blobs)
+        return open_catalog(url)
 
     @cached_property
     def blobs(self) -> BlobStore:
@@ -120,28 +125,60 @@ class Components:
 
     @cached_property
     def tokenizer(self) -> Tokenizer:
-        """The model's tokenizer, for chunking (local even with an embedding service)."""
+        """The model's tokenizer, for chunking (local even with an embedding service).
+        With a remote provider: the local model's tokenizer as an estimate, up to the
+        provider's tokens per text."""
+        if self.settings.remote_embedder:
+            from .embedding.remote import EstimatingTokenizer
+
+            return EstimatingTokenizer(
+                self.local_embedder.tokenizer, self.remote.limits.max_input_tokens
+            )
         return self.local_embedder.tokenizer
 
     @cached_property
+    def remote(self) -> RemoteEmbedder:
+        """The provider ``CONVEYOR_EMBEDDER`` names; token estimates by the local tokenizer."""
+        from .embedding.providers import open_remote
+
+        url = self.settings.remote_embedder
+        assert url is not None
+        return open_remote(url, estimate=self.local_embedder.tokenizer.count)
+
+    @cached_property
+    def model(self) -> Embedder:
+        """The model the settings name, without wrappers: a remote provider or the
+        local model (what ``embed-server`` serves)."""
+        return self.remote if self.settings.remote_embedder else self.local_embedder
+
+    @cached_property
     def query_embedder(self) -> Embedder:
-        """The embedding service when one is configured (local model as fallback),
-        else the local model."""
-        if self.settings.embedding_url:
+        """A remote provider, or the embedding service when one is configured (local
+        model as fallback), else the local model."""
+        s = self.settings
+        if s.remote_embedder:
+            if s.embedding_url:
+                raise ConfigurationError(
+                    "both CONVEYOR_EMBEDDER and EMBEDDING_SERVICE_URL/CONVEYOR_EMBEDDING_URL are "
+                    "set: keep one (an embed-server can itself front the provider)"
+                )
+            return self.remote
+        if s.embedding_url:
             from .embedding.http import HttpEmbedder
 
-            return HttpEmbedder(self.settings.embedding_url, fallback=lambda: self.local_embedder)
+            return HttpEmbedder(s.embedding_url, fallback=lambda: self.local_embedder)
         return self.local_embedder
 
     @cached_property
     def embedder(self) -> Embedder:
-        """Batching across workers in front of the model, the cache in front of that."""
+        """Batching across workers in front of the model, the cache in front of that
+        (a service or a provider batches itself)."""
         from .embedding.batching import BatchingEmbedder
         from .embedding.cache import CachedEmbedder
 
         s = self.settings
         inner: Embedder = self.query_embedder
-        if not s.embedding_url:  # the service batches across clients itself
+        if not s.embedding_url and not s.remote_embedder:
             inner = BatchingEmbedder(self.local_embedder, max_batch=s.embed_batch_size * 2)
         if s.embedding_cache:
             inner = CachedEmbedder(inner, self.catalog)
@@ -182,7 +219,7 @@ class Components:
         """Close what was opened: wrappers (batching, cache) first, then the models and
         backends under them."""
         closed = {id(self._given_model)}  # a model handed in belongs to its owner
-        for name in ("embedder", "query_embedder", "local_embedder"):
+        for name in ("embedder", "query_embedder", "remote", "local_embedder"):
             embedder = self.__dict__.get(name)
             while embedder is not None and id(embedder) not in closed:
                 closed.add(id(embedder))

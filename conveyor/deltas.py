@@ -8,12 +8,18 @@ document is done when every part of the delivery is merged. A delta is a
 stores the header and chunks as JSON and the vectors as bytes; this module
 is the only one that reads or writes that JSON.
 
-``FORMAT`` is written into every header. Headers written before it existed
-(format 0) are still read, so deltas pending across an upgrade merge.
+A delta whose header says ``deleted`` carries no chunks: it removes the
+document from its collection (``conveyor delete``, ``ingest --sync``), and
+the document leaves the catalog once every part is merged.
+
+``FORMAT`` is written into every header. Headers of older formats (0, before
+formats existed, and 1) are still read, so deltas pending across an upgrade
+merge.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
@@ -24,7 +30,8 @@ import numpy as np
 from .catalog import Catalog
 from .exceptions import ConveyorError
 
-FORMAT = 1
+FORMAT = 2
+"""1: typed headers with a delivery; 2: adds ``deleted`` (a tombstone)."""
 
 
 class UnknownFormat(ConveyorError):
@@ -104,6 +111,8 @@ class Header:
     metadata: Mapping[str, Any]
     delivery: Delivery
     part: int
+    deleted: bool = False
+    """A tombstone: remove the document (no chunks)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -119,7 +128,7 @@ class Header:
         version = data.get("format", 0)
         if version == 0:
             data = _from_format_0(data)
-        elif version != FORMAT:
+        elif version not in (1, FORMAT):
             raise UnknownFormat(
                 f"delta format {version} is newer than this conveyor's ({FORMAT}): "
                 "upgrade the compactor"
@@ -146,6 +155,7 @@ class Header:
                 chunks=int(delivery["chunks"]),
             ),
             part=int(data["part"]),
+            deleted=bool(data.get("deleted", False)),
         )
 
 
@@ -189,6 +199,8 @@ class Delta:
     def matrix(self) -> np.ndarray:
         """The vectors as a (chunks, dim) float32 array; ``ValueError`` if the bytes
         do not make one (the compactor then retries, and in the end rejects it)."""
+        if self.header.deleted:
+            return np.zeros((0, 0), dtype=np.float32)
         matrix = np.frombuffer(self.vectors, dtype=np.float32).reshape(-1, self.header.dim)
         if len(matrix) != len(self.chunks):
             raise ValueError(f"{len(self.chunks)} chunks but {len(matrix)} vectors")
@@ -216,6 +228,38 @@ def write(
         delivery=header.delivery.id,
         part=header.part,
     )
+
+
+def tombstone(
+    source: str, run: str, read_at: float, collections: list[str]
+) -> list[tuple[str, Header]]:
+    """The parts of a deletion: one per collection the document has rows in."""
+    delivery = Delivery(uuid.uuid4().hex, dict.fromkeys(collections, 0), 0)
+    return [
+        (
+            collection,
+            Header(
+                source=source,
+                run=run,
+                job_id="delete",
+                read_at=read_at,
+                content_hash="",
+                fingerprint="",
+                kind="",
+                mime="",
+                size=0,
+                model="",
+                backend=None,
+                dim=0,
+                timings={},
+                metadata={},
+                delivery=delivery,
+                part=number,
+                deleted=True,
+            ),
+        )
+        for number, collection in enumerate(collections)
+    ]
 
 
 def pending(catalog: Catalog, collection: str, *, limit: int = 64) -> list[Delta]:

@@ -44,6 +44,9 @@ MERGE = "merge"
 RETRY = "retry"
 """The stage of a queued document whose job waits out a backoff."""
 
+DELETE = "delete"
+"""The stage of a document whose deletion waits for the compactor."""
+
 TRANSITIONS: Mapping[State, frozenset[State]] = {
     # submitted (again), or a job someone else sent straight to the queue
     State.QUEUED: frozenset({State.QUEUED, State.RUNNING, State.FAILED}),
@@ -87,6 +90,18 @@ class Documents:
         with their error and attempts cleared."""
         self.catalog.enqueued(docs, run)
 
+    def usage(self, run: str) -> dict[str, int]:
+        """What the documents of ``run`` sent to a remote embedding provider (the
+        ``usage`` each delivery recorded: tokens, requests, texts) — the run's bill."""
+        total = {"tokens": 0, "requests": 0, "texts": 0, "documents": 0}
+        for doc in self.catalog.documents(run=run):
+            usage = (doc.get("metadata") or {}).get("usage") or {}
+            if usage:
+                total["documents"] += 1
+                for key in ("tokens", "requests", "texts"):
+                    total[key] += int(usage.get(key, 0))
+        return total
+
     def started(self, document_id: str, current: str | None, *, attempts: int) -> None:
         """A worker took the document's job (``current``: its state before)."""
         check(current, State.RUNNING)
@@ -102,6 +117,17 @@ class Documents:
         """Unchanged since it was last merged: its chunks are still searchable."""
         self._move(document_id, State.SKIPPED, error=None, error_kind=None)
 
+    def settled_again(self, document_id: str, state: State) -> None:
+        """A duplicate job found it unchanged: back to the state it was settled in."""
+        if state not in SEARCHABLE:
+            raise InvalidTransition(f"a document is not settled again as {state}")
+        self._move(document_id, state)
+
+    def deleting(self, document_id: str) -> None:
+        """A deletion is written; the compactor removes the document's chunks, then the
+        document itself."""
+        self.catalog.update(document_id, stage=DELETE)
+
     def merging(self, document_id: str, **fields: Any) -> None:
         """Its delta is written; the compactor makes it ``done``."""
         self.catalog.update(document_id, stage=MERGE, error=None, error_kind=None, **fields)
@@ -114,11 +140,11 @@ class Documents:
 
     def released(self, document_id: str) -> None:
         """Its worker stopped before finishing: queued again, nothing held against it."""
-        self._move(document_id, State.QUEUED)
+        self._move(document_id, State.QUEUED, error=None, error_kind=None)
 
     def redriven(self, document_id: str) -> None:
-        """Its dead letter went back onto the queue."""
-        self._move(document_id, State.QUEUED)
+        """Its dead letter went back onto the queue: queued afresh."""
+        self._move(document_id, State.QUEUED, error=None, error_kind=None)
 
     def failed(self, document_id: str, error: str, kind: str, **fields: Any) -> None:
         """Failed for good, with a one-line reason and its kind."""

@@ -57,6 +57,14 @@ class ModelMismatch(PermanentError):
     """Vectors from a different model or dimension than the collection's."""
 
 
+class MissingDependency(PermanentError):
+    """A program or Python extra this input needs is not installed (Tesseract, the
+    audio extra): the message says how to install it. Waiting cannot help, so the
+    job is not retried; ``conveyor dlq redrive`` runs it again once it is there."""
+
+    kind = "configuration"
+
+
 _SECRET_PATTERNS = [
     # scheme://user:password@host -> scheme://user:***@host; the password runs to the
     # last "@" (people write "p@ss" unencoded) and the user may be empty
@@ -90,7 +98,10 @@ def safe_summary(exc: BaseException | str, limit: int = 300) -> str:
 
 
 def classify(exc: BaseException) -> str:
-    """``"permanent"``, ``"transient"`` or ``"unknown"``."""
+    """``"configuration"`` (a missing program or extra), ``"permanent"``,
+    ``"transient"`` or ``"unknown"``."""
+    if isinstance(exc, MissingDependency):
+        return "configuration"
     if isinstance(exc, PermanentError):
         return "permanent"
     if isinstance(exc, (TransientError, TimeoutError, ConnectionError)):

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from .exceptions import ConfigurationError, PermanentError
+from .exceptions import MissingDependency, PermanentError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -55,8 +55,9 @@ class PageText:
 def tesseract_path() -> str:
     found = shutil.which("tesseract")
     if found is None:
-        raise ConfigurationError(
-            "OCR needs Tesseract: apt-get install tesseract-ocr tesseract-ocr-eng"
+        raise MissingDependency(
+            "OCR needs Tesseract, which is not installed: apt-get install tesseract-ocr "
+            "tesseract-ocr-eng tesseract-ocr-osd, then `conveyor dlq redrive --all`"
         )
     return found
 

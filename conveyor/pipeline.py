@@ -31,8 +31,9 @@ from . import deltas
 from .blobstore import BlobStore
 from .catalog import Catalog
 from .chunking import Chunk, chunk_sections
-from .documents import Documents
+from .documents import SEARCHABLE, Documents, State
 from .embedding import Embedder, Tokenizer
+from .embedding.remote import metered
 from .exceptions import EmptyDocument
 from .extract import Extracted, Extractor
 from .ids import chunk_id, content_hash
@@ -155,14 +156,19 @@ class Pipeline:
 
         fetched = self.fetch(doc)
         if self.unchanged(doc, fetched):
+            if previous.get("state") in SEARCHABLE:
+                return self.again(doc, State(previous["state"]))
             return self.skip(doc, fetched)
         extracted = self.extract(doc, fetched)
         chunks = self.chunk(doc, extracted)
-        vectors = self.embed(doc, chunks)
-        for step in FORMAT_STEPS.get(extracted.kind, []):
-            step(self, doc, extracted)
-        parts = [self.text_part(doc, extracted, chunks, vectors)]
-        parts += self.unit_parts(doc, extracted, dim=int(vectors.shape[1]))
+        with metered() as usage:  # what a remote provider bills for this document
+            vectors = self.embed(doc, chunks)
+            for step in FORMAT_STEPS.get(extracted.kind, []):
+                step(self, doc, extracted)
+            parts = [self.text_part(doc, extracted, chunks, vectors)]
+            parts += self.unit_parts(doc, extracted, dim=int(vectors.shape[1]))
+        if usage.requests:
+            extracted.metadata["usage"] = usage.as_dict()
         self.deliver(doc, fetched, extracted, parts)
         return Outcome(document_id, "merge", chunks=len(chunks), timings=doc.timings)
 
@@ -193,6 +199,14 @@ class Pipeline:
             content_hash=fetched.digest,
             model=self.embedder.model_id,
         )
+        return Outcome(doc.id, "skipped", chunks=int(doc.previous.get("chunks") or 0))
+
+    def again(self, doc: InFlight, state: State) -> Outcome:
+        """A second job for a document already settled since it was last submitted (a
+        job released by a stopped ingest and sent again, an S3 event delivered twice),
+        and nothing changed: the document keeps its state, and the run that settled it
+        keeps the credit."""
+        self.documents.settled_again(doc.id, state)
         return Outcome(doc.id, "skipped", chunks=int(doc.previous.get("chunks") or 0))
 
     def extract(self, doc: InFlight, fetched: Fetched) -> Extracted:

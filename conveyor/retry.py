@@ -20,6 +20,10 @@ __all__ = ["RetryDecision", "RetryPolicy"]
 _RNG = random.Random()
 
 
+GIVE_UP_AT_ONCE = frozenset({"permanent", "configuration"})
+"""Error kinds that waiting cannot mend: the input itself, or a missing program."""
+
+
 @dataclass(frozen=True)
 class RetryDecision:
     """What to do with a failed job."""
@@ -92,7 +96,7 @@ class RetryPolicy:
         else retry after :meth:`backoff` with jitter drawn from ``rng`` (a
         seeded :class:`random.Random` makes it reproducible).
         """
-        if error_kind == "permanent" or receive_count >= max_receives:
+        if error_kind in GIVE_UP_AT_ONCE or receive_count >= max_receives:
             return GIVE_UP
         delay = self.backoff(receive_count)
         if self.jitter:

@@ -10,10 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .exceptions import ConfigurationError
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+SECRET_FIELDS = ("queue_url", "catalog_url", "blobs_url", "vectors_url", "llm_api_key")
+"""Settings whose value may name a secret (:mod:`conveyor.secrets`)."""
 
 
 class Settings(BaseSettings):
@@ -29,6 +33,11 @@ class Settings(BaseSettings):
 
     collection: str = "default"
     model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or path")
+    embedder: str | None = Field(
+        None,
+        description="a remote provider: openai://MODEL, bedrock://MODEL?region=R, "
+        "sagemaker://ENDPOINT?region=R; local://MODEL is the model in this process",
+    )
     device: str = "cpu"
     embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch", description="torch (sentence-transformers) or ONNX Runtime, fp32 or int8"
@@ -114,6 +123,44 @@ class Settings(BaseSettings):
         if size is not None and value >= size:
             raise ValueError(f"chunk overlap ({value}) must be smaller than chunk size ({size})")
         return value
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .embedding.providers import parse
+
+            try:
+                parse(value)  # a wrong scheme fails here, naming the variable
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def remote_embedder(self) -> str | None:
+        """``CONVEYOR_EMBEDDER`` when it names a remote provider."""
+        return None if not self.embedder or self.embedder.startswith("local://") else self.embedder
+
+    @model_validator(mode="after")
+    def _local_embedder_names_the_model(self) -> Settings:
+        """``CONVEYOR_EMBEDDER=local://NAME`` is ``CONVEYOR_MODEL=NAME``."""
+        if self.embedder and self.embedder.startswith("local://"):
+            self.model = self.embedder[len("local://") :].split("?")[0]
+        return self
+
+    @model_validator(mode="after")
+    def _read_secrets(self) -> Settings:
+        """URLs that name a secret (``secretsmanager://…``, ``?password_secret=…``) get
+        it, read once per process: see :mod:`conveyor.secrets`."""
+        from .secrets import resolve
+
+        for name in SECRET_FIELDS:
+            try:
+                value = resolve(getattr(self, name))
+            except ConfigurationError as exc:
+                raise ValueError(f"{env_var(name)}: {exc}") from None
+            object.__setattr__(self, name, value)
+        return self
 
     @property
     def database_path(self) -> Path:

@@ -308,7 +308,9 @@ class WorkerPool:
                 try:
                     fresh = self.queue.extend(lease, vt)
                 except LeaseLost:
-                    log.warning("heartbeat: lease lost", extra={"job": lease.job_id})
+                    # acked a moment ago (the snapshot above raced the ack), or truly lost:
+                    # then the processor says so when it acks or fails the job
+                    log.debug("heartbeat: lease no longer ours", extra={"job": lease.job_id})
                     continue
                 except Exception as exc:  # keep beating for the others
                     log.warning(

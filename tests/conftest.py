@@ -21,7 +21,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 pytest.register_assert_rewrite("support", "conformance")
 
 # Fixtures that start real servers (PostgreSQL, Chroma, pgvector, moto) live in tests/servers/.
-pytest_plugins = ["servers.postgres", "servers.chroma", "servers.pgvector", "servers.aws"]
+pytest_plugins = [
+    "servers.postgres",
+    "servers.chroma",
+    "servers.pgvector",
+    "servers.aws",
+    "servers.providers",
+]
 
 from support import conveyor_variables  # noqa: E402 (after the assert rewriting above)
 

@@ -110,7 +110,9 @@ def warm(settings: Settings | None = None, *, embedder: LocalModel | None = None
         components.blobs  # noqa: B018
         components.vectors  # noqa: B018
         components.tokenizer  # noqa: B018
-        if not settings.embedding_url:  # the service's fallback loads only when needed
+        if settings.remote_embedder:  # a provider embeds: only the tokenizer is local
+            components.query_embedder  # noqa: B018 - a wrong embedder URL fails at start-up
+        elif not settings.embedding_url:  # the service's fallback loads only when needed
             components.local_embedder.load()
         name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "lambda")
         stream = os.environ.get(

@@ -5,7 +5,8 @@ model, last error), runs, deltas waiting for the compactor, compaction runs,
 the embedding cache, workers and writer locks. Backends:
 :class:`~conveyor.catalog.sqlite.SqliteCatalog` (default; in the same SQLite
 file as the queue) and :class:`~conveyor.catalog.postgres.PostgresCatalog`
-(many hosts). Both run the same SQL, in :mod:`conveyor.catalog.sql`.
+(many hosts) run the same SQL, in :mod:`conveyor.catalog.sql`;
+:class:`~conveyor.catalog.dynamodb.DynamoCatalog` is the serverless one.
 
 Document states and their moves are :mod:`conveyor.documents`'; the
 catalog stores them.
@@ -108,11 +109,12 @@ class Catalog(Protocol):
         document_id: str,
         delivery: str,
         parts: int,
-        done: dict[str, Any],
+        done: dict[str, Any] | None,
     ) -> bool:
         """Mark a delta applied and, when it was the last missing part of its
-        delivery, set the document's ``done`` fields — atomically. True when the
-        document is complete."""
+        delivery, set the document's ``done`` fields — or, with ``done`` None (a
+        deletion), remove the document — atomically. True when the document is
+        complete."""
         ...
 
     def newest_applied_read(self, document_id: str, collection: str) -> float:
@@ -188,7 +190,8 @@ class Catalog(Protocol):
 
 SUPPORTED_SCHEMES = (
     "sqlite:///path/to/file.db (or a plain file path), "
-    "postgresql://user:password@host/database (or postgres://)"
+    "postgresql://user:password@host/database (or postgres://), "
+    "dynamodb://table-prefix?region=REGION"
 )
 
 
@@ -198,12 +201,18 @@ def open_catalog(url: str | Path, **kw: Any) -> Catalog:
     * ``sqlite:///abs/path.db`` (``sqlite://rel/path.db`` is relative) or a plain
       file path → :class:`~conveyor.catalog.sqlite.SqliteCatalog`;
     * ``postgresql://…`` or ``postgres://…`` (``?schema=`` picks the PostgreSQL
-      schema, default ``conveyor``) → :class:`~conveyor.catalog.postgres.PostgresCatalog`.
+      schema, default ``conveyor``) → :class:`~conveyor.catalog.postgres.PostgresCatalog`;
+    * ``dynamodb://PREFIX?region=…`` → :class:`~conveyor.catalog.dynamodb.DynamoCatalog`
+      (``blobs=``: the blob store for deltas too large for an item).
 
     A wrong or unreachable URL raises :class:`~conveyor.exceptions.ConfigurationError`
     naming it, password masked.
     """
     text = str(url)
+    if text.startswith("dynamodb://"):
+        from .dynamodb import DynamoCatalog
+
+        return DynamoCatalog(text, **kw)
     if text.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresCatalog
 

@@ -231,7 +231,7 @@ class SqlCatalog:
         document_id: str,
         delivery: str,
         parts: int,
-        done: dict[str, Any],
+        done: dict[str, Any] | None,
     ) -> bool:
         """Mark a delta applied; when it was the last part of its delivery still
         missing, set the document's ``done`` fields in the same transaction (so two
@@ -255,7 +255,10 @@ class SqlCatalog:
                     )[0]["n"]
                 )
             if merged >= parts:
-                self._update(db, document_id, done)
+                if done is None:  # a deletion: the document leaves the catalog
+                    db.run("DELETE FROM documents WHERE id = :id", {"id": document_id})
+                else:
+                    self._update(db, document_id, done)
                 return True
             return False
 

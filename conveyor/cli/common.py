@@ -19,6 +19,8 @@ from ..settings import Settings, env_var
 
 F = TypeVar("F", bound=Callable[..., Any])
 FINISHED_ORDER = (State.DONE, State.SKIPPED, State.FAILED)
+WORDS = {state: state.value for state in State} | {State.SKIPPED: "unchanged"}
+"""States as people read them: a skipped document is unchanged, and still searchable."""
 
 
 def _settings(home: Path | None) -> Settings:
@@ -121,6 +123,11 @@ def _signals() -> tuple[threading.Event, threading.Event]:
     return stop_on_signals(lambda message: click.echo(message, err=True))
 
 
+def _plural(n: int, noun: str) -> str:
+    """``1 job``, ``2 jobs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _mmss(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return (
@@ -128,6 +135,21 @@ def _mmss(seconds: float) -> str:
         if minutes >= 60
         else f"{minutes:02d}:{secs:02d}"
     )
+
+
+def _iso_times(data: Any) -> Any:
+    """``data`` with every ``…_at`` field (Unix seconds) as ISO 8601 UTC, as the API
+    and ``dlq list --json`` write times."""
+    if isinstance(data, list):
+        return [_iso_times(item) for item in data]
+    if isinstance(data, dict):
+        return {
+            key: _iso(value)
+            if key.endswith("_at") and isinstance(value, int | float)
+            else _iso_times(value)
+            for key, value in data.items()
+        }
+    return data
 
 
 def _iso(ts: float | None) -> str | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,13 @@ import click
 from ..settings import env_var
 from .common import (
     FINISHED_ORDER,
+    WORDS,
     _display_source,
+    _mmss,
+    _open,
+    _plural,
     _settings,
+    _signals,
     concurrency_option,
     handle_errors,
     home_option,
@@ -37,6 +44,11 @@ from .common import (
     help="Name of this run (groups result manifests); default: a timestamp.",
 )
 @click.option("--force", is_flag=True, help="Re-embed files even if unchanged.")
+@click.option(
+    "--sync",
+    is_flag=True,
+    help="Also delete the collection's documents under these folders whose file is gone.",
+)
 @click.option("--no-wait", is_flag=True, help="Only enqueue; `conveyor worker` processes later.")
 @concurrency_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -47,6 +59,7 @@ def ingest(
     collection: str | None,
     run_name: str | None,
     force: bool,
+    sync: bool,
     no_wait: bool,
     concurrency: int | None,
     as_json: bool,
@@ -56,14 +69,19 @@ def ingest(
     s3://bucket/prefix/ for every object under a prefix).
 
     Each file becomes a job; unless --no-wait, workers and the compactor run
-    here until all are searchable. Unchanged files are skipped. Exit status 0
-    only if no document failed.
+    here until all are searchable. Unchanged files are not embedded again (they
+    stay searchable). A path that does not exist is reported as a failed
+    document and the rest go on. Ctrl-C lets jobs in flight finish, hands the
+    rest back to the queue, says so and exits 130 (a second Ctrl-C releases them
+    at once). Exit status 0 only if every document is searchable, 1 if any
+    failed, 2 for a usage error (nothing to ingest).
 
     \b
     Examples:
       conveyor ingest ./docs
       conveyor ingest 'reports/**/*.pdf' notes.md --collection reports
       conveyor ingest ./docs --force --run nightly-2026-11-23
+      conveyor ingest ./docs --sync          # and forget files deleted from ./docs
       conveyor ingest s3://my-bucket/source-pdfs/ --no-wait
     """
     from ..app import Conveyor
@@ -75,25 +93,57 @@ def ingest(
     with Conveyor(settings) as cv:
         if no_wait:
             summary = cv.ingest(
-                paths, collection=collection, run=run_name, force=force, wait=False, listed=listed
+                paths,
+                collection=collection,
+                run=run_name,
+                force=force,
+                sync=sync,
+                wait=False,
+                listed=listed,
             )
+            _nothing_found(summary)
             click.echo(f"enqueued {summary.enqueued} files as run {summary.run}", err=as_json)
             if as_json:
                 click.echo(json.dumps(summary.as_dict()))
             return
+        stop, hurry = _signals()
+        bar = Progress(cv, quiet=as_json)
         summary = cv.ingest(
             paths,
             collection=collection,
             run=run_name,
             force=force,
-            progress=_progress_factory(cv, quiet=as_json),
+            sync=sync,
+            progress=bar.start,
             listed=listed,
+            stop=stop,
+            hurry=hurry,
         )
-    if as_json:
-        click.echo(json.dumps(summary.as_dict(), indent=2))
-    else:
-        _print_summary(summary)
+        bar.close()
+        _nothing_found(summary)
+        if as_json:
+            click.echo(json.dumps(summary.as_dict(), indent=2))
+        else:
+            _print_summary(summary)
+        if summary.interrupted:
+            # threads still inside the model cannot be joined; their jobs went back to
+            # the queue, and closing the backends under them would only print tracebacks
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
     sys.exit(1 if summary.failed or summary.unfinished else 0)
+
+
+def _nothing_found(summary: Any) -> None:
+    """Say which paths named no file; stop (exit 2) when none of them named any."""
+    for path in summary.empty:
+        click.echo(
+            f"warning: {path}: no files to ingest (an empty folder, or a pattern "
+            "that matches nothing; hidden files are left out)",
+            err=True,
+        )
+    if summary.enqueued == 0 and not summary.deleted:
+        raise click.UsageError("nothing to ingest: " + ", ".join(summary.empty or ["no paths"]))
 
 
 def _listing_progress(*, quiet: bool) -> Callable[[str, int], None]:
@@ -109,56 +159,140 @@ def _listing_progress(*, quiet: bool) -> Callable[[str, int], None]:
     return listed
 
 
-def _progress_factory(cv: Any, *, quiet: bool) -> Callable[[Any], Callable[[], None]]:
-    """A rich progress bar on stderr, advanced from the catalog's counts."""
+LINE_EVERY_SECONDS = 5.0
+"""How often a progress line is printed when stderr is not a terminal."""
 
-    def factory(queued: Any) -> Callable[[], None]:
+
+class Progress:
+    """How far the run is, from the catalog's counts: a bar on a terminal, a line every
+    few seconds elsewhere (a pipe, a CI log), nothing with ``--json``."""
+
+    def __init__(self, cv: Any, *, quiet: bool) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
 
-        console = Console(stderr=True)
-        progress = Progress(
-            TextColumn("[bold]ingest[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=quiet or not console.is_terminal,
-            transient=False,
-        )
-        task = progress.add_task("ingest", total=queued.jobs, detail="")
-        progress.start()
-        catalog = cv.components.catalog
+        self.cv = cv
+        self.quiet = quiet
+        self.console = Console(stderr=True)
+        self.bar: Any = None
+        self.queued: Any = None
+        self.started = self.last_line = time.monotonic()
 
-        def tick() -> None:
-            counts = catalog.counts(run=queued.run)
-            finished = sum(counts[state] for state in FINISHED_ORDER)
-            detail = " · ".join(f"{state} {counts[state]}" for state in FINISHED_ORDER)
-            progress.update(task, completed=finished, detail=detail)
-            if finished >= queued.jobs:
-                progress.stop()
+    def start(self, queued: Any) -> Callable[[], None]:
+        """For :meth:`Conveyor.ingest`: called once the files are enqueued."""
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
 
-        return tick
+        self.queued = queued
+        if not self.quiet and self.console.is_terminal:
+            self.bar = Bar(
+                TextColumn("[bold]ingest[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
+            self.task = self.bar.add_task("ingest", total=queued.jobs, detail="")
+            self.bar.start()
+        return self.tick
 
-    return factory
+    def tick(self) -> None:
+        if self.quiet or self.queued is None:
+            return
+        counts = self.cv.components.catalog.counts(run=self.queued.run)
+        finished = sum(counts[state] for state in FINISHED_ORDER)
+        detail = " · ".join(f"{WORDS[state]} {counts[state]}" for state in FINISHED_ORDER)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=finished, detail=detail)
+        elif time.monotonic() - self.last_line >= LINE_EVERY_SECONDS:
+            self.last_line = time.monotonic()
+            click.echo(
+                f"ingest: {finished}/{self.queued.jobs} · {detail} · "
+                f"{_mmss(time.monotonic() - self.started)}",
+                err=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 def _print_summary(s: Any) -> None:
     click.echo(
-        f"run {s.run}: {s.done} done, {s.skipped} skipped, {s.failed} failed "
-        f"of {s.enqueued} · {s.chunks} chunks in {s.seconds:.1f}s "
+        f"run {s.run}: {s.done} done, {s.skipped} unchanged, {s.failed} failed "
+        f"of {s.enqueued} · {s.searchable} searchable · {s.chunks} chunks in {s.seconds:.1f}s "
         f"({s.chunks_per_second:.1f} chunks/s) · collection {s.collection!r}"
     )
+    if s.tokens:
+        click.echo(f"  {s.tokens} tokens sent to the embedding provider")
     for f in s.failures:
         click.echo(f"  failed: {_display_source(f['source'])}: {f['error']}")
-    if s.unfinished:
+    if s.deleted:
+        click.echo(f"  deleted {_plural(s.deleted, 'document')} whose file is gone (--sync)")
+    if s.interrupted:
+        click.echo(
+            f"interrupted: {s.released} job(s) in flight went back to the queue, "
+            f"{s.unfinished} document(s) of this run are not finished; "
+            "`conveyor worker` (or the same `conveyor ingest` again) finishes them"
+        )
+    elif s.unfinished:
         click.echo(
             f"  {s.unfinished} document(s) did not finish: see `conveyor documents --run {s.run}`"
         )
+
+
+@main.command()
+@click.argument("sources", nargs=-1)
+@click.option(
+    "--document",
+    "-d",
+    "document_ids",
+    multiple=True,
+    help="A document id (from `conveyor documents --json`) instead of a source.",
+)
+@click.option(
+    "--collection",
+    "-c",
+    default=None,
+    help=f"Collection of the SOURCES [env: {env_var('collection')}; default 'default'].",
+)
+@click.option(
+    "--no-wait", is_flag=True, help="Only record the deletion; a running compactor applies it."
+)
+@home_option
+@handle_errors
+def delete(
+    sources: tuple[str, ...],
+    document_ids: tuple[str, ...],
+    collection: str | None,
+    no_wait: bool,
+    home: Path | None,
+) -> None:
+    """Remove documents: their chunks from the vector store (every collection they
+    fill), then the documents from the catalog. SOURCE is a path as it was ingested
+    (or a URI such as s3://bucket/key). Deleting a file does not delete its document;
+    this does, and so does `conveyor ingest DIR --sync` for every file gone from DIR.
+
+    The deletion goes through the compactor, the single writer: here (unless
+    --no-wait), or in any running `conveyor worker` / `conveyor compactor`.
+
+    \b
+    Examples:
+      conveyor delete ./docs/old-policy.pdf
+      conveyor delete -d 0f3a8c1e-…  --no-wait
+    """
+    if not sources and not document_ids:
+        raise click.UsageError("give the SOURCES to delete, or --document ID")
+    with _open(home) as cv:
+        ids = cv.delete([*document_ids]) if document_ids else []
+        if sources:
+            ids += cv.delete_sources(list(sources), collection=collection)
+        if no_wait:
+            click.echo(
+                f"deletion of {_plural(len(ids), 'document')} recorded; a running compactor "
+                "applies it"
+            )
+            return
+        cv.merge()
+    click.echo(f"deleted {_plural(len(ids), 'document')}")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..documents import State
+from ..documents import RETRY, SEARCHABLE, State
 from .common import (
+    WORDS,
     _display_source,
     _iso,
+    _iso_times,
     _open,
+    _plural,
     handle_errors,
     home_option,
     main,
@@ -33,7 +37,7 @@ def status(as_json: bool, home: Path | None) -> None:
     with _open(home) as cv:
         data = cv.status()
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json.dumps(_iso_times(data), indent=2, default=str))
         return
     q, d = data["queue"], data["documents"]
     click.echo(f"home       {data['home']}")
@@ -41,7 +45,12 @@ def status(as_json: bool, home: Path | None) -> None:
         f"queue      visible {q['visible']} · in flight {q['in_flight']} · "
         f"delayed {q['delayed']} · dead {q['dead']}"
     )
-    click.echo("documents  " + " · ".join(f"{state} {n}" for state, n in d.items()))
+    searchable = sum(d.get(state, 0) for state in SEARCHABLE)
+    click.echo(
+        "documents  "
+        + " · ".join(f"{WORDS[State(state)]} {n}" for state, n in d.items())
+        + f"  ({searchable} searchable)"
+    )
     click.echo(
         f"deltas     pending {data['deltas']['pending']} · applied {data['deltas']['applied']}"
         f" · failed {data['deltas']['failed']}"
@@ -98,16 +107,20 @@ def documents(
     with _open(home) as cv:
         docs = cv.documents(state=state, collection=collection, run=run_name)
     if as_json:
-        click.echo(json.dumps(docs, indent=2, default=str, ensure_ascii=False))
+        click.echo(json.dumps(_iso_times(docs), indent=2, default=str, ensure_ascii=False))
         return
     if not docs:
         click.echo("no documents")
+        return
+    click.echo(f"{'STATE':<9} {'CHUNKS':>6}  SOURCE")
     for d in docs:
-        line = f"{d['state']:<8} {d['chunks']:>5}  {_display_source(d['source'])}"
+        line = f"{WORDS[State(d['state'])]:<9} {d['chunks']:>6}  {_display_source(d['source'])}"
         if d["state"] == State.RUNNING and d.get("stage"):
             line += f"  [{d['stage']}]"
-        if d["error"] and d["state"] in (State.FAILED, State.QUEUED):
-            line += f"\n         reason: {d['error']}"
+        if d["error"] and d["state"] == State.FAILED:
+            line += f"\n{'':<18}reason: {d['error']}"
+        elif d["error"] and d["state"] == State.QUEUED and d.get("stage") == RETRY:
+            line += f"\n{'':<18}retrying after: {d['error']}"
         click.echo(line)
 
 
@@ -171,10 +184,20 @@ def dlq_list(limit: int, as_json: bool, home: Path | None) -> None:
         return
     if not rows:
         click.echo("the dead-letter queue is empty")
+    # a file that failed on every ingest has a letter each time: show it once
+    earlier: dict[str, int] = {}
+    latest: dict[str, dict[str, Any]] = {}
     for r in rows:
+        key = str(r["source"])
+        if key in latest:
+            earlier[key] = earlier.get(key, 0) + 1
+            if (r["last_seen"] or "") <= (latest[key]["last_seen"] or ""):
+                continue
+        latest[key] = r
+    for key, r in latest.items():
+        also = f"  (and {_plural(earlier[key], 'earlier letter')})" if key in earlier else ""
         click.echo(
-            f"{r['job_id']}  {r['attempts']}x  last {r['last_seen']}  "
-            f"{_display_source(str(r['source']))}"
+            f"{r['job_id']}  {r['attempts']}x  last {r['last_seen']}  {_display_source(key)}{also}"
         )
         click.echo(f"    reason: {r['error']}")
 
@@ -192,11 +215,13 @@ def dlq_redrive(job_ids: tuple[str, ...], redrive_all: bool, home: Path | None) 
       conveyor dlq redrive --all
       conveyor dlq redrive 3f2a9c... 77b1e0...
     """
-    if bool(job_ids) == redrive_all:
-        raise click.UsageError("give job ids or --all (not both)")
+    if not job_ids and not redrive_all:
+        raise click.UsageError("give the job ids to redrive (see `conveyor dlq list`), or --all")
+    if job_ids and redrive_all:
+        raise click.UsageError("give job ids or --all, not both")
     with _open(home) as cv:
         moved = cv.redrive(None if redrive_all else list(job_ids))
     click.echo(
-        f"redrove {moved} job{'s' if moved != 1 else ''}; run `conveyor worker` "
-        "(or `conveyor ingest`) to process them"
+        f"moved {_plural(moved, 'job')} back onto the queue; `conveyor worker` "
+        f"(or `conveyor ingest`) processes {'it' if moved == 1 else 'them'}"
     )

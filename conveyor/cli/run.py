@@ -13,6 +13,7 @@ from ..exceptions import ConveyorError
 from ..settings import env_var
 from .common import (
     _open,
+    _plural,
     _settings,
     _signals,
     concurrency_option,
@@ -71,7 +72,7 @@ def worker(
             until_idle=exit_when_idle,
         )
     click.echo(
-        f"worker stopped: {result['done']} jobs done, {result['failed']} failed, "
+        f"worker stopped: {_plural(result['done'], 'job')} done, {result['failed']} failed, "
         f"{result['released']} released back to the queue",
         err=True,
     )
@@ -186,12 +187,15 @@ def embed_server(host: str, port: int, backend: str | None, home: Path | None) -
     GET /health (503 while the model loads), POST /embed {"texts": [...]},
     OpenAI-compatible POST /v1/embeddings, GET /metrics. Workers use it when
     EMBEDDING_SERVICE_URL is set, and fall back to the local model when it is down.
+    With CONVEYOR_EMBEDDER naming a remote provider it fronts that provider: one
+    place holding the key and the rate limit for a fleet.
 
     \b
     Examples:
       conveyor embed-server --host 0.0.0.0 --port 8003
       conveyor embed-server --backend onnx-int8     # ~4x torch's speed on CPU
       EMBEDDING_SERVICE_URL=http://localhost:8003 conveyor ingest ./docs
+      CONVEYOR_EMBEDDER=openai://text-embedding-3-small conveyor embed-server
     """
     try:
         import uvicorn

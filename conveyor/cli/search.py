@@ -126,6 +126,12 @@ def search(
 ) -> None:
     """Find the chunks that best answer QUERY: by meaning and by its exact words.
 
+    Each hit shows its score (hybrid: the fused reciprocal-rank score; dense:
+    cosine similarity; lexical: BM25; higher is better), its source with the
+    page or time range, and which chunk of the document it is. Every search
+    loads the model first; for many searches, use --batch, or run `conveyor
+    embed-server` once and set EMBEDDING_SERVICE_URL.
+
     \b
     Examples:
       conveyor search "how do I rotate the keys?" -k 5
@@ -134,10 +140,12 @@ def search(
       conveyor search "budget" --where team=finance --where year=2024 --json | jq '.[0].source'
       printf 'first question\\nsecond question\\n' | conveyor search --batch - -k 3
     """
-    if (query is None) == (batch is None):
-        raise click.UsageError("give a QUERY or --batch FILE (not both)")
+    if query is None and batch is None:
+        raise click.UsageError("give a QUERY, or --batch FILE for one query a line")
+    if query is not None and batch is not None:
+        raise click.UsageError("give a QUERY or --batch FILE, not both")
     if query is not None and not query.strip():
-        raise click.UsageError("the query is empty: give some words to search for")
+        raise click.UsageError("QUERY is empty: say what to look for")
     found = make_filter(source, kind, pages, seconds, where)
     with _open(home) as cv:
         if batch is not None:
@@ -169,7 +177,7 @@ def search(
             place += f" (page {hit.page})"
         if hit.metadata.get("start_s") is not None:
             place += f" ({_mmss(hit.metadata['start_s'])}–{_mmss(hit.metadata['end_s'])})"
-        click.secho(f"{rank}. {hit.score:.3f}  {place}  #{hit.chunk_index}", bold=True)
+        click.secho(f"{rank}. {hit.score:.3f}  {place}  chunk {hit.chunk_index + 1}", bold=True)
         text = " ".join(hit.text.split())
         click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))
 

@@ -10,9 +10,10 @@ chunking uses and a ``load`` to pay the model's start-up cost up front.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -48,9 +49,9 @@ class Embedder(Protocol):
 
     @property
     def backend(self) -> str:
-        """What computes the vectors (``sentence-transformers``, ``onnx-int8``,
-        ``http``…); recorded in each document's manifest. Wrappers report their
-        inner embedder's."""
+        """What computes the vectors: a local model by its ``CONVEYOR_EMBEDDING_BACKEND``
+        value (``torch``, ``onnx``, ``onnx-int8``), else ``http``, ``fake``…; recorded
+        in each document's manifest. Wrappers report their inner embedder's."""
         ...
 
     @property
@@ -67,7 +68,6 @@ class Embedder(Protocol):
         ...
 
 
-@runtime_checkable
 class LocalModel(Embedder, Protocol):
     """A model in this process: what chunking and start-up need besides ``embed``."""
 
@@ -79,6 +79,14 @@ class LocalModel(Embedder, Protocol):
     def load(self) -> None:
         """Load the model now, so that the first ``embed`` does not pay for it."""
         ...
+
+
+def is_local_model(obj: object) -> bool:
+    """Whether ``obj`` has what a :class:`LocalModel` has, judged without reading its
+    attributes (on Python 3.11 ``isinstance`` against a protocol reads properties, and
+    ``dim`` loads the model)."""
+    members = ("model_id", "backend", "dim", "embed", "close", "tokenizer", "load")
+    return all(inspect.getattr_static(obj, name, None) is not None for name in members)
 
 
 def canonical_model_name(name: str) -> str:

@@ -67,7 +67,8 @@ class LocalEmbedder:
     whichever folder it was loaded from.
     """
 
-    backend = "sentence-transformers"
+    backend = "torch"
+    """As ``CONVEYOR_EMBEDDING_BACKEND`` names it (sentence-transformers over PyTorch)."""
 
     def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 64) -> None:
         self.model_id = canonical_model_name(model)

@@ -172,7 +172,7 @@ class OnnxEmbedder:
         batch_tokens: int = BATCH_TOKENS,
     ) -> None:
         self.model_id = canonical_model_name(model)
-        self.backend = "onnx-int8" if int8 else "onnx-fp32"
+        self.backend = "onnx-int8" if int8 else "onnx"  # as the setting names it
         self.folder = folder
         self.int8 = int8
         self.threads = threads or cpus()

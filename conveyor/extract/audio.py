@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.exceptions import CorruptFile, EmptyDocument, PermanentError, UnsupportedType
+from conveyor.exceptions import (
+    CorruptFile,
+    EmptyDocument,
+    MissingDependency,
+    PermanentError,
+    UnsupportedType,
+)
 
 from . import Extracted, Section, register, report_progress
 from .sniff import binary_type
@@ -59,8 +65,9 @@ def load_model(name: str, compute_type: str = "int8", threads: int = 0) -> Any:
         try:
             from faster_whisper import WhisperModel
         except ImportError:
-            raise PermanentError(
-                "audio needs the audio extra: pip install 'conveyor[audio]'"
+            raise MissingDependency(
+                "audio needs the audio extra, which is not installed: pip install "
+                "'conveyor[audio]', then `conveyor dlq redrive --all`"
             ) from None
         try:
             _MODELS[key] = WhisperModel(

@@ -11,7 +11,9 @@ shutdown; without workers the API only enqueues and reads, and workers run elsew
 Endpoints (OpenAPI at ``/docs``): ``POST /documents`` (multipart upload, 202),
 ``GET /documents``, ``GET /documents/{id}``, ``GET /search``, ``GET /dead-letters``,
 ``POST /dead-letters/redrive``, ``POST /dead-letters/{job_id}/redrive``,
-``GET /queue``, ``GET /status`` (everything the status page shows), ``GET /events``
+``GET /queue``, ``GET /status`` (everything the status page shows),
+``GET /documents/{id}/detail``, ``GET /documents/{id}/artifacts/{name}``,
+``GET /timings`` (seconds per stage of the last documents done), ``GET /events``
 (server-sent events), ``POST /events/token``, ``GET /health``, ``GET /metrics``, and
 the status page itself at ``/``. Every error has one JSON shape:
 ``{"error": {"message": ..., "type": ...}}``; bad input is a 4xx, never a 500.
@@ -36,7 +38,7 @@ from . import errors
 from .auth import Keys, parse_keys
 from .live import Live
 from .metrics import ApiMetrics
-from .routes import documents, events, health, page, queue, search
+from .routes import detail, documents, events, health, page, queue, search
 from .state import PROTECTED, ApiState, RecentFailures
 
 if TYPE_CHECKING:
@@ -88,6 +90,7 @@ def create_api(
     app.include_router(health.router)
     app.include_router(health.metrics_router, **(PROTECTED if settings.metrics_need_key else {}))
     app.include_router(documents.router, **PROTECTED)
+    app.include_router(detail.router, **PROTECTED)
     app.include_router(search.router, **PROTECTED)
     app.include_router(queue.router, **PROTECTED)
     app.include_router(events.router)  # the token needs a key; the stream a key or a token

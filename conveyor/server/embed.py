@@ -8,9 +8,12 @@ and a few milliseconds of waiting) by
 texts are waiting the server answers 429 rather than queueing without end. Errors
 have the one shape of :mod:`conveyor.server.errors`.
 
-Endpoints: ``GET /health``, ``POST /embed {"texts": [...]}``, the OpenAI-compatible
-``POST /v1/embeddings`` (string or list input, ``encoding_format`` float or
-base64, ``usage``), and Prometheus ``GET /metrics``.
+Endpoints: ``GET /health`` (the model, its dimension and the backend as
+``CONVEYOR_EMBEDDING_BACKEND`` names it), ``POST /embed {"texts": [...]}``, the
+OpenAI-compatible ``POST /v1/embeddings`` (string or list input, ``encoding_format``
+float or base64, ``usage``; an unknown ``model`` is a 404 ``model_not_found``), and
+Prometheus ``GET /metrics``, which counts every answer of the two embedding paths by
+status (:class:`Counted`).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class EmbedService:
             if model is None:  # the configured model and backend (torch, onnx, onnx-int8)
                 from ..components import Components
 
-                model = Components(self.settings).local_embedder
+                model = Components(self.settings).model
             model.embed(["warm up"])
             self.model, self.dim = model, int(model.dim)
             self.batcher = BatchingEmbedder(
@@ -74,35 +77,45 @@ class EmbedService:
         except Exception as exc:  # /health says so
             self.error = f"{type(exc).__name__}: {exc}"
 
-    async def embed(self, texts: list[str], path: str) -> np.ndarray:
+    async def embed(self, texts: list[str]) -> np.ndarray:
         """The vectors of ``texts``, batched with other requests' texts; an
-        :class:`~conveyor.server.errors.HttpError` when the request cannot be served."""
-        started = time.perf_counter()
+        :class:`~conveyor.server.errors.HttpError` when the request cannot be served
+        (:class:`Counted` counts every answer, errors too)."""
         if not self.ready or self.batcher is None:
             raise HttpError(503, "the model is still loading; retry shortly")
         if not texts:
             raise HttpError(422, "no texts to embed", INVALID)
         if len(texts) > MAX_TEXTS:
-            self.metrics.observe(path, 413, 0.0)
             raise HttpError(413, f"{len(texts)} texts in one request; the limit is {MAX_TEXTS}")
         longest = max(len(t) for t in texts)
         if longest > MAX_CHARS:
-            self.metrics.observe(path, 422, 0.0)
             raise HttpError(
                 422, f"a text has {longest} characters; the limit is {MAX_CHARS}", INVALID
             )
         try:
             vectors = await asyncio.to_thread(self.batcher.embed, texts)
         except Overloaded as exc:
-            self.metrics.observe(path, 429, time.perf_counter() - started)
             raise HttpError(429, str(exc)) from None
         except Exception as exc:
-            self.metrics.observe(path, 500, time.perf_counter() - started)
             raise HttpError(
                 500, f"embedding failed: {type(exc).__name__}", "server_error"
             ) from None
-        self.metrics.observe(path, 200, time.perf_counter() - started, len(texts))
+        self.metrics.embedded(len(texts))
         return vectors
+
+    def check_model(self, name: str | None) -> None:
+        """404 ``model_not_found`` (as OpenAI's API answers) unless ``name`` is the
+        served model: its id (``sentence-transformers/all-MiniLM-L6-v2``) or the id's
+        last part (``all-MiniLM-L6-v2``); no name means the served one."""
+        if name is None or not self.ready:
+            return
+        served = str(self.model.model_id)
+        if name not in (served, served.rsplit("/", 1)[-1]):
+            raise HttpError(
+                404,
+                f"the model {name[:200]!r} is not served here; this server has {served!r}",
+                "model_not_found",
+            )
 
     def tokens(self, texts: list[str]) -> int:
         """What ``usage`` reports: the model's tokens, else words."""
@@ -137,12 +150,42 @@ async def health(service: Service) -> Any:
 
 
 LIMITS = errors.responses(413, 422, 429, 503)
+COUNTED = ("/embed", "/v1/embeddings")
+"""The paths ``conveyor_embed_requests_total`` counts, by the status of every answer."""
+
+
+class Counted:
+    """ASGI middleware: every answer on :data:`COUNTED` paths goes into the metrics with
+    its status and latency, whatever produced it (the route, a 413/429 it raised, or a
+    422 for a body that did not validate, which never reaches the route)."""
+
+    def __init__(self, app: Any, metrics: EmbedMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path") if scope["type"] == "http" else None
+        if path not in COUNTED:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.observe(str(path), status, time.perf_counter() - started)
 
 
 @router.post("/embed", response_model=schemas.Embeddings, responses=LIMITS)
 async def embed(service: Service, body: schemas.EmbedRequest) -> JSONResponse:
     """The vectors of ``texts``, in order."""
-    vectors = await service.embed(body.texts, "/embed")
+    vectors = await service.embed(body.texts)
     return JSONResponse(  # as is: FastAPI's encoder would walk every float again
         {"embeddings": vectors.tolist(), "model": service.model.model_id, "dim": service.dim}
     )
@@ -151,11 +194,13 @@ async def embed(service: Service, body: schemas.EmbedRequest) -> JSONResponse:
 @router.post("/v1/embeddings", response_model=schemas.OpenAIEmbeddings, responses=LIMITS)
 async def openai_embeddings(service: Service, body: schemas.OpenAIRequest) -> JSONResponse:
     """OpenAI's embeddings API: ``input`` a string or a list, ``encoding_format``
-    ``float`` or ``base64`` (little-endian float32)."""
+    ``float`` or ``base64`` (little-endian float32), ``model`` the served model's name
+    (or its last part, or none); another name is a 404 ``model_not_found``."""
     texts = [body.input] if isinstance(body.input, str) else body.input
     if body.encoding_format not in ("float", "base64"):
         raise HttpError(422, "encoding_format must be 'float' or 'base64'", INVALID)
-    vectors = await service.embed(texts, "/v1/embeddings")
+    service.check_model(body.model)
+    vectors = await service.embed(texts)
     tokens = service.tokens(texts)
     data = []
     for i, v in enumerate(vectors):
@@ -190,6 +235,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     if service.batcher is not None:  # requests in flight finish; the batch thread ends
         await asyncio.to_thread(service.batcher.close)
+    if service.embedder is None and service.model is not None:  # the one it built
+        service.model.close()  # a provider's connections
 
 
 def create_app(
@@ -198,7 +245,9 @@ def create_app(
     """The embed-server app. ``embedder``: an already loaded model (tests, benchmarks);
     ``max_pending``: texts allowed to wait for the model before requests get 429."""
     app = FastAPI(title="conveyor embed-server", lifespan=lifespan)
-    app.state.service = EmbedService(settings or Settings(), embedder, max_pending)
+    service = EmbedService(settings or Settings(), embedder, max_pending)
+    app.state.service = service
     errors.install(app, invalid_kind=INVALID)
+    app.add_middleware(Counted, metrics=service.metrics)
     app.include_router(router)
     return app

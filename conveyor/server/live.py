@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
@@ -43,6 +44,7 @@ LOOKBACK_SECONDS = 5.0
 RECONCILE_SECONDS = 5.0
 MAX_SCAN = 8192
 SUBSCRIBER_BACKLOG = 1000
+FINISHED_ORDER = (State.DONE, State.SKIPPED, State.FAILED)
 
 
 def display_name(source: str) -> str:
@@ -58,12 +60,14 @@ def document_event(doc: dict[str, Any]) -> dict[str, Any]:
         "id": doc["id"],
         "collection": doc["collection"],
         "name": display_name(doc["source"]),
+        "source": doc["source"],
         "state": doc["state"],
         "stage": doc["stage"],
         "chunks": doc["chunks"],
         "error": doc["error"],
         "error_kind": doc["error_kind"],
-        "updated_at": doc["updated_at"],
+        "attempts": doc["attempts"] or 0,
+        "updated_at": datetime.fromtimestamp(float(doc["updated_at"]), UTC).isoformat(),
     }
 
 
@@ -190,17 +194,18 @@ class Live:
     # -- summaries -------------------------------------------------------
 
     def throughput(self, minutes: int = 15) -> list[dict[str, Any]]:
-        """Documents finished per minute over the last ``minutes`` (cached for 5 s)."""
+        """Documents done, skipped and failed per minute over the last ``minutes``
+        (cached for 5 s)."""
         now = time.time()
         if self._throughput is not None and now - self._throughput[0] < 5.0:
             return self._throughput[1]
         catalog = self.cv.components.catalog
         start = (int(now // 60) - minutes + 1) * 60
         points = {
-            start + 60 * i: {State.DONE.value: 0, State.FAILED.value: 0, "chunks": 0}
+            start + 60 * i: {s.value: 0 for s in FINISHED_ORDER} | {"chunks": 0}
             for i in range(minutes)
         }
-        for state, limit in ((State.DONE, 5000), (State.FAILED, 1000)):
+        for state, limit in ((State.DONE, 5000), (State.SKIPPED, 5000), (State.FAILED, 1000)):
             for doc in catalog.documents(state=state, limit=limit):
                 if doc["updated_at"] < start:
                     break

@@ -202,10 +202,13 @@ class EmbedMetrics:
             r, "conveyor_embed_uptime_seconds", "Seconds since the server started.", self.started
         )
 
-    def observe(self, path: str, status: int, seconds: float, texts: int = 0) -> None:
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        """One answer on an embedding path, whatever its status."""
         self.requests.labels(path, str(status)).inc()
-        self.texts.inc(texts)
         self.latency.observe(seconds)
+
+    def embedded(self, texts: int) -> None:
+        self.texts.inc(texts)
 
 
 class BatcherCollector:

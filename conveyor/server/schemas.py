@@ -139,17 +139,65 @@ class ThroughputPoint(BaseModel):
     minute: datetime
     done: int
     failed: int
+    skipped: int = Field(description="unchanged since last merged: still searchable")
     chunks: int
 
 
 class Overview(BaseModel):
     queue: QueueDepth
+    states: list[State] = Field(description="every state a document can be in, in order")
     documents: dict[str, int]
     workers: list[Worker]
     throughput: list[ThroughputPoint]
     recent: list[DocumentSummary]
     failures: list[DeadLetter]
     in_process_workers: int
+
+
+class HistoryEntry(BaseModel):
+    at: datetime
+    what: str = Field(description="what happened then, in words")
+
+
+class ChunkPreview(BaseModel):
+    index: int
+    text: str
+    page: int | None
+    start_s: float | None = Field(description="a recording's chunk: where it starts, seconds")
+    end_s: float | None
+
+
+class Artifact(BaseModel):
+    name: str = Field(description="lines.ndjson, words.ndjson, transcript.txt, …")
+    url: str = Field(description="GET it for the bytes (with the API key)")
+    size: int | None
+
+
+class DocumentDetail(BaseModel):
+    document: DocumentStatus
+    history: list[HistoryEntry] = Field(
+        description="what the catalog, the manifest and the dead-letter queue know, oldest first"
+    )
+    stored_chunks: int = Field(description="chunks of the document in the vector store now")
+    first_chunks: list[ChunkPreview]
+    manifest: dict[str, Any] | None = Field(description="the result manifest of its last run")
+    manifest_key: str | None
+    artifacts: list[Artifact]
+    dead_letter: str | None = Field(description="the job id to redrive, when dead-lettered")
+
+
+class StageTimes(BaseModel):
+    id: str
+    name: str
+    finished_at: datetime
+    timings: dict[str, float] = Field(description="seconds per stage")
+    total: float
+
+
+class Timings(BaseModel):
+    stages: list[str] = Field(description="fetch, extract, chunk, embed, …, merge: in order")
+    documents: list[StageTimes] = Field(description="the last documents done, oldest first")
+    seconds: dict[str, float] = Field(description="seconds per stage over these documents")
 
 
 class EventToken(BaseModel):

@@ -59,7 +59,7 @@ def ingested(workspace: tuple[Path, Path], tmp_path_factory: pytest.TempPathFact
 def test_ingest_reports_and_exits_nonzero_on_failures(ingested) -> None:
     _, result = ingested
     assert result.returncode == 1, result.stderr
-    assert "4 done, 0 skipped, 3 failed of 7" in result.stdout
+    assert "4 done, 0 unchanged, 3 failed of 7 · 4 searchable" in result.stdout
     assert "empty.txt: " in result.stdout and "cut.pdf: " in result.stdout
     assert "chunks/s" in result.stdout
 
@@ -120,8 +120,11 @@ def test_second_ingest_skips_unchanged(workspace, tmp_path: Path) -> None:
 
 
 def test_missing_path_and_no_collection_are_clear_errors(tmp_path: Path) -> None:
-    result = run("ingest", str(tmp_path / "nope"), home=tmp_path / "h", check=2)
-    assert "no such file or directory" in result.stderr
+    result = run("ingest", str(tmp_path / "nope"), home=tmp_path / "h", check=1)
+    assert f"failed: {tmp_path / 'nope'}: file not found: {tmp_path / 'nope'}" in result.stdout
+    (tmp_path / "empty").mkdir()
+    result = run("ingest", str(tmp_path / "empty"), home=tmp_path / "h", check=2)
+    assert "no files to ingest" in result.stderr and "nothing to ingest" in result.stderr
     result = run("search", "anything", home=tmp_path / "h2", check=2)
     assert "no conveyor data in" in result.stderr
     assert not (tmp_path / "h2").exists()  # a mistyped home is not created

@@ -1,7 +1,9 @@
-"""Hosts that share nothing but the engines: PostgreSQL, S3 and a Chroma server.
+"""Hosts that share nothing but the engines: PostgreSQL, S3 and a Chroma server —
+or, in the serverless shape, SQS, DynamoDB and S3 (all on a moto server) with the
+Chroma server.
 
 Three `conveyor worker` processes, each with its own scratch home (as on three
-machines), take jobs from a PostgreSQL queue, record progress in a PostgreSQL
+machines), take jobs from the shared queue, record progress in the shared
 catalog, read sources from and write manifests to S3 (a moto server), and merge
 into a Chroma server; each also runs the compactor, so the writer lock in the
 catalog is what keeps one writer per collection. One worker is SIGKILLed while
@@ -17,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from servers.aws import REGION, SqsQueueInfo, unique_name
 from support import stop_processes
 
 from conveyor.app import Conveyor
@@ -50,13 +53,31 @@ def upload_corpus(bucket: str) -> tuple[set[str], set[str]]:
 def test_three_hosts_share_only_the_engines(
     tmp_path: Path, postgres_url: str, chroma_url: str, s3_bucket: str
 ) -> None:
-    good, bad = upload_corpus(s3_bucket)
     engines = {
         "CONVEYOR_QUEUE_URL": postgres_url,
         "CONVEYOR_CATALOG_URL": postgres_url,
         "CONVEYOR_VECTORS_URL": chroma_url,
         "CONVEYOR_BLOBS_URL": f"s3://{s3_bucket}/conveyor/",
     }
+    three_hosts(tmp_path, engines, s3_bucket)
+
+
+@pytest.mark.slow
+def test_three_hosts_on_the_serverless_engines(
+    tmp_path: Path, chroma_url: str, s3_bucket: str, sqs_queue: SqsQueueInfo
+) -> None:
+    """SQS for the queue, DynamoDB for the catalog, S3 for blobs and large deltas."""
+    engines = {
+        "CONVEYOR_QUEUE_URL": sqs_queue.conveyor_url,
+        "CONVEYOR_CATALOG_URL": f"dynamodb://{unique_name('conveyor')}?region={REGION}",
+        "CONVEYOR_VECTORS_URL": chroma_url,
+        "CONVEYOR_BLOBS_URL": f"s3://{s3_bucket}/conveyor/",
+    }
+    three_hosts(tmp_path, engines, s3_bucket)
+
+
+def three_hosts(tmp_path: Path, engines: dict[str, str], s3_bucket: str) -> None:
+    good, bad = upload_corpus(s3_bucket)
     env = {**engines, "CONVEYOR_VISIBILITY_TIMEOUT": "4", **BUSY}
     hosts = [tmp_path / f"host-{n}" for n in range(3)]
     logs = tmp_path / "logs"

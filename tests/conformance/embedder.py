@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conveyor.embedding import Embedder, LocalModel
+from conveyor.embedding import Embedder, is_local_model
 from conveyor.testing import prose
 
 TEXTS = [
@@ -113,6 +113,31 @@ def _fresh_fake(shared: Any) -> Embedder:
     return FakeEmbedder(shared.dim, shared.model_id)
 
 
+def _fresh_openai(shared: Any) -> Embedder:
+    from conveyor.embedding.openai import OpenAIEmbedder
+
+    return OpenAIEmbedder(shared.model, base_url=shared.base_url, api_key="unused")
+
+
+def _fresh_bedrock(shared: Any) -> Embedder:
+    from conveyor.embedding.aws import BedrockEmbedder
+
+    return BedrockEmbedder(
+        shared.model,
+        region="us-east-1",
+        endpoint_url=shared.endpoint_url,
+        dimensions=shared.dimensions,
+    )
+
+
+def _fresh_sagemaker(shared: Any) -> Embedder:
+    from conveyor.embedding.aws import SageMakerEmbedder
+
+    return SageMakerEmbedder(
+        shared.endpoint, region="us-east-1", endpoint_url=shared.endpoint_url, model=shared.model_id
+    )
+
+
 def _no_fallback() -> Embedder:
     raise AssertionError("the embed server did not answer: the client fell back to a local model")
 
@@ -133,6 +158,18 @@ HTTP = EmbedderBackend("http", "http_embedder", _fresh_http, False, torch_cosine
 CACHED = EmbedderBackend("cached", "cached_embedder", _fresh_cached, False, torch_cosine=0.98)
 BATCHING = EmbedderBackend("batching", "batching_embedder", _fresh_batching, False, 0.9999, 0.98)
 REAL = [TORCH, ONNX_FP32, ONNX_INT8, HTTP, CACHED, BATCHING]
+
+OPENAI = EmbedderBackend("openai", "openai_embedder", _fresh_openai, False, torch_cosine=0.98)
+"""The OpenAI provider against a real embed server's /v1/embeddings."""
+TITAN = EmbedderBackend("bedrock-titan", "titan_embedder", _fresh_bedrock, False, 0.9999, 0.98)
+COHERE = EmbedderBackend("bedrock-cohere", "cohere_embedder", _fresh_bedrock, False, 0.9999, 0.98)
+SAGEMAKER = EmbedderBackend(
+    "sagemaker", "sagemaker_embedder", _fresh_sagemaker, False, 0.9999, 0.98
+)
+PROVIDERS = [OPENAI, TITAN, COHERE, SAGEMAKER]
+"""Remote providers through their real clients (httpx, boto3): Bedrock and SageMaker
+against a local server speaking their bodies (tests/servers/providers.py), the
+session's torch model behind it."""
 
 
 # -- fixtures: the instances -------------------------------------------------------
@@ -213,6 +250,57 @@ def batching_embedder(real_embedder: Embedder) -> Iterator[Embedder]:
     batcher.close()
 
 
+@pytest.fixture(scope="module")
+def openai_embedder(real_embedder: Embedder) -> Iterator[Embedder]:
+    """The OpenAI provider against a real embed server (the session's torch model)."""
+    from support import serving
+
+    from conveyor.embedding.openai import OpenAIEmbedder
+    from conveyor.server.embed import create_app
+    from conveyor.settings import DEFAULT_MODEL, Settings
+
+    with serving(create_app(Settings(), embedder=real_embedder)) as url:
+        client = OpenAIEmbedder(DEFAULT_MODEL, base_url=url + "/v1", api_key="unused")
+        yield client
+        client.close()
+
+
+def _bedrock(stub: Any, model: str, dimensions: int | None = None) -> Embedder:
+    from conveyor.embedding.aws import BedrockEmbedder
+
+    embedder = BedrockEmbedder(
+        model, region="us-east-1", endpoint_url=stub.url, dimensions=dimensions
+    )
+    embedder.endpoint_url = stub.url  # type: ignore[attr-defined]
+    return embedder
+
+
+@pytest.fixture(scope="module")
+def titan_embedder(provider_stub: Any) -> Iterator[Embedder]:
+    embedder = _bedrock(provider_stub, "amazon.titan-embed-text-v2:0", 512)
+    yield embedder
+    embedder.close()
+
+
+@pytest.fixture(scope="module")
+def cohere_embedder(provider_stub: Any) -> Iterator[Embedder]:
+    embedder = _bedrock(provider_stub, "cohere.embed-english-v3")
+    yield embedder
+    embedder.close()
+
+
+@pytest.fixture(scope="module")
+def sagemaker_embedder(provider_stub: Any) -> Iterator[Embedder]:
+    from conveyor.embedding.aws import SageMakerEmbedder
+
+    embedder = SageMakerEmbedder(
+        "minilm-tei", region="us-east-1", endpoint_url=provider_stub.url, model="minilm@tei"
+    )
+    embedder.endpoint_url = provider_stub.url  # type: ignore[attr-defined]
+    yield embedder
+    embedder.close()
+
+
 # -- the tests ---------------------------------------------------------------------
 
 
@@ -232,7 +320,7 @@ def test_names_and_dimension(embedder: Embedder, embedder_backend: EmbedderBacke
     assert isinstance(embedder.model_id, str) and embedder.model_id
     assert isinstance(embedder.backend, str) and embedder.backend
     assert isinstance(embedder.dim, int) and embedder.dim > 0
-    assert isinstance(embedder, LocalModel) == embedder_backend.local_model
+    assert is_local_model(embedder) == embedder_backend.local_model
     if embedder_backend.local_model:
         model: Any = embedder
         model.load()  # already loaded: nothing happens
@@ -311,10 +399,14 @@ TESTS = sorted(name for name in dict(globals()) if name.startswith("test_"))
 __all__ = [
     "batching_embedder",
     "cached_embedder",
+    "cohere_embedder",
     "embedder",
     "fake_batching",
     "fake_cached",
     "fake_embedder",
     "http_embedder",
+    "openai_embedder",
+    "sagemaker_embedder",
+    "titan_embedder",
     *TESTS,
 ]

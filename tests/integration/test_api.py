@@ -14,6 +14,7 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -452,7 +453,9 @@ def test_unknown_ids_are_404_and_bad_params_422(client: TestClient) -> None:
     assert_error(client.get("/documents/" + "x" * 300, headers=H), 404)
     assert_error(client.post("/dead-letters/no-such-job/redrive", headers=H), 404)
     assert_error(client.post("/dead-letters/redrive", json={"job_ids": ["nope"]}, headers=H), 404)
-    assert_error(client.get("/search?q=x&collection=nothing-here", headers=H), 404)
+    missing = client.get("/search?q=x&collection=nothing-here", headers=H)
+    assert_error(missing, 404)
+    assert "(collections: " in missing.json()["error"]["message"]  # names what exists
     assert_error(client.get("/no/such/route", headers=H), 404)
     for path in (
         "/documents?limit=0",
@@ -543,6 +546,7 @@ def test_events_stream_a_state_change(client: TestClient, conveyor: Conveyor) ->
     data = json.loads(fields["data"])
     assert data["id"] == accepted["id"] and data["stage"] == "re-check"
     assert data["name"] == "events.txt" and data["state"] == "done"
+    assert datetime.fromisoformat(data["updated_at"]).tzinfo is not None  # ISO 8601, UTC
     with_key = client.get("/events?limit=1", headers={"x-api-key": KEY, "last-event-id": "0"})
     assert with_key.status_code == 200 and "event: " in with_key.text  # replayed from the start
 
@@ -674,3 +678,27 @@ def test_uploads_stream_into_an_s3_blob_store(s3_bucket: str, tmp_path: Path) ->
     keys = sorted(o["Key"] for o in listed["Contents"])
     assert keys == sorted([key, f"data/uploads/{first['sha256']}.key"])  # stored once
     assert aws_client("s3").get_object(Bucket=s3_bucket, Key=key)["Body"].read() == data
+
+
+def test_delete_removes_a_document_through_the_compactor(client: TestClient) -> None:
+    text = b"Lighthouse keepers log every passing ship in a leather-bound book.\n"
+    accepted = client.post(
+        "/documents",
+        headers=H,
+        files={"file": ("lighthouse.txt", text)},
+        data={"collection": "erasable"},
+    ).json()
+    assert wait_state(client, accepted["id"], ("done", "failed"))["state"] == "done"
+    assert client.delete("/documents/no-such-id", headers=H).status_code == 404
+    assert client.delete(f"/documents/{accepted['id']}").status_code == 401
+    response = client.delete(f"/documents/{accepted['id']}", headers=H)
+    assert response.status_code == 202, response.text
+    assert response.json()["status_url"] == f"/documents/{accepted['id']}"
+    deadline = time.monotonic() + 60
+    while client.get(accepted["status_url"], headers=H).status_code != 404:
+        assert time.monotonic() < deadline, "the deletion was never merged"
+        time.sleep(0.1)
+    hits = client.get(
+        "/search", params={"q": "lighthouse keepers", "collection": "erasable"}, headers=H
+    ).json()
+    assert all(h["document_id"] != accepted["id"] for h in hits["hits"])

@@ -200,6 +200,45 @@ def test_an_s3_event_cut_short_by_time_comes_back_whole(
 
     again = sqs_record(event, receive_count=2, message_id=record["messageId"])
     assert ids(lambda_handler.handler(sqs_event(again), LambdaContext())) == []
-    assert catalog.get(document_id("default", first))["state"] == "skipped"  # unchanged
+    # the redelivered event's first object is unchanged and already merged: it stays done
+    assert catalog.get(document_id("default", first))["state"] == "done"
     assert catalog.get(document_id("default", second))["state"] == "done"
     assert s3_warm.components.vectors.count("default") == 2
+
+
+def test_the_handler_on_the_serverless_engines(
+    home: Path, tmp_path: Path, real_embedder, s3_bucket: str
+) -> None:
+    """DynamoDB for the catalog and S3 for blobs (moto): the same handler, unchanged."""
+    from servers.aws import REGION, unique_name
+
+    settings = Settings(
+        home=home,
+        catalog_url=f"dynamodb://{unique_name('lambda')}?region={REGION}",
+        blobs_url=f"s3://{s3_bucket}/conveyor/",
+    )
+    lambda_handler.reset()
+    warm = lambda_handler.warm(settings, embedder=real_embedder)
+    try:
+        paths = []
+        for name, text in TOPICS.items():
+            paths.append(tmp_path / name)
+            paths[-1].write_text(text)
+        corrupt = tmp_path / "report.pdf"
+        corrupt.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
+        records = [sqs_record(_job(p)) for p in [*paths, corrupt]]
+        assert ids(lambda_handler.handler(sqs_event(*records), LambdaContext())) == []
+        catalog = warm.components.catalog
+        assert type(catalog).__name__ == "DynamoCatalog"
+        assert catalog.counts()["done"] == len(TOPICS) and catalog.counts()["failed"] == 1
+        assert catalog.pending_collections() == []
+        key = MANIFEST_KEY.format(
+            run="lambda-run", document_id=document_id("default", paths[0].as_uri())
+        )
+        manifest = client("s3").get_object(Bucket=s3_bucket, Key=f"conveyor/{key}")["Body"].read()
+        assert b'"status": "done"' in manifest
+    finally:
+        lambda_handler.reset()
+    with Conveyor(settings, embedder=real_embedder) as cv:
+        [hits] = cv.search_many(["humpback whale songs"], k=1)
+    assert hits[0].source.endswith("whales.txt")

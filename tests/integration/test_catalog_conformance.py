@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from servers.aws import REGION, unique_name
 from support import T0, FakeClock
 
+from conveyor.blobstore.local import LocalBlobStore
 from conveyor.catalog import STATES, Catalog, SqliteCatalog, open_catalog
 from conveyor.exceptions import ConfigurationError
 
@@ -27,18 +29,23 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "dynamodb"])
 def make_catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeCatalog]:
-    """Opens catalogs on one database (each call: another process, as it were)."""
-    url = (
-        request.getfixturevalue("postgres_url")
-        if request.param == "postgres"
-        else f"sqlite://{tmp_path / 'catalog.db'}"
-    )
+    """Opens catalogs on one database (each call: another process, as it were); on
+    DynamoDB (moto's server) fresh tables per test, large deltas in a local blob store."""
+    extra: dict[str, Any] = {}
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    elif request.param == "dynamodb":
+        request.getfixturevalue("moto_server")
+        url = f"dynamodb://{unique_name('catalog')}?region={REGION}"
+        extra["blobs"] = LocalBlobStore(tmp_path / "blobs")
+    else:
+        url = f"sqlite://{tmp_path / 'catalog.db'}"
     opened: list[Catalog] = []
 
     def make(**kw: Any) -> Catalog:
-        catalog = open_catalog(url, **kw)
+        catalog = open_catalog(url, **extra, **kw)
         opened.append(catalog)
         return catalog
 
@@ -172,6 +179,14 @@ def test_complete_part_waits_for_every_part_of_its_delivery(catalog: Catalog) ->
     catalog.enqueued([("e", "c", "file:///e")], "r")
     assert catalog.complete_part(single, "e", "s", 1, {"state": "done", "chunks": 1}) is True
     assert catalog.get("e")["state"] == "done"  # type: ignore[index]
+
+
+def test_a_merged_deletion_removes_the_document(catalog: Catalog) -> None:
+    catalog.enqueued([("d", "c", "file:///a"), ("e", "c", "file:///e")], "r")
+    tombstone = catalog.add_delta("c", "d", {}, [], b"", read_at=T0, delivery="del", part=0)
+    assert catalog.complete_part(tombstone, "d", "del", 1, None) is True
+    assert catalog.get("d") is None and [d["id"] for d in catalog.documents()] == ["e"]
+    assert catalog.pending_deltas() == []
 
 
 def _finish(
@@ -355,3 +370,56 @@ def test_postgres_catalog_unreachable_fails_at_start() -> None:
     message = str(info.value)
     assert "hunter2" not in message and "catalog" in message
     assert "postgres://bob:***@127.0.0.1:1/conveyor" in message
+
+
+# -- DynamoDB only --------------------------------------------------------------
+
+
+@pytest.fixture
+def dynamo(moto_server: str, tmp_path: Path) -> Iterator[tuple[Catalog, LocalBlobStore]]:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    catalog = open_catalog(f"dynamodb://{unique_name('catalog')}?region={REGION}", blobs=blobs)
+    yield catalog, blobs
+    catalog.close()
+
+
+def test_dynamodb_keeps_large_deltas_in_the_blob_store(
+    dynamo: tuple[Catalog, LocalBlobStore],
+) -> None:
+    catalog, blobs = dynamo
+    chunks = [{"id": f"c{i}", "text": f"chunk {i} " * 300} for i in range(400)]
+    vectors = np.random.default_rng(0).random((400, 384), dtype=np.float32).tobytes()  # 600 KB
+    catalog.enqueued([("d", "c", "file:///d")], "r")
+    big = catalog.add_delta(
+        "c", "d", {"dim": 384}, chunks, vectors, read_at=T0, delivery="v", part=0
+    )
+    [stored] = list(blobs.list("deltas/"))
+    [pending] = catalog.pending_deltas("c")
+    assert (pending["id"], pending["chunks"], pending["vectors"]) == (big, chunks, vectors)
+    assert catalog.complete_part(big, "d", "v", 1, {"state": "done", "chunks": 400}) is True
+    assert list(blobs.list("deltas/")) == [] and stored.size > 400_000
+    assert catalog.get("d")["chunks"] == 400  # type: ignore[index]
+
+
+def test_dynamodb_hot_path_never_scans(dynamo: tuple[Catalog, LocalBlobStore]) -> None:
+    """What a worker and a compactor do per document goes through keys and indexes."""
+    catalog, _ = dynamo
+    calls: list[str] = []
+    client = catalog._client  # type: ignore[attr-defined]
+    client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+    catalog.start_run("r", "c", 1)
+    catalog.enqueued([("d", "c", "file:///d")], "r")
+    catalog.update("d", state="running", stage="embed", attempts=1)
+    catalog.cache_put("m", [("h", b"v")])
+    assert catalog.cache_get("m", ["h"]) == {"h": b"v"}
+    delta = catalog.add_delta("c", "d", {}, [], b"", read_at=T0, delivery="v", part=0)
+    assert catalog.acquire_lock("compactor:c", "me", ttl=60)
+    assert catalog.pending_collections() == ["c"]
+    assert [d["id"] for d in catalog.pending_deltas("c")] == [delta]
+    assert catalog.newest_applied_read("d", "c") == 0.0
+    assert catalog.complete_part(delta, "d", "v", 1, {"state": "done", "chunks": 0})
+    catalog.worker_beat("w", host="h", pid=1, concurrency=1)
+    assert catalog.counts()["done"] == 1 and catalog.documents(state="done")[0]["id"] == "d"
+    assert calls and "Scan" not in calls, calls

@@ -34,6 +34,7 @@ def client(real_embedder):
 def test_health_embed_and_openai_shapes(client, real_embedder) -> None:
     health = client.get("/health").json()
     assert health["model"] == "sentence-transformers/all-MiniLM-L6-v2" and health["dim"] == 384
+    assert health["backend"] == Settings().embedding_backend == "torch"  # as --backend names it
     texts = ["the cat sat on the mat", "quarterly revenue grew"]
     direct = real_embedder.embed(texts)
     body = client.post("/embed", json={"texts": texts}).json()
@@ -41,7 +42,7 @@ def test_health_embed_and_openai_shapes(client, real_embedder) -> None:
     assert body["dim"] == 384 and served.shape == (2, 384)
     assert np.allclose(np.sum(served * direct, axis=1), 1.0, atol=1e-4)
 
-    one = client.post("/v1/embeddings", json={"input": texts[0], "model": "x"}).json()
+    one = client.post("/v1/embeddings", json={"input": texts[0], "model": health["model"]}).json()
     assert one["object"] == "list" and one["data"][0]["index"] == 0
     assert one["usage"]["prompt_tokens"] > 0
     b64 = client.post("/v1/embeddings", json={"input": texts, "encoding_format": "base64"})
@@ -67,6 +68,44 @@ def test_limits_and_errors_have_one_shape(client) -> None:
     metrics = client.get("/metrics").text
     assert _sample(metrics, "conveyor_embed_requests_total", path="/embed", status="413") == 1
     assert _sample(metrics, "conveyor_embed_latency_seconds_bucket", le="+Inf") >= 1
+
+
+def test_every_rejected_request_is_counted(client) -> None:
+    """The 422s of bodies that never reach the route (FastAPI's validation) count too."""
+    before = _statuses(client)
+    rejected = [
+        ("/embed", {"texts": []}),
+        ("/embed", {"text": "x"}),
+        ("/v1/embeddings", {"input": []}),
+        ("/v1/embeddings", {"model": "all-MiniLM-L6-v2"}),
+    ]
+    for path, body in rejected:
+        assert client.post(path, json=body).status_code == 422, (path, body)
+    after = _statuses(client)
+    assert after[("/embed", "422")] - before.get(("/embed", "422"), 0) == 2
+    assert after[("/v1/embeddings", "422")] - before.get(("/v1/embeddings", "422"), 0) == 2
+
+
+def test_an_unknown_model_is_404_model_not_found(client) -> None:
+    unknown = client.post("/v1/embeddings", json={"input": "a", "model": "text-embedding-3-small"})
+    assert unknown.status_code == 404
+    error = unknown.json()["error"]
+    assert error["type"] == "model_not_found"
+    assert "sentence-transformers/all-MiniLM-L6-v2" in error["message"]  # what is served
+    for name in ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", None):
+        body = {"input": "a", **({"model": name} if name else {})}
+        assert client.post("/v1/embeddings", json=body).status_code == 200, name
+    counted = _statuses(client)
+    assert counted[("/v1/embeddings", "404")] >= 1
+
+
+def _statuses(client) -> dict[tuple[str, str], float]:
+    counts = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for s in family.samples:
+            if s.name == "conveyor_embed_requests_total":
+                counts[(s.labels["path"], s.labels["status"])] = s.value
+    return counts
 
 
 def test_concurrent_requests_are_merged_and_split_back(client, real_embedder) -> None:
@@ -175,6 +214,11 @@ def test_official_openai_client(server, real_embedder) -> None:
     client = OpenAI(base_url=url + "/v1", api_key="unused")
     result = client.embeddings.create(model="all-MiniLM-L6-v2", input=["hello world", "bye"])
     assert [d.index for d in result.data] == [0, 1]
+    from openai import NotFoundError
+
+    with pytest.raises(NotFoundError, match="not served here") as raised:
+        client.embeddings.create(model="text-embedding-3-small", input="hello")
+    assert raised.value.type == "model_not_found"
     vector = np.asarray(result.data[0].embedding, dtype=np.float32)
     assert float(vector @ real_embedder.embed(["hello world"])[0]) > 0.9999
     client.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 from pypdf.generic import DictionaryObject, NameObject, StreamObject
+from support import wait_for
 
 from conveyor.app import Conveyor
 from conveyor.exceptions import PermanentError
@@ -129,15 +130,19 @@ def test_child_ends_when_its_worker_is_killed(tmp_path: Path) -> None:
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     parent.stdout.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
             os.kill(child, 0)
         except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.kill(child, signal.SIGKILL)
-    raise AssertionError("the extraction child outlived its worker")
+            return True
+        return False
+
+    try:
+        wait_for(gone, 10, "the extraction child to end with its worker", every=0.2)
+    finally:
+        if not gone():
+            os.kill(child, signal.SIGKILL)
 
 
 def test_pdf_that_parses_for_minutes_is_stopped() -> None:

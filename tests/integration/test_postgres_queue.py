@@ -169,7 +169,7 @@ def test_a_role_without_create_rights_runs_on_a_prepared_database(postgres_url: 
         [lease] = queue.receive()
         queue.ack(lease)
         catalog.enqueued([("d", "c", "file:///a")], "r")
-        assert catalog.add_delta("c", "d", {}, [], b"") >= 1
+        assert catalog.add_delta("c", "d", {}, [], b"", read_at=0.0, delivery="r", part=0) >= 1
         queue.close()
         catalog.close()
         with pytest.raises(ConfigurationError, match="permission denied"):

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from support import wait_for
 
 from conveyor.embedding.batching import BatchingEmbedder, Overloaded, token_counter
 from conveyor.testing import FakeEmbedder
@@ -51,10 +52,7 @@ def held(model: Recorder, batcher: BatchingEmbedder, pool: ThreadPoolExecutor) -
 
 
 def wait_queued(batcher: BatchingEmbedder, texts: int) -> None:
-    deadline = time.monotonic() + 5
-    while batcher.pending < texts:
-        assert time.monotonic() < deadline, batcher.pending
-        time.sleep(0.005)
+    wait_for(lambda: batcher.pending >= texts, 5, f"{texts} texts queued", every=0.005)
 
 
 def test_token_counter_adds_special_tokens_and_caps() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conveyor.embedding import Embedder, LocalModel, Tokenizer
+from conveyor.embedding import Embedder, LocalModel, Tokenizer, is_local_model
 from conveyor.embedding.batching import BatchingEmbedder
 from conveyor.embedding.cache import CachedEmbedder, CacheStore
 from conveyor.embedding.http import HttpEmbedder
@@ -49,7 +49,7 @@ def test_models_in_this_process_are_local_models(tmp_path: Path) -> None:
         OnnxEmbedder(DEFAULT_MODEL, tmp_path / "onnx"),
     ]
     for model in models:
-        assert isinstance(model, LocalModel)
+        assert is_local_model(model)
         assert model.backend and model.model_id
     for tokenizer in tokenizers:
         assert tokenizer.max_tokens > 0

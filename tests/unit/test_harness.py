@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from support import conveyor_variables
 
-from conveyor.settings import Settings
-
 ROOT = Path(__file__).resolve().parents[2]
 
 SHELL = {
@@ -29,9 +27,15 @@ SHELL = {
 """What a developer's shell might hold: every one of these changes what conveyor does."""
 
 
-def test_a_test_sees_no_setting_and_default_settings() -> None:
+def test_a_test_sees_no_setting() -> None:
+    """Run in a new pytest by the test below, so it imports nothing of conveyor: quick."""
     leaked = conveyor_variables()
     assert not leaked, f"reached the test: {' '.join(leaked)}"
+
+
+def test_a_test_gets_the_default_settings() -> None:
+    from conveyor.settings import Settings
+
     settings = Settings()
     defaults = {name: field.get_default() for name, field in Settings.model_fields.items()}
     assert {name: getattr(settings, name) for name in defaults} == defaults
@@ -39,6 +43,8 @@ def test_a_test_sees_no_setting_and_default_settings() -> None:
 
 def test_the_shells_settings_would_change_conveyor(monkeypatch: pytest.MonkeyPatch) -> None:
     """The variables the next test sets in pytest's own environment do matter."""
+    from conveyor.settings import Settings
+
     for name, value in SHELL.items():
         monkeypatch.setenv(name, value)
     assert conveyor_variables() == sorted(SHELL)
@@ -56,8 +62,12 @@ def test_the_shells_settings_do_not_reach_a_test() -> None:
     kept): the first test above sees none of them, and fails without the conftest."""
     env = {**os.environ, **SHELL, "CONVEYOR_TEST_PG_BIN": "/usr/lib/postgresql/16/bin"}
     assert conveyor_variables(env) == sorted(SHELL)
-    node = f"{Path(__file__).relative_to(ROOT)}::test_a_test_sees_no_setting_and_default_settings"
+    node = f"{Path(__file__).relative_to(ROOT)}::test_a_test_sees_no_setting"
+    # no plugin is loaded by itself (hypothesis' and schemathesis' take seconds to
+    # import) but pytest-timeout, which the configuration uses
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     command = [sys.executable, "-m", "pytest", node, "-q", "-p", "no:cacheprovider"]
+    command += ["-p", "pytest_timeout"]
     bare = {**env, "PYTHONPATH": str(ROOT / "tests")}  # what the conftest also provides
     runs = [
         subprocess.Popen(command + extra, cwd=ROOT, env=e, stdout=subprocess.PIPE, text=True)

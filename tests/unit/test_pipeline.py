@@ -291,13 +291,6 @@ def test_collection_refuses_another_model(home: Path, tmp_path: Path) -> None:
         assert "refusing" in summary.failures[0]["error"]
 
 
-def test_missing_path_is_an_error(cv: Conveyor, tmp_path: Path) -> None:
-    from conveyor.exceptions import ConveyorError
-
-    with pytest.raises(ConveyorError, match="no such file"):
-        cv.ingest([tmp_path / "nope"])
-
-
 def test_no_wait_only_enqueues(cv: Conveyor, corpus: Path) -> None:
     summary = cv.ingest([corpus], wait=False)
     assert summary.enqueued == 4 and summary.done == 0

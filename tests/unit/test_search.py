@@ -230,3 +230,13 @@ def test_eval_scores_a_home(cv: Conveyor, notes: Path, tmp_path: Path) -> None:
         id_field="kind",
     )
     assert by_field.mrr == 1.0
+
+
+def test_deleting_a_document_takes_it_out_of_the_lexical_index(cv: Conveyor, notes: Path) -> None:
+    cv.ingest([notes])
+    [doc] = [d for d in cv.documents() if d["source"].endswith("note_213.txt")]
+    cv.delete([doc["id"]])
+    cv.work()
+    assert cv.search("secret213", k=3, mode="lexical") == []
+    index = cv.components.lexical
+    assert index is not None and index.indexed("default") == 4

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ...documents import State
@@ -156,3 +157,24 @@ def get_document(api: Api, document_id: str) -> Any:
     if doc is None:
         raise HttpError(404, f"no document {document_id[:80]!r}")
     return schemas.status(doc)
+
+
+class DeletionAccepted(BaseModel):
+    id: str
+    status_url: str = Field(description="404 once the compactor has removed the document")
+
+
+@router.delete(
+    "/documents/{document_id}",
+    status_code=202,
+    response_model=DeletionAccepted,
+    responses=responses(404),
+)
+def delete_document(api: Api, document_id: str) -> Any:
+    """Remove a document: its chunks from every collection it fills, then the document,
+    through the compactor (the single writer). 202 at once; its status URL answers 404
+    when it is gone."""
+    if len(document_id) > 200 or api.cv.components.catalog.get(document_id) is None:
+        raise HttpError(404, f"no document {document_id[:80]!r}")
+    api.cv.delete([document_id])
+    return DeletionAccepted(id=document_id, status_url=f"/documents/{document_id}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from ...documents import State
 from ...exceptions import ConveyorError
 from .. import schemas
 from ..errors import HttpError, responses
@@ -57,6 +58,7 @@ def overview(api: Api) -> Any:
     depth = c.queue.depth()
     return {
         "queue": depth.as_dict(),
+        "states": list(State),
         "documents": c.catalog.counts(),
         "workers": [
             {**w, "started_at": schemas.timestamp(w["started_at"])} for w in api.live.workers()

@@ -53,8 +53,12 @@ def search(
     if not q.strip():
         raise HttpError(422, "the query is empty: give some words to search for")
     try:
-        if api.cv.components.vectors.collection(name) is None:
-            raise HttpError(404, f"collection {name!r} does not exist (ingest something first)")
+        vectors = api.cv.components.vectors
+        if vectors.collection(name) is None:
+            known = ", ".join(sorted(i.name for i in vectors.collections())) or "none yet"
+            raise HttpError(
+                404, f"collection {name!r} does not exist (collections: {known}); ingest first"
+            )
         [results] = api.cv.search_results([q], k, collection=name, mode=mode, where=found or None)
     except ConveyorError as exc:
         raise HttpError(409, str(exc)) from None
