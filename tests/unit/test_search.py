@@ -16,7 +16,7 @@ from conveyor.exceptions import ConveyorError
 from conveyor.filters import BadFilter, Filter, parse_range, parse_where
 from conveyor.lexical import terms
 from conveyor.lexical.sqlite import FtsIndex, match_expression
-from conveyor.search import EmptyQuery, fuse
+from conveyor.search import EmptyQuery, Fusion, Searcher, fuse
 from conveyor.settings import Settings
 from conveyor.testing import FakeEmbedder
 from conveyor.vectorstore import Hit
@@ -240,3 +240,16 @@ def test_deleting_a_document_takes_it_out_of_the_lexical_index(cv: Conveyor, not
     assert cv.search("secret213", k=3, mode="lexical") == []
     index = cv.components.lexical
     assert index is not None and index.indexed("default") == 4
+
+
+def test_a_catalog_without_a_lexical_index_searches_dense_and_says_so(
+    cv: Conveyor, notes: Path
+) -> None:
+    cv.ingest([notes])
+    c = cv.components
+    searcher = Searcher(c.vectors, None, c.query_embedder, c.tokenizer, Fusion())
+    [found] = searcher.search(["code word"], 3, collection="default", mode="hybrid")
+    assert found.mode == "dense" and len(found.hits) == 3
+    assert "no lexical index" in found.notes[0] and "dense only" in found.notes[0]
+    with pytest.raises(ConveyorError, match="lexical search is not available"):
+        searcher.search(["code word"], 3, collection="default", mode="lexical")
