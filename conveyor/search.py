@@ -17,6 +17,7 @@ note), so that dense and lexical search look for the same text.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 
@@ -87,6 +88,12 @@ class Searcher:
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.fusion = fusion
+        self._threads: ThreadPoolExecutor | None = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(1, thread_name_prefix="conveyor-lexical")
+        return self._threads
 
     def prepare(self, query: str) -> tuple[str, list[str]]:
         """``query`` as it will be searched, and a note when it had to be cut."""
@@ -138,6 +145,13 @@ class Searcher:
                 raise ConveyorError(f"lexical search is not available: {missing}")
             mode, notes = "dense", [missing]
         depth = max(k, self.fusion.candidates) if mode == "hybrid" else k
+        lexical_hits: list[Future[list[Hit]]] = []
+        if mode != "dense":  # in a thread, while the queries are embedded and searched dense
+            index = cast(LexicalIndex, self.lexical)
+            lexical_hits = [
+                self._pool().submit(index.search, collection, text, depth, where)
+                for text, _ in prepared
+            ]
         vectors = (
             self.embedder.embed([text for text, _ in prepared])
             if mode != "lexical" and prepared
@@ -150,11 +164,7 @@ class Searcher:
                 if vectors is not None
                 else []
             )
-            lexical = (
-                cast(LexicalIndex, self.lexical).search(collection, text, depth, where)
-                if mode != "dense"
-                else []
-            )
+            lexical = lexical_hits[i].result() if lexical_hits else []
             if mode == "hybrid":
                 f = self.fusion
                 hits = fuse([(f.dense_weight, dense), (f.lexical_weight, lexical)], k, f.constant)
