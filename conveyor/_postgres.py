@@ -16,18 +16,26 @@ Every connection is in autocommit mode; multi-statement writes use
 ``conn.transaction()``. A wrong or unreachable URL raises
 :class:`~conveyor.exceptions.ConfigurationError` at once, naming the URL with
 its password masked.
+
+Once open, a server that goes away (stopped, restarted, the network gone) is an
+outage, not a bug: the connection errors become
+:class:`~conveyor.exceptions.BackendUnavailable` (transient: retried; the API
+answers 503 with ``Retry-After``), and while the server stays away a caller waits
+at most :data:`DOWN_TIMEOUT` seconds for a connection, not :data:`POOL_TIMEOUT`.
+The pool reconnects by itself when the server is back.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, TypeAlias
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .exceptions import ConfigurationError, safe_summary
+from .exceptions import BackendUnavailable, ConfigurationError, safe_summary
 
 if TYPE_CHECKING:
     import psycopg
@@ -41,6 +49,7 @@ SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_SCHEMA = "conveyor"
 CONNECT_TIMEOUT = 10  # seconds; libpq waits for ever by default
 POOL_TIMEOUT = 30.0  # seconds a caller waits for a free connection
+DOWN_TIMEOUT = 1.5  # … while the server is unreachable (it answers 503 within ~2 s)
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 # The server's clock as Unix seconds. Hosts' clocks differ; leases and lock
@@ -109,6 +118,39 @@ def _exist(conn: Connection, schema: str, relations: Sequence[str]) -> bool:
     return row is not None and bool(row[0])  # an aggregate: there is always a row
 
 
+class OutageGuard:
+    """Connections from a psycopg pool, with a server that went away made an outage:
+    :class:`BackendUnavailable`, and a short wait for a connection while it lasts."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._down_since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    @contextmanager
+    def connection(self, pool: Any) -> Iterator[Any]:
+        import psycopg
+        import psycopg_pool
+
+        timeout = DOWN_TIMEOUT if self._down_since is not None else POOL_TIMEOUT
+        try:
+            with pool.connection(timeout=timeout) as conn:
+                self._down_since = None
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+            if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+                raise  # the server is there; the statement was stopped
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+            raise BackendUnavailable(
+                f"the {self.what} database is unreachable ({safe_summary(exc, limit=160)}); "
+                "retry shortly"
+            ) from exc
+
+
 class Pool:
     """A small psycopg connection pool on one database and schema, safe across threads.
 
@@ -149,6 +191,7 @@ class Pool:
                 f"cannot open the {what} database {safe_summary(url)!r}: {safe_summary(exc)}"
             ) from exc
         self._inherited: list[_ConnectionPool] = []
+        self._guard = OutageGuard(what)
         self._pool = self._open()
 
     def _open(self) -> _ConnectionPool:
@@ -166,12 +209,18 @@ class Pool:
             open=True,
         )
 
+    @property
+    def down(self) -> bool:
+        """Whether the last attempt found the server unreachable."""
+        return self._guard.down
+
     def connection(self) -> AbstractContextManager[Connection]:
-        """``with pool.connection() as conn:`` — a connection for this block."""
+        """``with pool.connection() as conn:`` — a connection for this block. Connection
+        errors (here or in the block) raise :class:`BackendUnavailable`."""
         if os.getpid() != self._pid:  # forked: never share the parent's sockets
             self._inherited.append(self._pool)
             self._pool = self._open()
-        return self._pool.connection()
+        return self._guard.connection(self._pool)
 
     def close(self) -> None:
         if os.getpid() == self._pid:

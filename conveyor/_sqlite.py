@@ -82,3 +82,18 @@ class transaction:
             self.conn.execute("COMMIT")
         else:
             self.conn.execute("ROLLBACK")
+
+
+def file_path(text: str, what: str) -> Path:
+    """The SQLite file a plain path (or the rest of a ``sqlite://`` URL) names. A libpq
+    keyword string (``host=db password=…``) is not taken for a file name: a path with
+    ``=`` is refused, naming the URL form (password masked)."""
+    from .exceptions import safe_summary
+
+    if "=" in text:
+        raise ConfigurationError(
+            f"{what} {safe_summary(text)!r} is neither a URL nor a file path (it holds '='; "
+            "a libpq keyword string?): use postgresql://user:password@host:5432/db, "
+            "sqlite:///path/to/file.db or a path without '='"
+        )
+    return Path(text)

@@ -26,6 +26,7 @@ from .ids import document_id
 from .intake import Enqueued, IngestSummary, expand_paths, new_run_name
 from .jobs import Job, check_name, document_of
 from .manifests import Manifests
+from .metadata import check_metadata
 from .queue import DeadLetter
 from .search import Mode, Results
 from .settings import Settings
@@ -192,9 +193,13 @@ class Conveyor:
     ) -> str:
         """One job for a source URI (an uploaded blob, an object in a bucket); returns
         the document id. ``metadata`` travels in the job (``options.metadata``) and is
-        kept on the document under ``metadata["user"]``."""
+        kept on the document under ``metadata["user"]``; it is checked first
+        (:func:`~conveyor.metadata.check_metadata`). Nothing is left ``queued`` without a
+        job: a document whose job cannot be sent is marked failed (transient)."""
         collection = check_name("collection", collection or self.settings.collection)
         run = check_name("run", run or new_run_name())
+        if metadata is not None:
+            check_metadata(metadata)
         job = Job(
             source=source,
             collection=collection,
@@ -205,10 +210,10 @@ class Conveyor:
         c = self.components
         c.catalog.start_run(run, collection, 1)
         self._documents.queued([(doc, collection, source)], run)
-        if metadata:
-            known = (c.catalog.get(doc) or {}).get("metadata") or {}
-            c.catalog.update(doc, metadata={**known, "user": metadata})
         try:
+            if metadata:
+                known = (c.catalog.get(doc) or {}).get("metadata") or {}
+                c.catalog.update(doc, metadata={**known, "user": metadata})
             c.queue.send(job.message())
         except Exception as exc:
             # not left "queued" with no job: a failed document is submitted again next time

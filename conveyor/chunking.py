@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .embedding import Tokenizer
+from .exceptions import DocumentTooLarge
 from .extract import Section
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,41 @@ class Chunk:
     start_s: float | None = None
     end_s: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How to chunk a document, and what one document may hold at most. Picklable:
+    the extraction child chunks with it, inside its memory and time limits."""
+
+    tokenizer: Tokenizer | None
+    """None once the child has it (sent once per child; see :mod:`conveyor.isolation`)."""
+    size: int
+    overlap: int
+    max_chunks: int = 20_000
+    max_text_chars: int = 20_000_000
+
+
+def chunk_document(sections: Sequence[Section], plan: ChunkPlan) -> list[Chunk]:
+    """:func:`chunk_sections` within the plan's limits: a document with more text than
+    ``max_text_chars`` fails before it is tokenized, one with more chunks than
+    ``max_chunks`` after."""
+    assert plan.tokenizer is not None
+    chars = sum(len(section.text) for section in sections)
+    if chars > plan.max_text_chars:
+        raise DocumentTooLarge(
+            f"the document's text is {chars:,} characters, over the limit of "
+            f"{plan.max_text_chars:,} per document (CONVEYOR_MAX_TEXT_CHARS); split the "
+            "file or raise the limit"
+        )
+    chunks = chunk_sections(sections, plan.tokenizer, plan.size, plan.overlap)
+    if len(chunks) > plan.max_chunks:
+        raise DocumentTooLarge(
+            f"the document makes {len(chunks):,} chunks, over the limit of "
+            f"{plan.max_chunks:,} per document (CONVEYOR_MAX_CHUNKS); split the file or "
+            "raise the limit"
+        )
+    return chunks
 
 
 def effective_size(size: int, overlap: int, tokenizer: Tokenizer) -> tuple[int, int]:

@@ -11,6 +11,14 @@ the store ends the same: no chunk lost, none doubled.
 
 One compactor per collection at a time, enforced by a lease lock in the
 catalog, so several processes may run one safely.
+
+A delta that cannot be merged is failed only for its own input: damaged vectors,
+or a :class:`~conveyor.exceptions.PermanentError` of the vector store about its
+rows (another model's dimension). Anything else (an unwritable or full blob
+store, a database or vector server away) is an outage: the delta stays pending
+and is tried again after a pause that doubles from :data:`BACKOFF_BASE` up to
+:data:`BACKOFF_MAX` seconds, for as long as it takes; its document stays
+``running`` at stage ``merge``.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from .blobstore import BlobStore
 from .catalog import Catalog
 from .deltas import Delta
 from .documents import Documents
-from .exceptions import ConveyorError, PermanentError, TransientError, safe_summary
+from .exceptions import NoSpace, PermanentError, no_space, safe_summary
 from .filters import text_value
 from .lexical import LexicalIndex
 from .manifests import Manifests
@@ -39,7 +47,9 @@ from .vectorstore import ChunkRecord, VectorStore
 log = logging.getLogger(__name__)
 
 LOCK_TTL = 60.0
-MAX_ATTEMPTS = 5  # a delta that fails this often is rejected, not retried forever
+BACKOFF_BASE = 1.0
+BACKOFF_MAX = 60.0
+MAX_ATTEMPTS = 5  # failures of one delta after which each further one is logged as an error
 
 
 def _filterable(header: deltas.Header) -> dict[str, Any]:
@@ -54,11 +64,6 @@ def _filterable(header: deltas.Header) -> dict[str, Any]:
     if header.kind:
         shared["kind"] = header.kind
     return shared
-
-
-def _deterministic(exc: Exception) -> bool:
-    """Errors that will recur on every attempt (not a busy database or a timeout)."""
-    return isinstance(exc, ConveyorError) and not isinstance(exc, TransientError)
 
 
 class _LockKeeper:
@@ -105,6 +110,7 @@ class Compactor:
         *,
         lexical: LexicalIndex | None = None,
         batch: int = 64,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.catalog = catalog
         self.vectors = vectors
@@ -116,7 +122,12 @@ class Compactor:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
         self._stop: threading.Event | None = None
+        self.clock = clock
         self._attempts: dict[int, int] = {}
+        self._retry_at: dict[int, float] = {}  # delta id → when to try it again
+        self._failure: str | None = None  # this compaction run's last outage, if any
+        self.full: NoSpace | None = None
+        """Set when a disk filled up: :meth:`run` returns, the deltas stay pending."""
         self._keeper: _LockKeeper | None = None
 
     def run_once(self, stop: threading.Event | None = None) -> int:
@@ -163,6 +174,7 @@ class Compactor:
         ``applied`` or ``failed`` (with the error)."""
         run = self.catalog.start_compaction(collection)
         counts = [0, 0]
+        self._failure = None
         try:
             self._merge(collection, lock, counts)
         except Exception as exc:
@@ -170,7 +182,10 @@ class Compactor:
                 run, "failed", counts[0], counts[1], error=safe_summary(exc)
             )
             raise
-        self.catalog.finish_compaction(run, "applied", counts[0], counts[1])
+        if self._failure is not None:  # a delta kept pending for an outage: say so
+            self.catalog.finish_compaction(run, "failed", counts[0], counts[1], error=self._failure)
+        else:
+            self.catalog.finish_compaction(run, "applied", counts[0], counts[1])
         return counts[0]
 
     def _merge(self, collection: str, lock: str, counts: list[int]) -> None:
@@ -179,29 +194,47 @@ class Compactor:
             try:
                 while not keeper.lost.is_set():
                     pending = deltas.pending(self.catalog, collection, limit=self.batch)
-                    if not pending:
-                        break
+                    merged = 0
                     for delta in pending:
                         if keeper.lost.is_set():
                             return
-                        counts[1] += self._attempt(collection, delta)
-                        counts[0] += 1
+                        chunks = self._attempt(collection, delta)
+                        if chunks is not None:
+                            counts[1] += chunks
+                            merged += 1
+                    counts[0] += merged
+                    if not merged:  # nothing pending, or all of it waiting to be tried again
+                        break
                     if self._stop is not None and self._stop.is_set():
                         return
             finally:
                 self._keeper = None
 
-    def _attempt(self, collection: str, delta: Delta) -> int:
-        """Apply, counting failures: a transient one is retried on the next pass, and
-        a delta that keeps failing (a full disk, an unwritable blob store) is rejected."""
+    def _attempt(self, collection: str, delta: Delta) -> int | None:
+        """Apply (returns the chunks merged), or keep the delta pending and back off
+        (returns None): a failure here is an outage, not the document's fault."""
+        if self.clock() < self._retry_at.get(delta.id, -math.inf):
+            return None
         try:
-            return self._apply(collection, delta)
+            chunks = self._apply(collection, delta)
         except Exception as exc:
+            self.full = self.full or no_space(exc, "the catalog or the vector store")
+            self._failure = safe_summary(exc)
             n = self._attempts[delta.id] = self._attempts.get(delta.id, 0) + 1
-            if n < MAX_ATTEMPTS and not _deterministic(exc):
-                raise
-            self._reject(delta, f"could not merge after {n} attempt(s): {safe_summary(exc)}")
-            return 0
+            pause = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (n - 1))
+            self._retry_at[delta.id] = self.clock() + pause
+            log.log(
+                logging.ERROR if n >= MAX_ATTEMPTS else logging.WARNING,
+                "could not merge (failure %d), kept pending and tried again in %g s: %s",
+                n,
+                pause,
+                safe_summary(exc),
+                extra={"document": delta.document_id, "collection": collection},
+            )
+            return None
+        self._attempts.pop(delta.id, None)
+        self._retry_at.pop(delta.id, None)
+        return chunks
 
     def _reject(self, delta: Delta, reason: str) -> None:
         log.error("delta rejected: %s", reason, extra={"document": delta.document_id})
@@ -235,6 +268,10 @@ class Compactor:
                 )
                 for i, c in enumerate(delta.chunks)
             ]
+        except Exception as exc:  # the delta's own bytes: no retry can mend them
+            self._reject(delta, f"could not merge: the delta is damaged ({safe_summary(exc)})")
+            return 0
+        try:
             self.vectors.ensure_collection(collection, dim=header.dim, model_id=header.model)
             self.vectors.replace_document(collection, doc_id, records)
             if self.lexical is not None:  # the same chunks, before the delta counts as applied
@@ -281,15 +318,21 @@ class Compactor:
         return removed
 
     def run(self, stop: threading.Event, *, idle: float = 0.5, drain: bool = True) -> None:
-        """Apply deltas until ``stop`` is set — and, with ``drain``, nothing is pending."""
+        """Apply deltas until ``stop`` is set — and, with ``drain``, nothing is pending —
+        or a disk is full (``full``)."""
         while True:
             self.wake.clear()
             try:
                 applied = self.run_once(None if drain else stop)
             except Exception as exc:  # keep the writer alive; the delta stays pending
-                log.error("compaction failed: %s", safe_summary(exc), exc_info=True)
+                self.full = self.full or no_space(exc, "the catalog or the vector store")
+                if self.full is None:
+                    log.error("compaction failed: %s", safe_summary(exc), exc_info=True)
                 applied = 0
                 stop.wait(1.0)
+            if self.full is not None:  # what is pending stays pending for the next run
+                log.error("compactor stopping: %s", self.full)
+                return
             if stop.is_set() and (not drain or not self.catalog.pending_collections()):
                 return
             if applied:

@@ -108,7 +108,9 @@ class Components:
         from .isolation import IsolatedExtractor
 
         return IsolatedExtractor(
-            timeout=s.extract_timeout or None, memory_mb=s.extract_memory_mb or None
+            timeout=s.extract_timeout or None,
+            total_timeout=s.extract_total_timeout or None,
+            memory_mb=s.extract_memory_mb or None,
         )
 
     @cached_property

@@ -33,6 +33,11 @@ class TransientError(ConveyorError):
     kind = "transient"
 
 
+class BackendUnavailable(TransientError):
+    """A database, queue or store that was reachable is not now (stopped, restarted,
+    the network down): retried; the API answers 503 with ``Retry-After``."""
+
+
 class UnsupportedType(PermanentError):
     """The bytes are not a format conveyor can extract (yet)."""
 
@@ -49,6 +54,11 @@ class EmptyDocument(PermanentError):
     """The file is empty or holds no extractable text."""
 
 
+class DocumentTooLarge(PermanentError):
+    """The document holds more text or chunks than one document may
+    (``CONVEYOR_MAX_TEXT_CHARS``, ``CONVEYOR_MAX_CHUNKS``, ``CONVEYOR_MAX_PDF_PAGES``)."""
+
+
 class SourceNotFound(PermanentError):
     """The source file or object does not exist (any more)."""
 
@@ -63,6 +73,37 @@ class MissingDependency(PermanentError):
     job is not retried; ``conveyor dlq redrive`` runs it again once it is there."""
 
     kind = "configuration"
+
+
+class NoSpace(ConveyorError):
+    """A disk (or the database's) is full: a worker stops taking work and says where;
+    nothing is lost (jobs in flight go back to the queue, deltas stay pending)."""
+
+
+_NO_SPACE_ERRNOS = frozenset({28, 122})  # ENOSPC, EDQUOT
+_NO_SPACE_TEXT = ("database or disk is full", "no space left on device", "could not extend file")
+
+
+def no_space(exc: BaseException, where: str) -> NoSpace | None:
+    """A :class:`NoSpace` when ``exc`` (or what caused it) says a disk is full, else
+    None. ``where``: what to name when the error does not say its path (the database)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, NoSpace):
+            return current
+        if isinstance(current, OSError) and current.errno in _NO_SPACE_ERRNOS:
+            path = current.filename or where
+            return NoSpace(f"no space left on the disk holding {path}; free some, then run again")
+        text = str(current).lower()
+        if getattr(current, "sqlstate", None) == "53100" or any(t in text for t in _NO_SPACE_TEXT):
+            return NoSpace(
+                f"no space left for {where} ({safe_summary(current, 120)}); free some, "
+                "then run again"
+            )
+        current = current.__cause__ or current.__context__
+    return None
 
 
 _SECRET_PATTERNS = [

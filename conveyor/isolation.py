@@ -3,10 +3,17 @@
 Parsing hostile files is where a worker can hang (a PDF whose parser loops,
 quadratic HTML) or balloon (a decompression bomb). Each worker slot keeps one
 long-lived child process (started with ``spawn``, so it is safe beside
-threads and a loaded model); the parent sends it the bytes and waits at most
-``timeout`` seconds. The child runs under ``RLIMIT_AS`` so a bomb raises
-``MemoryError`` there instead of taking the machine. A child that times out
-or dies is killed and replaced; the document fails alone, with a reason.
+threads and a loaded model); the parent sends it the file's path (or, for
+inputs that are not a local file, its bytes) and the chunking plan, and the
+child reads, extracts and chunks under ``RLIMIT_AS``, so a bomb or a huge text
+raises ``MemoryError`` there instead of taking the machine, and the worker
+only ever receives a document's chunks, capped by ``CONVEYOR_MAX_CHUNKS``.
+
+Time: the parent waits at most ``timeout`` seconds between two signs of life
+(a progress report: a page OCR'd, a minute of audio transcribed), and at most
+``total_timeout`` seconds in all, however often the child reports. A child
+that times out or dies is killed and replaced; the document fails alone, with
+a reason.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .chunking import ChunkPlan
+from .embedding import Tokenizer
 from .exceptions import ConveyorError, PermanentError
-from .extract import Extracted, extract
+from .extract import Extracted, Input, extract
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,7 @@ def _child(requests: Connection, replies: Connection, memory_bytes: int | None) 
     from .logs import configure
 
     configure(logging.ERROR)  # parsers' chatter stays out of the worker's output
+    tokenizer: Tokenizer | None = None  # sent with the first plan, kept for the next
     while True:
         try:
             request = requests.recv()
@@ -61,15 +72,20 @@ def _child(requests: Connection, replies: Connection, memory_bytes: int | None) 
         if request == "ping":
             replies.send("pong")
             continue
-        data, name, kind, options = request
+        data, name, kind, options, plan = request
+        if plan is not None:
+            if plan.tokenizer is not None:
+                tokenizer = plan.tokenizer
+            plan = replace(plan, tokenizer=tokenizer)
 
         def progress(message: str) -> None:
             replies.send(("progress", message))
 
         try:
-            replies.send(
-                ("ok", extract(data, name=name, kind=kind, options=options, progress=progress))
+            result = extract(
+                data, name=name, kind=kind, options=options, progress=progress, chunking=plan
             )
+            replies.send(("ok", result))
         except MemoryError:
             replies.send(("memory", None))
         except ConveyorError as exc:
@@ -114,6 +130,8 @@ class _Slot:
         os.close(child_out)
         self.requests = Connection(parent_out, readable=False)
         self.replies = Connection(parent_in, writable=False)
+        self.tokenizer: int | None = None
+        """``id`` of the tokenizer this child holds (sent once, not with every file)."""
         # wait for start-up (imports) here, so it never counts against a document
         try:
             self.requests.send("ping")
@@ -150,11 +168,19 @@ def _kill_all(slots: dict[int, _Slot]) -> None:
 class IsolatedExtractor:
     """``extract`` in child processes; one per calling thread, reused across jobs.
 
-    ``timeout`` (seconds) and ``memory_mb`` may be None to switch each limit off.
+    ``timeout`` (seconds without a progress report), ``total_timeout`` (seconds in
+    all) and ``memory_mb`` may be None to switch each limit off.
     """
 
-    def __init__(self, *, timeout: float | None, memory_mb: int | None) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float | None,
+        memory_mb: int | None,
+        total_timeout: float | None = None,
+    ) -> None:
         self.timeout = timeout
+        self.total_timeout = total_timeout
         self.memory_mb = memory_mb
         self._slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
@@ -178,17 +204,25 @@ class IsolatedExtractor:
 
     def extract(
         self,
-        data: bytes,
+        data: Input,
         name: str | None = None,
         kind: str | None = None,
         options: dict[str, Any] | None = None,
         progress: Callable[[str], None] | None = None,
+        chunking: ChunkPlan | None = None,
     ) -> Extracted:
-        """``extract`` in this thread's child. The time limit counts from the request, and
-        again from each progress report (a long recording reports as it goes)."""
+        """``extract`` (and chunking, with a plan) in this thread's child. ``timeout``
+        counts from the request, and again from each progress report (a long
+        recording reports as it goes), never past ``total_timeout`` from the request."""
         slot = self._slot()
+        if chunking is not None and chunking.tokenizer is not None:
+            if slot.tokenizer == id(chunking.tokenizer):
+                chunking = replace(chunking, tokenizer=None)
+            else:
+                slot.tokenizer = id(chunking.tokenizer)
+        request = (data, name, kind, options or {}, chunking)
         try:
-            status, payload = self._exchange(slot, (data, name, kind, options or {}), progress)
+            status, payload = self._exchange(slot, request, progress)
         except BaseException:
             # anything that leaves the exchange early (KeyboardInterrupt included) may
             # leave replies in the pipe: this child must not serve the next document
@@ -209,21 +243,23 @@ class IsolatedExtractor:
         self, slot: _Slot, request: tuple[Any, ...], progress: Callable[[str], None] | None
     ) -> tuple[str, Any]:
         """Send one request; relay progress until the answer arrives."""
+        deadline = time.monotonic() + self.total_timeout if self.total_timeout else None
         try:
             slot.requests.send(request)
         except (BrokenPipeError, EOFError, OSError):
             pass  # the child is gone: recv below says how
         while True:
+            wait = self.timeout
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                wait = left if wait is None else min(wait, left)
             try:
-                ready = slot.replies.poll(self.timeout)
+                ready = slot.replies.poll(wait)
             except (EOFError, OSError):
                 ready = True
             if not ready:
                 self._discard()
-                raise ExtractionTimeout(
-                    f"extraction took longer than {self.timeout:g} s and was stopped; the file "
-                    "may be hostile or very large (raise CONVEYOR_EXTRACT_TIMEOUT, 0 for no limit)"
-                )
+                raise self._timed_out(deadline)
             try:
                 status, payload = slot.replies.recv()
             except (EOFError, OSError):
@@ -235,6 +271,19 @@ class IsolatedExtractor:
                     progress(payload)
                 except Exception as exc:  # showing progress must never break the exchange
                     log.warning("progress report failed: %s", exc)
+
+    def _timed_out(self, deadline: float | None) -> ExtractionTimeout:
+        if deadline is not None and time.monotonic() >= deadline - 0.01:
+            return ExtractionTimeout(
+                f"extraction took longer than {self.total_timeout:g} s in all and was "
+                "stopped, though it was still making progress; the file may be hostile or "
+                "very large (raise CONVEYOR_EXTRACT_TOTAL_TIMEOUT, 0 for no limit)"
+            )
+        return ExtractionTimeout(
+            f"extraction took longer than {self.timeout:g} s without progress and was "
+            "stopped; the file may be hostile or very large (raise "
+            "CONVEYOR_EXTRACT_TIMEOUT, 0 for no limit)"
+        )
 
     def _crashed(self, slot: _Slot) -> ExtractorCrashed:
         try:

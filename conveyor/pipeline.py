@@ -30,17 +30,17 @@ import numpy as np
 from . import deltas
 from .blobstore import BlobStore
 from .catalog import Catalog
-from .chunking import Chunk, chunk_sections
+from .chunking import Chunk, ChunkPlan, chunk_document
 from .documents import SEARCHABLE, Documents, State
 from .embedding import Embedder, Tokenizer
 from .embedding.remote import metered
 from .exceptions import EmptyDocument
-from .extract import Extracted, Extractor
-from .ids import chunk_id, content_hash
+from .extract import Extracted, Extractor, Input
+from .ids import chunk_id
 from .jobs import Job
 from .manifests import Manifests
 from .settings import Settings
-from .sources import read_job
+from .sources import fetch_job
 from .summary import summarise
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,9 @@ class InFlight:
 
 @dataclass(frozen=True)
 class Fetched:
-    data: bytes
+    data: Input
+    """The bytes, or a local file's path (read by the extraction child)."""
+    size: int
     digest: str
     read_at: float
     """When the source was read, by the catalog's clock (deltas are ordered by it)."""
@@ -177,11 +179,10 @@ class Pipeline:
     def fetch(self, doc: InFlight) -> Fetched:
         with doc.timed("fetch"):
             read_at = self.catalog.now()
-            data = read_job(doc.job, self.blobs, self.settings.max_file_bytes)
-            digest = content_hash(data)
+            data, digest, size = fetch_job(doc.job, self.blobs, self.settings.max_file_bytes)
         s = self.settings
         fp = fingerprint(digest, self.embedder.model_id, s.chunk_size, s.chunk_overlap)
-        return Fetched(data, digest, read_at, fp)
+        return Fetched(data, size, digest, read_at, fp)
 
     def unchanged(self, doc: InFlight, fetched: Fetched) -> bool:
         return doc.previous.get("fingerprint") == fetched.fingerprint and not doc.job.options.get(
@@ -211,13 +212,14 @@ class Pipeline:
 
     def extract(self, doc: InFlight, fetched: Fetched) -> Extracted:
         job = doc.job
-        with doc.stage("extract", content_hash=fetched.digest, size=len(fetched.data)):
+        with doc.stage("extract", content_hash=fetched.digest, size=fetched.size):
             extracted = self.extractor.extract(
                 fetched.data,
                 name=PurePosixPath(urlparse(job.source).path).name or None,
                 kind=job.kind,
                 options={"image_id": doc.id, **self.extract_options(), **job.options},
                 progress=lambda message: self.documents.stage(doc.id, message),
+                chunking=self.chunk_plan(),
             )
         if isinstance(job.options.get("metadata"), dict):  # the uploader's, kept as given
             extracted.metadata["user"] = job.options["metadata"]
@@ -229,12 +231,21 @@ class Pipeline:
             extracted.metadata["artifacts"] = keys
         return extracted
 
-    def chunk(self, doc: InFlight, extracted: Extracted) -> list[Chunk]:
+    def chunk_plan(self) -> ChunkPlan:
         s = self.settings
-        with doc.stage("chunk", kind=extracted.kind, mime=extracted.mime):
-            chunks = chunk_sections(
-                extracted.sections, self.tokenizer, s.chunk_size, s.chunk_overlap
-            )
+        return ChunkPlan(
+            self.tokenizer, s.chunk_size, s.chunk_overlap, s.max_chunks, s.max_text_chars
+        )
+
+    def chunk(self, doc: InFlight, extracted: Extracted) -> list[Chunk]:
+        """The chunks extraction made (in its child, within its limits), else here."""
+        chunks = extracted.chunks
+        if chunks is not None:  # what was learnt is recorded as the stage would
+            self.documents.stage(doc.id, "chunk", kind=extracted.kind, mime=extracted.mime)
+            doc.timings["chunk"] = extracted.chunk_seconds
+        else:
+            with doc.stage("chunk", kind=extracted.kind, mime=extracted.mime):
+                chunks = chunk_document(extracted.sections, self.chunk_plan())
         if not chunks:
             raise EmptyDocument("no text to index after extraction")
         return chunks
@@ -319,7 +330,7 @@ class Pipeline:
                 fingerprint=fetched.fingerprint,
                 kind=extracted.kind,
                 mime=extracted.mime,
-                size=len(fetched.data),
+                size=fetched.size,
                 model=model,
                 backend=self.embedder.backend,
                 dim=int(parts[0].vectors.shape[1]),

@@ -5,6 +5,10 @@ queue is empty), ``conveyor worker`` and ``conveyor serve --workers`` (until
 stopped). The Lambda handler and ``run-job`` merge with
 :meth:`~conveyor.compactor.Compactor.drain` instead, within their time.
 
+A full disk (:class:`~conveyor.exceptions.NoSpace`) stops the workers and the
+compactor; :func:`run` then raises it, naming the path, and the CLI exits non-zero.
+Nothing is lost: jobs go back to the queue and deltas stay pending.
+
 Stopping: :func:`stop_on_signals` turns the first SIGTERM or Ctrl-C into
 ``stop`` (take no more jobs, let those in flight finish within the grace
 period) and the second into ``hurry`` (release them now). Jobs still in
@@ -77,6 +81,8 @@ def run(
     released = 0
     try:
         while not pool.join(timeout=0.2) and not stop.is_set():
+            if writer is not None and writer.full is not None:
+                break  # nothing more can be merged: take no more work
             tick()
         released = pool.shutdown(grace, hurry=hurry)
     except KeyboardInterrupt:  # the library used without stop_on_signals
@@ -95,6 +101,9 @@ def run(
                 writer_thread.join(grace)
     tick()
     log.info("worker stopped", extra={"worker": pool.worker_id})
+    full = pool.full or (writer.full if writer is not None else None)
+    if full is not None:  # jobs went back to the queue, deltas stay pending: nothing lost
+        raise full
     return RunResult(pool.jobs_done, pool.jobs_failed, released)
 
 

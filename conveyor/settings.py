@@ -82,9 +82,20 @@ class Settings(BaseSettings):
         10.0, ge=0, description="Lambda: time kept for merging and replying; no record starts later"
     )
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1, description="larger sources fail")
-    max_pdf_pages: int | None = Field(None, ge=1)
+    max_pdf_pages: int | None = Field(
+        2000, ge=1, description="PDFs (and images) with more pages fail"
+    )
+    max_text_chars: int = Field(
+        20_000_000, ge=1, description="documents with more extracted text fail (characters)"
+    )
+    max_chunks: int = Field(20_000, ge=1, description="documents with more chunks fail")
     isolate_extraction: bool = Field(True, description="extract in a child process")
-    extract_timeout: float = Field(300.0, ge=0, description="seconds per file; 0: no limit")
+    extract_timeout: float = Field(
+        300.0, ge=0, description="seconds without progress (a page, a minute of audio); 0: none"
+    )
+    extract_total_timeout: float = Field(
+        1800.0, ge=0, description="seconds per file in all, progress or not; 0: no limit"
+    )
     extract_memory_mb: int = Field(2048, ge=0, description="MiB per extraction; 0: no limit")
 
     ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. eng+deu")

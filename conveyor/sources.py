@@ -10,10 +10,13 @@ to its extractor as one byte string.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import quote, unquote
 
-from .blobstore import BlobStore, read_source, source_path
-from .exceptions import PermanentError, safe_summary
+from .blobstore import BlobStore, hash_local_source, read_source, source_path
+from .exceptions import PermanentError, SourceNotFound, safe_summary
+from .extract import Input
 from .extract.receipt import receipt_bytes
+from .ids import content_hash
 from .jobs import Job
 
 Reader = Callable[[Job, BlobStore, int], bytes]
@@ -38,6 +41,52 @@ def read_job(job: Job, blobs: BlobStore, max_bytes: int) -> bytes:
     if read is not None:
         return read(job, blobs, max_bytes)
     return read_source(job.source, max_bytes=max_bytes)
+
+
+UPLOAD = "upload://"
+"""The scheme of an upload's source: ``upload://<sha256>/<name>``, the blob
+``uploads/<sha256>/<name>`` of whichever blob store holds it (no server path shown)."""
+
+
+def upload_source(key: str) -> str:
+    """The source of the upload stored at blob ``key`` (``uploads/<sha256>/<name>``)."""
+    _, sha256, name = key.split("/", 2)
+    return f"{UPLOAD}{sha256}/{quote(name, safe='')}"
+
+
+def upload_key(source: str) -> str:
+    """The blob key of an ``upload://`` source."""
+    sha256, _, name = source[len(UPLOAD) :].partition("/")
+    name = unquote(name)
+    if not sha256.isalnum() or not name or "/" in name or name in (".", ".."):
+        raise PermanentError(f"invalid upload source {safe_summary(source)!r}")
+    return f"uploads/{sha256}/{name}"
+
+
+def fetch_job(job: Job, blobs: BlobStore, max_bytes: int) -> tuple[Input, str, int]:
+    """What to extract for ``job``, its content hash and its size in bytes. A local
+    file is hashed as a stream and handed on as its path (the extraction child reads
+    it, within its memory limit); anything else is read into memory, at most
+    ``max_bytes``."""
+    source = job.source
+    if source.startswith(UPLOAD):
+        key = upload_key(source)
+        source = blobs.uri(key)
+        if not source.startswith("file://"):
+            info = blobs.stat(key)
+            if info is None:
+                raise SourceNotFound(f"the upload is gone from the blob store: {key}")
+            if info.size > max_bytes:
+                raise PermanentError(f"upload is {info.size:,} bytes, over {max_bytes:,}")
+            data = blobs.get(key)
+            return data, content_hash(data), len(data)
+    if job.kind not in READERS and not source.startswith("s3://"):
+        path = source_path(source)
+        if path is not None:
+            digest, size = hash_local_source(path, max_bytes=max_bytes)
+            return path, digest, size
+    data = read_job(job, blobs, max_bytes)
+    return data, content_hash(data), len(data)
 
 
 @reader("receipt")

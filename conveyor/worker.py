@@ -18,7 +18,7 @@ import time
 import uuid
 from typing import Any
 
-from .exceptions import classify, safe_summary
+from .exceptions import NoSpace, classify, no_space, safe_summary
 from .ids import document_id
 from .jobs import Job, document_of, s3_event_jobs
 from .pipeline import Outcome, Pipeline
@@ -66,6 +66,10 @@ class Processor:
                 job, job_id=lease.job_id, document_id=doc_id, attempts=lease.receive_count
             )
         except Exception as exc:
+            full = no_space(exc, self.database)
+            if full is not None:  # not the job's fault, and failing it would write too
+                self._hand_back(lease)
+                raise full from exc
             return self._fail(lease, job, doc_id, exc)
         extra = {"job": lease.job_id, "document": doc_id}
         self._ack(lease, extra)
@@ -74,6 +78,20 @@ class Processor:
         else:
             log.info("embedded %d chunks; waiting for the compactor", outcome.chunks, extra=extra)
         return outcome
+
+    @property
+    def database(self) -> str:
+        """What a full database is named by in the error."""
+        s = self.settings
+        return safe_summary(s.catalog_url or str(s.database_path.resolve()))
+
+    def _hand_back(self, lease: Lease) -> None:
+        """Back to the queue, visible at once, the delivery not counted (best effort:
+        else its lease expires)."""
+        try:
+            self.queue.release(lease, error="released: no space left", refund=True)
+        except Exception as exc:
+            log.warning("release failed: %s", safe_summary(exc), extra={"job": lease.job_id})
 
     def _ours(self, source: str) -> bool:
         """Whether ``source`` lies in the blob store conveyor writes to: indexing our own
@@ -171,6 +189,8 @@ class WorkerPool:
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.worker_id = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
+        self.full: NoSpace | None = None
+        """Set when a disk filled up: the pool stopped taking work (see :meth:`_out_of_space`)."""
         self.jobs_done = self.jobs_failed = 0
         self._in_flight: dict[str, Lease] = {}
         self._lock = threading.Lock()
@@ -267,6 +287,8 @@ class WorkerPool:
                     self.stopping.wait(self.poll_interval)
                     continue
             except Exception as exc:  # a busy database, a network blip: wait, go on
+                if self._out_of_space(exc):
+                    return
                 log.warning(
                     "receiving failed, retrying: %s",
                     safe_summary(exc),
@@ -279,7 +301,12 @@ class WorkerPool:
                     self._in_flight[lease.receipt] = lease  # SQS may deliver a job twice
                 try:
                     outcome = self.processor.process(lease)
+                except NoSpace as exc:
+                    self._out_of_space(exc)
+                    return
                 except Exception as exc:  # failing the job failed too; its lease will expire
+                    if self._out_of_space(exc):
+                        return
                     log.error(
                         "job handling failed: %s",
                         safe_summary(exc),
@@ -294,6 +321,19 @@ class WorkerPool:
                     self.jobs_failed += 1
                 elif outcome.status in ("merge", "skipped"):
                     self.jobs_done += 1
+
+    def _out_of_space(self, exc: Exception) -> bool:
+        """On a full disk: stop taking work (once, logged once); True if it was that."""
+        full = no_space(exc, self.processor.database)
+        if full is None:
+            return False
+        with self._lock:
+            first = self.full is None
+            self.full = self.full or full
+        if first:
+            log.error("stopping: %s", full, extra={"worker": self.worker_id})
+        self.stopping.set()
+        return True
 
     def _heartbeat(self) -> None:
         vt = self.settings.visibility_timeout

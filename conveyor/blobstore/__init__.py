@@ -7,6 +7,7 @@ and ``s3`` (:mod:`conveyor.blobstore.s3`, ``s3://bucket/prefix/``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -98,16 +99,43 @@ def read_source(source: str, *, max_bytes: int | None = None) -> bytes:
     path = source_path(source)
     if path is None:
         raise PermanentError(f"unsupported source URI scheme: {safe_summary(source)}")
-    try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise PermanentError(f"{path} is a directory, not a file")
-        if max_bytes is not None and size > max_bytes:
-            raise PermanentError(
-                f"file is {size:,} bytes, over the limit of {max_bytes:,} "
-                "(raise CONVEYOR_MAX_FILE_BYTES to accept it)"
-            )
+    with _reading(path):
+        _check_size(path, max_bytes)
         return path.read_bytes()
+
+
+def hash_local_source(path: Path, *, max_bytes: int | None = None) -> tuple[str, int]:
+    """``("sha256:…", size)`` of a local file, read as a stream (a worker never holds a
+    large file: the extraction child reads it again, under its limits). Errors as
+    :func:`read_source`'s."""
+    import hashlib
+
+    with _reading(path):
+        _check_size(path, max_bytes)
+        digest, size = hashlib.sha256(), 0
+        with path.open("rb") as stream:
+            while block := stream.read(1 << 20):
+                digest.update(block)
+                size += len(block)
+        return "sha256:" + digest.hexdigest(), size
+
+
+def _check_size(path: Path, max_bytes: int | None) -> None:
+    size = path.stat().st_size
+    if path.is_dir():
+        raise PermanentError(f"{path} is a directory, not a file")
+    if max_bytes is not None and size > max_bytes:
+        raise PermanentError(
+            f"file is {size:,} bytes, over the limit of {max_bytes:,} "
+            "(raise CONVEYOR_MAX_FILE_BYTES to accept it)"
+        )
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A local source's OS errors as conveyor errors that name it."""
+    try:
+        yield
     except FileNotFoundError:
         raise SourceNotFound(
             f"file not found (moved or deleted before it was read): {path}"

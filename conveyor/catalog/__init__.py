@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from .._sqlite import file_path
 from ..exceptions import ConfigurationError, safe_summary
 from .sql import STATES
 from .sqlite import SqliteCatalog
@@ -224,9 +225,9 @@ def open_catalog(url: str | Path, **kw: Any) -> Catalog:
                 f"catalog URL {safe_summary(str(url))!r} names no file; "
                 "use sqlite:///path/to/file.db"
             )
-        return SqliteCatalog(text, **kw)
+        return SqliteCatalog(file_path(text, "catalog URL"), **kw)
     if "://" not in text and text.strip():
-        return SqliteCatalog(text, **kw)
+        return SqliteCatalog(file_path(text, "catalog URL"), **kw)
     raise ConfigurationError(
         f"unsupported catalog URL {safe_summary(text)!r}: supported are {SUPPORTED_SCHEMES}"
     )

@@ -14,10 +14,16 @@ batches. A request larger than the budget is split over several batches, in
 order; nobody overtakes it. Inside a batch the texts are sorted by length
 before the model sees them (the results are put back in order), so texts of
 alike length share a padded width.
+
+Admission: ``max_pending`` bounds the texts waiting anywhere, counted at the
+door. An async server calls :meth:`BatchingEmbedder.aembed`, which counts a
+request's texts before anything else (no thread pool in front where requests
+could wait uncounted) and answers :class:`Overloaded` at once past the limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -124,25 +130,48 @@ class BatchingEmbedder:
                 )
                 self._thread.start()
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return self.inner.embed([])
-        self._ensure_thread()
+    def _admit(self, n: int) -> None:
+        """Count ``n`` more texts waiting, or raise :class:`Overloaded` past the limit."""
         with self._count:
-            if self.max_pending is not None and self.pending + len(texts) > self.max_pending:
+            if self.max_pending is not None and self.pending + n > self.max_pending:
                 raise Overloaded(
                     f"{self.pending} texts are already waiting for the model (limit "
                     f"{self.max_pending}); retry shortly"
                 )
-            self.pending += len(texts)
+            self.pending += n
+
+    def _leave(self, n: int) -> None:
+        with self._count:
+            self.pending -= n
+
+    def _queue(self, texts: list[str]) -> _Request:
+        request = _Request(texts, self.count_tokens(texts), Future(), time.monotonic())
+        self._requests.put(request)
+        return request
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return self.inner.embed([])
+        self._ensure_thread()
+        self._admit(len(texts))
         try:
-            texts = list(texts)
-            request = _Request(texts, self.count_tokens(texts), Future(), time.monotonic())
-            self._requests.put(request)
-            return request.future.result()
+            return self._queue(list(texts)).future.result()
         finally:
-            with self._count:
-                self.pending -= len(texts)
+            self._leave(len(texts))
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`embed` for an event loop: admitted (or refused) at once, on the loop;
+        the tokens are counted in a thread; the answer is awaited, not waited for in
+        a thread."""
+        if not texts:
+            return await asyncio.to_thread(self.inner.embed, [])
+        self._ensure_thread()
+        self._admit(len(texts))
+        try:
+            request = await asyncio.to_thread(self._queue, list(texts))
+            return await asyncio.wrap_future(request.future)
+        finally:
+            self._leave(len(texts))
 
     def close(self) -> None:
         """Finish what is queued, then stop the batch thread."""

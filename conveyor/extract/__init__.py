@@ -19,13 +19,25 @@ with a one-line message a person can act on.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from conveyor.exceptions import ConveyorError, CorruptFile, UnsupportedType, safe_summary
+from conveyor.exceptions import (
+    ConveyorError,
+    CorruptFile,
+    PermanentError,
+    SourceNotFound,
+    UnsupportedType,
+    safe_summary,
+)
 
 from .sniff import sniff
+
+if TYPE_CHECKING:
+    from conveyor.chunking import Chunk, ChunkPlan
 
 __all__ = [
     "EXTRACTORS",
@@ -33,6 +45,7 @@ __all__ = [
     "Extracted",
     "Extractor",
     "InProcessExtractor",
+    "Input",
     "Section",
     "extract",
     "register",
@@ -73,6 +86,10 @@ class Extracted:
     units: dict[str, list[Section]] = field(default_factory=dict)
     """Small units embedded one each into their own collection, ``<collection>_<name>``
     (OCR ``lines`` and ``words``), beside the chunks of the text."""
+    chunks: list[Chunk] | None = None
+    """The text's chunks, when extraction was asked to chunk (``chunking=``)."""
+    chunk_seconds: float = 0.0
+    """How long chunking took, there."""
 
     @property
     def text(self) -> str:
@@ -114,21 +131,59 @@ def report_progress(message: str) -> None:
         hook(message)
 
 
+Input = bytes | Path
+"""A file's bytes, or the path of a local file to read them from (read where the
+extraction runs, so that a worker never holds a large file)."""
+
+
 def extract(
-    data: bytes,
+    data: Input,
     name: str | None = None,
     kind: str | None = None,
     options: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    chunking: ChunkPlan | None = None,
 ) -> Extracted:
-    """Extract text and metadata from ``data``.
+    """Extract text and metadata from ``data`` (bytes, or a local file's path).
 
     ``kind`` skips sniffing when given; ``name`` is only a hint between
     text-like kinds. ``options`` go to the extractor (PDF: ``max_pages``,
-    ``password``). Raises only :class:`~conveyor.exceptions.ConveyorError`
-    subclasses for bad input: ``EmptyDocument``, ``UnsupportedType``,
-    ``CorruptFile``, ``EncryptedFile`` or another ``PermanentError``.
+    ``password``). With ``chunking``, the text is chunked here too, within the
+    plan's limits (``Extracted.chunks``). Raises only
+    :class:`~conveyor.exceptions.ConveyorError` subclasses for bad input:
+    ``EmptyDocument``, ``UnsupportedType``, ``CorruptFile``, ``EncryptedFile``,
+    ``DocumentTooLarge`` or another ``PermanentError``.
     """
+    if isinstance(data, Path):
+        data = _read(data)
+    extracted = _extract(data, name, kind, options, progress)
+    if chunking is not None:
+        from conveyor.chunking import chunk_document
+
+        started = time.perf_counter()
+        extracted.chunks = chunk_document(extracted.sections, chunking)
+        extracted.chunk_seconds = time.perf_counter() - started
+    return extracted
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SourceNotFound(
+            f"file not found (moved or deleted before it was read): {path}"
+        ) from None
+    except OSError as exc:
+        raise PermanentError(f"could not read {path}: {safe_summary(exc)}") from None
+
+
+def _extract(
+    data: bytes,
+    name: str | None,
+    kind: str | None,
+    options: dict[str, Any] | None,
+    progress: Callable[[str], None] | None,
+) -> Extracted:
     if kind is None:
         kind = sniff(data, name)
     extractor = EXTRACTORS.get(kind)
@@ -153,11 +208,12 @@ class Extractor(Protocol):
 
     def extract(
         self,
-        data: bytes,
+        data: Input,
         name: str | None = None,
         kind: str | None = None,
         options: dict[str, Any] | None = None,
         progress: Callable[[str], None] | None = None,
+        chunking: ChunkPlan | None = None,
     ) -> Extracted:
         """As :func:`extract`; may raise more :class:`~conveyor.exceptions.PermanentError`
         kinds for input that breaks its limits (time, memory)."""
@@ -174,13 +230,14 @@ class InProcessExtractor:
 
     def extract(
         self,
-        data: bytes,
+        data: Input,
         name: str | None = None,
         kind: str | None = None,
         options: dict[str, Any] | None = None,
         progress: Callable[[str], None] | None = None,
+        chunking: ChunkPlan | None = None,
     ) -> Extracted:
-        return extract(data, name, kind, options, progress)
+        return extract(data, name, kind, options, progress, chunking)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -33,12 +34,18 @@ def open_image(data: bytes, max_pixels: int) -> Any:
     """A PIL image, refused before decoding when it is larger than ``max_pixels``."""
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = max_pixels  # PIL refuses at twice this, before our own check
     try:
         with warnings.catch_warnings():  # our own limit below says it better
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise PermanentError(f"image refused as a decompression bomb: {exc}") from None
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise PermanentError(
+            f"image is {size}, over the limit of {max_pixels:,} (a decompression bomb?); "
+            "raise CONVEYOR_MAX_IMAGE_PIXELS"
+        ) from None
     except Exception as exc:
         raise CorruptFile(f"image could not be read: {type(exc).__name__}: {exc}") from None
     width, height = image.size

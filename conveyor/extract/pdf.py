@@ -3,11 +3,14 @@
 Pages without a text layer are listed in ``metadata["pages_without_text"]``
 (the place OCR will hook in later); a page whose text cannot be read is
 treated the same and recorded in ``metadata["page_errors"]``. Options:
-``max_pages`` (refuse longer documents) and ``password``.
+``max_pages`` (refuse longer documents, ``CONVEYOR_MAX_PDF_PAGES``) and
+``password``. A page identical to an earlier one (same content stream,
+resources and size: a page tree that repeats one page) is read and OCR'd once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from io import BytesIO
@@ -15,10 +18,11 @@ from itertools import pairwise
 from typing import Any
 
 from pypdf import PdfReader
-from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
+from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError, PyPdfError
 
 from conveyor.exceptions import (
     CorruptFile,
+    DocumentTooLarge,
     EmptyDocument,
     EncryptedFile,
     PermanentError,
@@ -35,7 +39,8 @@ OCR_DPI = 200
 
 
 def _ocr_pages(data: bytes, numbers: list[int], options: dict[str, Any]) -> list[tuple[int, str]]:
-    """Render the pages without a text layer and OCR them (page number, text)."""
+    """Render the pages without a text layer and OCR them (page number, text); the
+    caller passes each distinct page once."""
     import pypdfium2
 
     from conveyor.ocr import ocr_page
@@ -183,6 +188,27 @@ def _page_links(page: Any) -> list[str]:
     return links
 
 
+def _inflate_limit() -> int:
+    try:
+        from pypdf.filters import ZLIB_MAX_OUTPUT_LENGTH
+
+        return int(ZLIB_MAX_OUTPUT_LENGTH)
+    except ImportError:  # pragma: no cover - a later pypdf
+        return 75_000_000
+
+
+def _page_key(page: Any) -> tuple[str, ...]:
+    """What makes a page look as it does: its content stream, resources, size, turn."""
+    contents = page.get_contents()
+    data = contents.get_data() if contents is not None else b""
+    return (
+        hashlib.sha256(data).hexdigest(),
+        repr(page.get("/Resources")),
+        repr(page.get("/MediaBox")),
+        repr(page.get("/Rotate")),
+    )
+
+
 def _max_pages(options: dict[str, Any]) -> int | None:
     value = options.get("max_pages")
     if value is None or value == "":
@@ -209,21 +235,34 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
         raise EmptyDocument("PDF has no pages")
     max_pages = _max_pages(options)
     if max_pages is not None and page_count > max_pages:
-        raise PermanentError(
-            f"PDF has {page_count} pages, more than the limit of {max_pages}; "
-            "raise max_pages to index it"
+        raise DocumentTooLarge(
+            f"PDF has {page_count:,} pages, more than the limit of {max_pages:,} "
+            "(CONVEYOR_MAX_PDF_PAGES); split it or raise the limit"
         )
 
     sections: list[Section] = []
     without_text: list[int] = []
     page_errors: list[dict[str, Any]] = []
     links: list[str] = []
+    first: dict[tuple[str, ...], int] = {}  # a page's key → the first page like it
+    same_as: dict[int, int] = {}  # a repeated page → the first page like it
+    texts: dict[int, str] = {}
     for number in range(1, page_count + 1):
         try:
             page = reader.pages[number - 1]
-            text = normalise_page_text(page.extract_text() or "")
+            key = _page_key(page)
+            if key in first:
+                same_as[number] = first[key]
+                text = texts.get(first[key], "")
+            else:
+                first[key] = number
+                text = texts[number] = normalise_page_text(page.extract_text() or "")
         except MemoryError:
             raise  # a decompression bomb: the memory limit's business, not a page error
+        except LimitReachedError as exc:  # pypdf's own bomb guard: too large, not damaged
+            page_errors.append({"page": number, "error": _reason(exc), "too_large": True})
+            without_text.append(number)
+            continue
         except Exception as exc:
             page_errors.append({"page": number, "error": _reason(exc)})
             without_text.append(number)
@@ -238,6 +277,11 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
             without_text.append(number)
 
     if len(page_errors) == page_count:
+        if all(e.get("too_large") for e in page_errors):
+            raise DocumentTooLarge(
+                "PDF page content is too large to decompress (over pypdf's bound of "
+                f"{_inflate_limit():,} bytes a stream): {page_errors[0]['error']}"
+            )
         raise CorruptFile(
             f"truncated or damaged PDF: no page could be read ({page_errors[0]['error']})"
         )
@@ -245,10 +289,15 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
     unreadable = {e["page"] for e in page_errors}
     scans = [n for n in without_text if n not in unreadable]
     if scans and options.get("ocr", True) and shutil.which("tesseract"):
-        for number, text in _ocr_pages(data, scans, options):
+        distinct = [n for n in scans if n not in same_as]
+        found = dict(_ocr_pages(data, distinct, options))
+        for number in scans:
+            ocr_text = found.get(same_as.get(number, number))
+            if ocr_text is None:
+                continue
             ocr_pages.append(number)
-            if text.strip():
-                sections.append(Section(text, page=number, metadata={"ocr": True}))
+            if ocr_text.strip():
+                sections.append(Section(ocr_text, page=number, metadata={"ocr": True}))
         sections.sort(key=lambda s: s.page or 0)
     if not sections:
         if ocr_pages:

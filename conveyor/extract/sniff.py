@@ -7,9 +7,12 @@ turn bytes of one family into another (a PDF named ``notes.txt`` is a PDF).
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from collections.abc import Callable
+
+import charset_normalizer
 
 from conveyor.exceptions import EmptyDocument, UnsupportedType
 
@@ -20,8 +23,18 @@ _SAMPLE_CHARS = 65536
 #: Largest share of control / unassigned characters plain text may have.
 _MAX_BAD_RATIO = 0.05
 
+#: How much of a file that is not UTF-8 charset-normalizer looks at.
+DETECT_BYTES = 256 * 1024
+#: How much more "chaos" (charset-normalizer's measure of implausible text) a
+#: preferred code page may read with than the best guess and still be chosen.
+_PREFERRED_MARGIN = 0.05
+#: Single-byte code pages in the order they are preferred among near-equals:
+#: windows-1252 (the commonest, and the web's default), then the other Windows ones.
+_PREFERRED = ("cp1252", "cp1250", "cp1251", "cp1253", "cp1254", "cp1257", "cp1255", "cp1256")
+
 _ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
-_BOMS: list[tuple[bytes, str]] = [
+#: Byte order marks, longest first (a UTF-32-LE mark starts like UTF-16-LE's).
+BOMS: list[tuple[bytes, str]] = [
     (b"\xff\xfe\x00\x00", "utf-32-le"),
     (b"\x00\x00\xfe\xff", "utf-32-be"),
     (b"\xef\xbb\xbf", "utf-8"),
@@ -147,25 +160,73 @@ def _mostly_utf8(data: bytes) -> bool:
     return valid > 4 * invalid
 
 
+def utf16_without_bom(data: bytes) -> tuple[str, str] | None:
+    """``(text, encoding)`` when ``data`` reads as UTF-16 written without a byte order
+    mark (Windows tools do): mostly Latin text has a zero byte in every other place."""
+    sample = data[:4096]
+    sample = sample[: len(sample) - len(sample) % 2]
+    if len(sample) < 8:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    half = len(sample) // 2
+    if odd >= 0.4 * half and even <= 0.05 * half:
+        encoding = "utf-16-le"
+    elif even >= 0.4 * half and odd <= 0.05 * half:
+        encoding = "utf-16-be"
+    else:
+        return None
+    text = data[: len(data) - len(data) % 2].decode(encoding, errors="replace")
+    return (text, encoding) if _bad_ratio(text) <= _MAX_BAD_RATIO else None
+
+
+def guess_encoding(data: bytes) -> str | None:
+    """The encoding charset-normalizer finds for ``data``, or None when nothing fits.
+
+    Single-byte code pages are often told apart by a few letters only, and
+    charset-normalizer then picks among equals by small margins (German as
+    cp1250, Spanish "ñ" as "ń", Russian as Mac Cyrillic); a Windows code
+    page, windows-1252 first, wins whenever it reads about as well as the
+    best. A large file is judged by its first :data:`DETECT_BYTES`, cut at a
+    line end.
+    """
+    sample = data
+    if len(data) > DETECT_BYTES:
+        sample = data[:DETECT_BYTES]
+        sample = sample[: sample.rfind(b"\n") + 1] or sample
+    matches = charset_normalizer.from_bytes(sample)
+    best = matches.best()
+    if best is None:
+        return None
+    close = [match for match in matches if match.chaos <= best.chaos + _PREFERRED_MARGIN]
+    for preferred in _PREFERRED:
+        if any(preferred in match.could_be_from_charset for match in close):
+            return preferred
+    return codecs.lookup(best.encoding).name
+
+
 def decode_text(data: bytes) -> tuple[str, str]:
     """Decode bytes believed to be text; returns ``(text, encoding)``.
 
-    A BOM wins; then strict UTF-8; then UTF-8 with replacement when the file
-    is mostly UTF-8 with a few damaged bytes; then cp1252, then latin-1.
+    A BOM wins; then UTF-16 without one (:func:`utf16_without_bom`); then strict
+    UTF-8; then UTF-8 with replacement when the file is mostly UTF-8 with a few
+    damaged bytes; then what :func:`guess_encoding` finds (replacing what that
+    cannot decode); latin-1 when nothing fits.
     """
-    for bom, encoding in _BOMS:
+    for bom, encoding in BOMS:
         if data.startswith(bom):
             return data[len(bom) :].decode(encoding, errors="replace"), encoding
+    if b"\x00" in data[:4096] and (utf16 := utf16_without_bom(data)) is not None:
+        return utf16
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
     if b"\x00" not in data and _mostly_utf8(data):
         return data.decode("utf-8", errors="replace"), "utf-8"
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
+    guessed = guess_encoding(data)
+    if guessed is not None:
+        return data.decode(guessed, errors="replace"), guessed
+    return data.decode("latin-1"), "latin-1"
 
 
 def looks_like_markdown(text: str) -> bool:

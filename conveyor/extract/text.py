@@ -1,48 +1,63 @@
 """Plain text and Markdown: decode, clean up, and (for Markdown) strip the markup.
 
-Markdown becomes plain prose suited for embedding: heading text stays as its
-own paragraph without the ``#``, ``[text](url)`` becomes ``text`` (the URL
-goes to ``metadata["links"]``), images become their alt text, emphasis and
-backticks go, fenced code keeps its content, HTML tags are dropped. YAML
-front matter (``---`` ... ``---`` at the top) is read as simple
-``key: value`` lines into the metadata.
+Markdown is parsed by markdown-it-py (CommonMark, plus GitHub's tables and
+strikethrough) and becomes plain prose suited for embedding: heading text
+stays as its own paragraph without the ``#``, ``[text](url)`` becomes
+``text`` (the URL goes to ``metadata["links"]``), images become their alt
+text, emphasis and backticks go, code keeps its content, HTML keeps only its
+visible text, task-list boxes go, table rows become ``a | b`` lines. Blocks
+written on adjacent lines stay on adjacent lines; a blank line between them
+in the source is a paragraph break. YAML front matter (``---`` ... ``---`` at
+the top) is read as simple ``key: value`` lines into the metadata.
 """
 
 from __future__ import annotations
 
-import html as html_lib
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from conveyor.exceptions import EmptyDocument
 
 from . import Extracted, Section, register
+from .html import html_to_text
 from .sniff import decode_text
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufeff]")
 _MANY_BLANKS = re.compile(r"\n{3,}")
+_TASK_BOX = re.compile(r"\[[ xX]\][ \t]+")
+#: How deep markdown-it follows blocks (a list level is two: list and item) and
+#: inline markup (brackets, emphasis); what is nested deeper is skipped.
+#: CommonMark's preset stops both at 20, which loses a tenth list level; inline
+#: markup keeps 20, as its cost grows with the limit on every ``[`` or ``![``.
+_BLOCK_NESTING, _INLINE_NESTING = 100, 20
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]|$)")
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
-_QUOTE = re.compile(r"^[ \t]*(?:>[ \t]?)+")
-_LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?")
-_TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$")
-_LINK_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:[ \t]*<?([^\s>]+)>?")
 
-_CODE_SPAN = re.compile(r"(`{1,8})([^\n]{1,1000}?)\1")
-_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
-_IMAGE = re.compile(r"!\[([^\]]{0,500})\]\(\s*<?[^)\s>]{0,2000}>?(?:\s+[\"'(][^)]{0,500})?\s*\)")
-_LINK = re.compile(r"\[([^\]]{0,500})\]\(\s*<?([^)\s>]{0,2000})>?(?:\s+[\"'(][^)]{0,500})?\s*\)")
-_REF_LINK = re.compile(r"!?\[([^\]]{1,500})\]\[[^\]]{0,500}\]")
-_AUTOLINK = re.compile(r"<((?:https?|ftp)://[^>\s]{1,2000})>")
-_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
-_STRONG = re.compile(r"(\*\*|__)(?=\S)(.{1,1000}?)(?<=\S)\1")
-_EM_STAR = re.compile(r"\*(?=\S)(.{1,1000}?)(?<=\S)\*")
-_EM_UNDERSCORE = re.compile(r"(?<!\w)_(?=\S)(.{1,1000}?)(?<=\S)_(?!\w)")
-_STRIKE = re.compile(r"~~(?=\S)(.{1,1000}?)(?<=\S)~~")
-_ESCAPED_BASE = 0xE000  # private-use code points stand in for escaped characters
+def _markdown_parser(nesting: int) -> MarkdownIt:
+    parser = MarkdownIt("commonmark", {"maxNesting": nesting})
+    parser.enable(["table", "strikethrough"])
+    # Links are metadata, not markup to render: keep every URL as it was written.
+    parser.validateLink = lambda url: True  # type: ignore[method-assign]
+    parser.normalizeLink = lambda url: url  # type: ignore[method-assign]
+    return parser
+
+
+_BLOCKS = _markdown_parser(_BLOCK_NESTING).disable("inline")
+_INLINE = _markdown_parser(_INLINE_NESTING)
+
+
+def _parse(source: str, env: dict[str, Any]) -> list[Token]:
+    """markdown-it's tokens: blocks with the deep limit, then each block's inline content."""
+    tokens = _BLOCKS.parse(source, env)
+    for token in tokens:
+        if token.type == "inline":
+            token.children = []
+            _INLINE.inline.parse(token.content, _INLINE, env, token.children)
+    return tokens
 
 
 def normalise_text(text: str) -> str:
@@ -84,118 +99,114 @@ def _split_front_matter(text: str) -> tuple[dict[str, str], str]:
     return fields, "\n".join(lines[end + 1 :])
 
 
-def _drop_comments(source: str) -> str:
-    """Remove ``<!-- ... -->`` comments (an unclosed one is left alone)."""
-    parts: list[str] = []
-    pos = 0
-    while (start := source.find("<!--", pos)) >= 0:
-        end = source.find("-->", start + 4)
-        if end < 0:
-            break
-        parts.append(source[pos:start])
-        pos = end + 3
-    parts.append(source[pos:])
-    return "".join(parts)
+@dataclass
+class _Block:
+    """A leaf block's plain text and the source lines it came from."""
+
+    text: str
+    first: int
+    last: int
+    """One past its last line."""
+    apart: bool = False
+    """Starts a paragraph whatever the spacing (a heading, after a heading or a rule)."""
 
 
-def _heading_text(rest: str) -> str:
-    """An ATX heading's text without its optional closing ``###``."""
-    rest = rest.strip()
-    stripped = rest.rstrip("#")
-    if stripped != rest and (not stripped or stripped[-1] in " \t"):
-        return stripped.rstrip()
-    return rest
+class _Plain:
+    """Turns markdown-it's token stream into blocks of plain text."""
 
+    def __init__(self) -> None:
+        self.blocks: list[_Block] = []
+        self.links: list[str] = []
+        self.title: str | None = None
+        self.pending_break = False
+        self.row: list[str] | None = None
+        self.row_lines = (0, 0)
+        self.table_end: int | None = None
 
-class _Inline:
-    """Strips inline Markdown from one line, collecting link URLs."""
-
-    def __init__(self, links: list[str]) -> None:
-        self.links = links
-
-    def _link(self, match: re.Match[str]) -> str:
-        if match.group(2):
-            self.links.append(match.group(2))
-        return match.group(1)
-
-    def _autolink(self, match: re.Match[str]) -> str:
-        self.links.append(match.group(1))
-        return match.group(1)
-
-    def _plain(self, part: str) -> str:
-        part = _ESCAPE.sub(lambda m: chr(_ESCAPED_BASE + ord(m.group(1))), part)
-        part = _IMAGE.sub(r"\1", part)
-        part = _LINK.sub(self._link, part)
-        part = _REF_LINK.sub(r"\1", part)
-        part = _AUTOLINK.sub(self._autolink, part)
-        part = _TAG.sub("", part)
-        for pattern in (_STRONG, _EM_STAR, _EM_UNDERSCORE, _STRIKE):
-            part = pattern.sub(lambda m: m.group(m.lastindex or 0), part)
-        part = re.sub("[\ue000-\ue07f]", lambda m: chr(ord(m.group(0)) - _ESCAPED_BASE), part)
-        return html_lib.unescape(part)
-
-    def __call__(self, line: str) -> str:
-        """Plain text of ``line``; code spans keep their content verbatim."""
+    def inline(self, children: Sequence[Token]) -> str:
         out: list[str] = []
-        pos = 0
-        for match in _CODE_SPAN.finditer(line):
-            out.append(self._plain(line[pos : match.start()]))
-            out.append(match.group(2))
-            pos = match.end()
-        out.append(self._plain(line[pos:]))
+        for child in children:
+            if child.type in ("text", "code_inline", "text_special"):
+                out.append(child.content)
+            elif child.type in ("softbreak", "hardbreak"):
+                out.append("\n")
+            elif child.type == "image":
+                out.append(self.inline(child.children or []))
+            elif child.type == "link_open":
+                self.links.append(str(child.attrs.get("href", "")))
+        return "".join(out)
+
+    def add(self, text: str, lines: list[int] | None, apart: bool = False) -> None:
+        first, last = lines or (0, 0)
+        self.blocks.append(_Block(text, first, last, apart or self.pending_break))
+        self.pending_break = False
+
+    def feed(self, tokens: Sequence[Token]) -> None:
+        heading: str | None = None
+        in_item = False
+        for token in tokens:
+            kind = token.type
+            if kind == "heading_open":
+                heading = token.tag
+            elif kind == "heading_close":
+                heading = None
+            elif kind == "list_item_open":
+                in_item = True
+            elif kind == "paragraph_close":
+                in_item = False
+            elif kind == "hr":
+                self.pending_break = True
+            elif kind in ("fence", "code_block"):
+                self.add(token.content.rstrip("\n"), token.map)
+            elif kind == "html_block":
+                self.add(html_to_text(token.content), token.map)
+            elif kind == "tr_open":
+                first, last = token.map or (0, 0)
+                self.row, self.row_lines = [], (first, last)
+            elif kind == "tr_close" and self.row is not None:
+                first, last = self.row_lines
+                if self.table_end is not None:
+                    first = self.table_end  # the |---| line under the header is no break
+                self.add(" | ".join(self.row), [first, last])
+                self.row, self.table_end = None, last
+            elif kind == "table_close":
+                self.table_end = None
+            elif kind == "inline":
+                text = self.inline(token.children or []).strip()
+                if self.row is not None:
+                    self.row.append(text)
+                    continue
+                if in_item and _TASK_BOX.match(text):
+                    text = _TASK_BOX.sub("", text, count=1)
+                if heading == "h1" and self.title is None and text:
+                    self.title = text
+                self.add(text, token.map, apart=heading is not None)
+                self.pending_break = heading is not None  # and so does what follows it
+
+    def text(self) -> str:
+        out: list[str] = []
+        previous: _Block | None = None
+        carried = False  # a break owed by a block without text
+        for block in self.blocks:
+            if not block.text.strip():
+                carried = carried or block.apart
+                continue
+            if previous is not None:
+                apart = carried or block.apart or block.first > previous.last
+                out.append("\n\n" if apart else "\n")
+            carried = False
+            out.append(block.text)
+            previous = block
         return "".join(out)
 
 
 def markdown_to_text(source: str) -> tuple[str, str | None, list[str]]:
     """Plain text of a Markdown document, its first H1 (or None), and its link URLs."""
-    links: list[str] = []
-    inline = _Inline(links)
-    title: str | None = None
-    out: list[str] = []
-    fence: str | None = None
-    for raw in _drop_comments(source).split("\n"):
-        fence_match = _FENCE.match(raw)
-        if fence is not None:
-            if fence_match and fence_match.group(1)[0] == fence[0]:
-                if len(fence_match.group(1)) >= len(fence):
-                    fence = None
-                    continue
-            out.append(raw.rstrip())
-            continue
-        if fence_match:
-            fence = fence_match.group(1)
-            continue
-        previous = out[-1] if out else ""
-        setext = _SETEXT.match(raw)
-        if setext and previous.strip():
-            # "Title\n=====": the line above is a heading; give it its own paragraph.
-            if setext.group(1)[0] == "=" and title is None:
-                title = previous.strip()
-            if len(out) >= 2 and out[-2].strip():
-                out.insert(len(out) - 1, "")
-            out.append("")
-            continue
-        if _TABLE_RULE.match(raw) and "|" in raw:
-            continue  # the |---|---| line under a table header
-        if _RULE.match(raw):
-            out.append("")
-            continue
-        link_def = _LINK_DEF.match(raw)
-        if link_def:
-            links.append(link_def.group(1))
-            continue
-        heading = _ATX.match(raw)
-        if heading:
-            text = inline(_heading_text(raw[heading.end() :])).strip()
-            if len(heading.group(1)) == 1 and title is None and text:
-                title = text
-            out.extend(["", text, ""])
-            continue
-        line = _LIST_ITEM.sub("", _QUOTE.sub("", raw))
-        if line.strip().startswith("|") or line.strip().endswith("|"):
-            line = " | ".join(cell.strip() for cell in line.strip().strip("|").split("|"))
-        out.append(inline(line).strip())
-    return normalise_text("\n".join(out)), title, links
+    env: dict[str, Any] = {}
+    plain = _Plain()
+    plain.feed(_parse(source, env))
+    references = [str(ref.get("href", "")) for ref in env.get("references", {}).values()]
+    return normalise_text(plain.text()), plain.title, plain.links + references
 
 
 @register("markdown")

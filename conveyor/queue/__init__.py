@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from .._sqlite import file_path
 from ..exceptions import ConfigurationError, TransientError, safe_summary
 
 __all__ = [
@@ -220,7 +220,7 @@ def open_queue(url: str, **kw: Any) -> JobQueue:
             )
         from .sqlite import SqliteQueue
 
-        return SqliteQueue(Path(path), **kw)
+        return SqliteQueue(file_path(path, "queue URL"), **kw)
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresQueue
 
@@ -232,7 +232,7 @@ def open_queue(url: str, **kw: Any) -> JobQueue:
     if "://" not in url and url.strip():
         from .sqlite import SqliteQueue
 
-        return SqliteQueue(Path(url), **kw)
+        return SqliteQueue(file_path(url, "queue URL"), **kw)
     raise ConfigurationError(
         f"unsupported queue URL {safe_summary(url)!r}: supported are {SUPPORTED_SCHEMES}"
     )

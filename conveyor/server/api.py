@@ -36,6 +36,7 @@ from ..exceptions import safe_summary
 from ..settings import Settings
 from . import errors
 from .auth import Keys, parse_keys
+from .guard import Guard
 from .live import Live
 from .metrics import ApiMetrics
 from .routes import detail, documents, events, health, page, queue, search
@@ -49,16 +50,32 @@ log = logging.getLogger(__name__)
 WORKER_GRACE = 30
 
 
+class NoQueryStrings(logging.Filter):
+    """Access log lines without their query strings: the event token travels in one
+    (``GET /events?token=…``), and a log is no place for a credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+NO_QUERY_STRINGS = NoQueryStrings()
+
+
 def create_api(
     settings: Settings | None = None,
     *,
     conveyor: Any = None,
     workers: int = 0,
     poll_interval: float | None = None,
+    host: str | None = None,
 ) -> FastAPI:
     """The API app. ``conveyor``: an open :class:`~conveyor.app.Conveyor` to serve (tests
     pass one with an already loaded model); ``workers``: worker slots to run beside the
-    API (0: none, the API only enqueues and reads)."""
+    API (0: none, the API only enqueues and reads); ``host``: the address served, which
+    an API without keys answers besides localhost (:mod:`conveyor.server.guard`)."""
     from ..app import Conveyor
 
     settings = settings or (conveyor.settings if conveyor is not None else Settings())
@@ -83,9 +100,12 @@ def create_api(
         version=health.package_version(),
         summary="Upload files, follow them until searchable, search them.",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads its assets from a CDN: /openapi.json instead
+        redoc_url=None,
     )
     app.state.api = api
     errors.install(app)
+    app.add_middleware(Guard, open_mode=api.keys.open, hosts=frozenset({host} if host else ()))
     app.include_router(page.router)
     app.include_router(health.router)
     app.include_router(health.metrics_router, **(PROTECTED if settings.metrics_need_key else {}))
@@ -160,7 +180,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, echo: Any =
     host, note = listen_address(host, parse_keys(settings.api_keys))
     if note:
         echo(note)
-    app = create_api(settings, workers=workers)
+    app = create_api(settings, workers=workers, host=host)
+    logging.getLogger("uvicorn.access").addFilter(NO_QUERY_STRINGS)
     api: ApiState = app.state.api
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", timeout_graceful_shutdown=WORKER_GRACE

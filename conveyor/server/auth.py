@@ -47,11 +47,19 @@ class Keys:
             return True
         if not presented:
             return False
-        given = presented.encode()
+        # HTTP headers arrive decoded as Latin-1: a UTF-8 key sent as its bytes is those
+        # bytes again once encoded back; a key typed into a client that encoded it as
+        # UTF-8 text is its UTF-8
+        candidates = [presented.encode("utf-8")]
+        try:
+            candidates.append(presented.encode("latin-1"))
+        except UnicodeEncodeError:
+            pass
         # compare against every key, without stopping at the first match
         found = False
-        for key in self._keys:
-            found |= hmac.compare_digest(given, key)
+        for given in candidates:
+            for key in self._keys:
+                found |= hmac.compare_digest(given, key)
         return found
 
     def from_headers(self, api_key: str | None, authorization: str | None) -> str | None:

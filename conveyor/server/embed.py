@@ -34,11 +34,13 @@ from ..embedding.batching import BatchingEmbedder, Overloaded
 from ..settings import Settings
 from . import errors, schemas
 from .errors import HttpError, error_response
+from .limits import BodyLimit
 from .metrics import EmbedMetrics, exposition
 
 MAX_TEXTS = 512
 MAX_CHARS = 32_000
 MAX_PENDING = 4096
+MAX_BODY_BYTES = 32 * 1024 * 1024  # a full request (512 × 32,000 characters) with room
 MAX_BATCH_TOKENS = 8192  # tokens in one model batch (32 texts of 256 tokens)
 INVALID = "invalid_request_error"  # the error type OpenAI's API gives bad input
 
@@ -93,9 +95,9 @@ class EmbedService:
                 422, f"a text has {longest} characters; the limit is {MAX_CHARS}", INVALID
             )
         try:
-            vectors = await asyncio.to_thread(self.batcher.embed, texts)
+            vectors = await self.batcher.aembed(texts)
         except Overloaded as exc:
-            raise HttpError(429, str(exc)) from None
+            raise HttpError(429, str(exc), headers={"Retry-After": "1"}) from None
         except Exception as exc:
             raise HttpError(
                 500, f"embedding failed: {type(exc).__name__}", "server_error"
@@ -248,6 +250,7 @@ def create_app(
     service = EmbedService(settings or Settings(), embedder, max_pending)
     app.state.service = service
     errors.install(app, invalid_kind=INVALID)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # inside: its 413s are counted
     app.add_middleware(Counted, metrics=service.metrics)
     app.include_router(router)
     return app

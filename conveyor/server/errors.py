@@ -2,8 +2,10 @@
 
 Both ``conveyor serve`` and ``conveyor embed-server`` call :func:`install`, so an
 unknown path (404), a wrong method (405), invalid parameters or a malformed body
-(422), an :class:`HttpError` raised by a route (413, 415, 429, 503, …) and an
-unexpected exception (500, logged with its traceback) all answer the same way.
+(422), an :class:`HttpError` raised by a route (413, 415, 429, 503, …), a backend
+that is unreachable (:class:`~conveyor.exceptions.BackendUnavailable`: 503 with
+``Retry-After``) and an unexpected exception (500, logged with its traceback) all
+answer the same way.
 Bad input is a 4xx, never a 500. :func:`responses` documents the same shape in
 the OpenAPI schema.
 """
@@ -20,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from ..exceptions import safe_summary
+from ..exceptions import BackendUnavailable, safe_summary
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,10 @@ DESCRIPTIONS = {
 """What each status means, for the OpenAPI schema."""
 
 
+RETRY_AFTER = "2"
+"""Seconds a client is asked to wait when a backend (the database) is unreachable."""
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -63,10 +69,17 @@ class HttpError(Exception):
     """A request that gets an error answer: ``status``, a message for the client, and the
     error ``kind`` (its ``type`` in the body; from :data:`KINDS` when not given)."""
 
-    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message = status, message
         self.kind = kind or KINDS.get(status, "http_error")
+        self.headers = dict(headers or {})
 
 
 def error_response(
@@ -89,7 +102,9 @@ def install(app: FastAPI, *, invalid_kind: str = "invalid_request") -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HttpError)
-        headers = {"WWW-Authenticate": 'Bearer realm="conveyor"'} if exc.status == 401 else None
+        headers = dict(exc.headers)
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="conveyor"'
         return error_response(exc.status, exc.message, exc.kind, headers)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
@@ -103,6 +118,9 @@ def install(app: FastAPI, *, invalid_kind: str = "invalid_request") -> None:
         assert isinstance(exc, HTTPException)
         return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(503, safe_summary(exc), headers={"Retry-After": RETRY_AFTER})
+
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed: %s", safe_summary(exc), exc_info=exc)
         return error_response(500, f"internal error: {type(exc).__name__}", "server_error")
@@ -110,4 +128,5 @@ def install(app: FastAPI, *, invalid_kind: str = "invalid_request") -> None:
     app.add_exception_handler(HttpError, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, starlette_error)
+    app.add_exception_handler(BackendUnavailable, unavailable)
     app.add_exception_handler(Exception, crashed)

@@ -9,9 +9,9 @@ letters into the fields of :class:`DocumentSummary`, :class:`DocumentStatus` and
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from ..documents import State
 from ..jobs import document_of
@@ -269,12 +269,24 @@ def dead_letter(letter: Any, default_collection: str) -> dict[str, Any]:
 # -- conveyor embed-server ---------------------------------------------------------
 
 
+def _valid_unicode(text: str) -> str:
+    """A text the tokenizer can take: no lone surrogates (``"\\ud800"`` in JSON)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode (a lone surrogate such as \\ud800)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+
+
 class EmbedRequest(BaseModel):
-    texts: list[str]
+    texts: list[Text]
 
 
 class OpenAIRequest(BaseModel):
-    input: str | list[str]
+    input: Text | list[Text]
     model: str | None = None
     encoding_format: str = "float"
 

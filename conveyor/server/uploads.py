@@ -16,7 +16,6 @@ collection, the same document).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from typing import IO, Any
 
 from ..blobstore import BlobStore
 from ..exceptions import ConveyorError, EmptyDocument, SourceNotFound, UnsupportedType
+from ..metadata import InvalidMetadata, parse_metadata
 from .errors import HttpError
 
 HEAD_BYTES = 64 * 1024
@@ -78,19 +78,12 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any] | None:
-        """The ``metadata`` field: a JSON object, or None when not sent."""
-        raw = self.fields.get("metadata", "").strip()
-        if not raw:
-            return None
+        """The ``metadata`` field: a JSON object, or None when not sent; 422 naming the
+        problem (not JSON, not finite, not valid Unicode, too deep, too large)."""
         try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise UploadError(
-                422, f"metadata is not valid JSON: {exc}", "invalid_request"
-            ) from None
-        if not isinstance(value, dict):
-            raise UploadError(422, "metadata must be a JSON object", "invalid_request")
-        return value
+            return parse_metadata(self.fields.get("metadata", ""))
+        except InvalidMetadata as exc:
+            raise UploadError(422, str(exc), "invalid_request") from None
 
     def close(self) -> None:
         self.file.close()

@@ -127,14 +127,15 @@ def open_vectorstore(url: str) -> VectorStore:
       ``qdrant+http://host:6333`` (or ``qdrant+https://``, ``?api_key=``): a Qdrant server
     - ``pgvector+postgresql://user:pass@host/db``: PostgreSQL with pgvector
     """
+    from .._sqlite import file_path
     from ..exceptions import ConfigurationError, safe_summary
     from .sqlite_vec import SqliteVecStore
 
     for prefix in ("sqlite-vec://", "sqlite://"):
         if url.startswith(prefix):
-            return SqliteVecStore(url[len(prefix) :])
+            return SqliteVecStore(str(file_path(url[len(prefix) :], "vector store URL")))
     if "://" not in url:
-        return SqliteVecStore(url)
+        return SqliteVecStore(str(file_path(url, "vector store URL")))
     if url.startswith(("chroma://", "chroma+http://", "chroma+https://")):
         from .chroma import ChromaStore
 

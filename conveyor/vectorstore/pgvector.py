@@ -29,10 +29,12 @@ than exist.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._postgres import OutageGuard
 from ..exceptions import ConfigurationError, ConveyorError, safe_summary
 from ..filters import sql as sql_filter
 from . import ChunkRecord, CollectionInfo, Hit, Where
@@ -172,6 +174,11 @@ class PgvectorStore:
             timeout=30.0,
             open=True,
         )
+        self._guard = OutageGuard("vector store")
+
+    def _connection(self) -> AbstractContextManager[psycopg.Connection[DictRow]]:
+        """A pooled connection; a server gone away is :class:`BackendUnavailable`."""
+        return self._guard.connection(self._pool)
 
     def _prepare(self, conn: psycopg.Connection[TupleRow]) -> str:
         """Create the extension, schema and catalog table unless they exist; returns the
@@ -218,7 +225,7 @@ class PgvectorStore:
         """A collection's table id and binding; never changes once created, so cached."""
         if name in self._collections:
             return self._collections[name]
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 "SELECT id, dim, model_id FROM vs_collections WHERE name = %s", (name,)
             ).fetchone()
@@ -238,7 +245,7 @@ class PgvectorStore:
 
     def ensure_collection(self, name: str, *, dim: int, model_id: str) -> None:
         if self._info(name) is None:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext(%s))",
                     (f"conveyor vectors {self.schema}",),
@@ -266,7 +273,7 @@ class PgvectorStore:
         return CollectionInfo(name, info.dim, info.model_id, self._count(cid))
 
     def collections(self) -> list[CollectionInfo]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             names = [r["name"] for r in conn.execute("SELECT name FROM vs_collections")]
         return [c for n in sorted(names) if (c := self.collection(n)) is not None]
 
@@ -294,14 +301,14 @@ class PgvectorStore:
 
     def upsert(self, collection: str, records: Sequence[ChunkRecord]) -> None:
         cid = self._require(collection)
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             self._upsert(conn, cid, records)
 
     def delete(self, collection: str, *, document_id: str) -> int:
         found = self._info(collection)
         if found is None:
             return 0
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.execute(
                 f"DELETE FROM vs_chunks_{found[0]} WHERE document_id = %s", (document_id,)
             )
@@ -311,7 +318,7 @@ class PgvectorStore:
         self, collection: str, document_id: str, records: Sequence[ChunkRecord]
     ) -> None:
         cid = self._require(collection)
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             conn.execute(f"DELETE FROM vs_chunks_{cid} WHERE document_id = %s", (document_id,))
             self._upsert(conn, cid, records)
 
@@ -325,7 +332,7 @@ class PgvectorStore:
         query = query_vector(collection, vector, info.dim, info.model_id)
         match = filters(where)
         args: dict[str, Any] = {"q": _vector_text(query), "k": int(k)}
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             if match or k > EF_SEARCH_MAX:
                 clause, params = sql_filter(match, "postgres")
                 args.update(params)
@@ -344,7 +351,7 @@ class PgvectorStore:
         if document_id is not None:
             sql += " WHERE document_id = %s"
             args.append(document_id)
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(sql, args).fetchone()
         assert row is not None  # an aggregate: one row
         return int(row["n"])
@@ -361,7 +368,7 @@ class PgvectorStore:
         cols = COLUMNS + (", embedding::text AS embedding" if vectors else "")
         sql = f"SELECT {cols} FROM vs_chunks_{found[0]} ORDER BY document_id, chunk_index"
         with (
-            self._pool.connection() as conn,
+            self._connection() as conn,
             conn.transaction(),
             conn.cursor(name="conveyor_export") as cur,
         ):

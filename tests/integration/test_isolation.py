@@ -19,10 +19,10 @@ from conveyor.settings import Settings
 from conveyor.testing import FakeEmbedder
 
 
-def quadratic_html(size: int = 400_000) -> bytes:
-    """Malformed HTML on which Python's html.parser is quadratic: 400 KB takes minutes."""
-    unit = b'<a b=">" '
-    return b"<html><body>" + unit * (size // len(unit))
+def quadratic_html(depth: int = 200_000) -> bytes:
+    """HTML nested ``depth`` elements deep: an HTML tree builder (lexbor) looks through
+    the open elements at every tag, so 1 MB of it takes minutes."""
+    return b"<html><body>" + b"<div>" * depth
 
 
 def pdf_bomb() -> bytes:

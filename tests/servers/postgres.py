@@ -118,6 +118,11 @@ class PostgresServer:
                 "-c max_connections=200",
             ]
         )
+        self._options = options
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the cluster again after :meth:`halt` (same port, same data)."""
         self._run(
             "pg_ctl",
             "-D",
@@ -125,12 +130,16 @@ class PostgresServer:
             "-l",
             str(self.log),
             "-o",
-            options,
+            self._options,
             "-w",
             "-t",
             "60",
             "start",
         )
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data: an outage (:meth:`resume` ends it)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -144,10 +153,7 @@ def database_url(base: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """Base URL of a PostgreSQL server running for the whole session (superuser
-    ``postgres``, database ``postgres``)."""
+def _require_binaries() -> Path:
     bin_dir = _bin_dir()
     if bin_dir is None:
         pytest.skip(
@@ -156,10 +162,29 @@ def postgres_server() -> Iterator[str]:
         )
     if os.geteuid() == 0 and not _user_exists("postgres"):
         pytest.skip("running as root, but there is no postgres user to run the server as")
-    server = PostgresServer(bin_dir)
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Base URL of a PostgreSQL server running for the whole session (superuser
+    ``postgres``, database ``postgres``)."""
+    server = PostgresServer(_require_binaries())
     try:
         server.start()
         yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, which it may :meth:`~PostgresServer.halt`
+    and :meth:`~PostgresServer.resume` (an outage) without disturbing other tests."""
+    server = PostgresServer(_require_binaries())
+    try:
+        server.start()
+        yield server
     finally:
         server.stop()
 

@@ -9,6 +9,7 @@ import pytest
 
 REFUSED = (
     "postgres_server",
+    "own_postgres_server",
     "pgvector_server",
     "chroma_server",
     "moto_server",

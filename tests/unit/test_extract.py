@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +24,7 @@ from conveyor.exceptions import (
     UnsupportedType,
 )
 from conveyor.extract import EXTRACTORS, Extracted, Section, extract, register, sniff
+from conveyor.extract.html import close_open_title
 from conveyor.extract.pdf import NO_TEXT_LAYER, normalise_page_text
 
 # -- helpers ------------------------------------------------------------------
@@ -173,6 +176,35 @@ def test_sniff_text_encodings() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "codec"),
+    [
+        ("Привет, мир! Это проверка кодировки простого текста.\n" * 3, "cp1251"),
+        ("Zażółć gęślą jaźń, powiedział Łukasz w środę rano.\n" * 3, "cp1250"),
+        ("日本語のテキストです。文字コードの検出を試します。\n" * 3, "shift_jis"),
+        ("Καλημέρα κόσμε, αυτό είναι ένα δοκιμαστικό κείμενο.\n" * 3, "cp1253"),
+        ("El señor español comió piñas el miércoles.\n" * 3, "cp1252"),
+        ("Hello wörld, text written as UTF-16 without a mark.\n" * 3, "utf-16-le"),
+    ],
+)
+def test_undeclared_legacy_encodings_are_detected(text: str, codec: str) -> None:
+    data = text.encode(codec)
+    assert sniff(data, "notes.txt") == "text"
+    result = extract(data, "notes.txt")
+    assert result.sections[0].text == text.strip()
+    assert (
+        codecs.lookup(result.metadata["encoding"]) == codecs.lookup(codec) or codec == "shift_jis"
+    )
+
+
+def test_damaged_utf8_stays_utf8() -> None:
+    data = "Grüße aus München, schöne Straße.\n".encode() * 20 + b"\xff tail \xc3"
+    result = extract(data, kind="text")
+    assert result.metadata["encoding"] == "utf-8"
+    assert result.sections[0].text.startswith("Grüße aus München")
+    assert "\ufffd tail" in result.sections[0].text
+
+
+@pytest.mark.parametrize(
     "data",
     [
         b"<!DOCTYPE html><p>x</p>",
@@ -300,6 +332,64 @@ def test_markdown_without_text_is_empty() -> None:
         extract(b"---\ntitle: x\n---\n\n<!-- nothing -->\n", "a.md")
 
 
+def test_markdown_structures_from_the_parser() -> None:
+    source = b"""# Guide
+
+| name | size |
+|------|-----:|
+| a    | 1    |
+| b    | 2    |
+
+Read [the docs][docs] or mail <ops@example.com>.
+
+<details><summary>More</summary>
+
+Hidden **detail** here.
+</details>
+
+<script>alert("not text")</script>
+
+***
+
+[docs]: https://example.com/docs
+[unused]: https://example.com/unused
+"""
+    result = extract(source, "guide.md")
+    text = result.sections[0].text
+    assert "name | size\na | 1\nb | 2" in text
+    assert "Read the docs or mail ops@example.com." in text
+    assert "More" in text and "Hidden detail here." in text
+    assert "alert" not in text and "<" not in text and "[" not in text and "|--" not in text
+    assert result.metadata["links"] == [
+        "https://example.com/docs",
+        "mailto:ops@example.com",
+        "https://example.com/unused",
+    ]
+
+
+def test_markdown_deeply_nested_lists_and_quotes_keep_their_text() -> None:
+    items = "".join("  " * level + f"- item{level}\n" for level in range(30))
+    text = extract(items.encode(), "outline.md").sections[0].text
+    assert text.split("\n") == [f"item{level}" for level in range(30)]
+    quotes = "".join(">" * (level + 1) + f" said{level}\n\n" for level in range(30))
+    text = extract(quotes.encode(), "quotes.md").sections[0].text
+    assert text.split("\n\n") == [f"said{level}" for level in range(30)]
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["[" * 10_000, "![" * 10_000, "*_" * 10_000, "[a](" * 10_000, "> " * 10_000 + "x"],
+)
+def test_markdown_hostile_input_is_bounded(source: str) -> None:
+    started = time.monotonic()
+    try:
+        text = extract(source.encode(), "x.md").sections[0].text
+        assert len(text) <= len(source)
+    except EmptyDocument as exc:
+        assert_one_line(exc)
+    assert time.monotonic() - started < 10
+
+
 # -- HTML -----------------------------------------------------------------------
 
 HTML = b"""<!DOCTYPE html>
@@ -361,6 +451,68 @@ def test_html_declared_charset_and_empty_page() -> None:
     assert result.sections[0].text == "café" and result.metadata["encoding"] == "cp1252"
     with pytest.raises(EmptyDocument, match="no visible text"):
         extract(b"<html><head><title>t</title></head><body><script>x</script></body></html>")
+
+
+def test_html_undeclared_charset_is_detected_and_declared_one_wins() -> None:
+    body = "<p>Привет, мир! Это страница без объявленной кодировки.</p>" * 3
+    page = f"<html><body>{body}</body></html>".encode("cp1251")
+    result = extract(page)
+    assert result.metadata["encoding"] == "cp1251"
+    assert result.sections[0].text.startswith("Привет, мир!")
+    declared = b'<html><head><meta charset="iso-8859-1"></head><body>\xc0 bient\xf4t</body></html>'
+    result = extract(declared)
+    assert result.metadata["encoding"] == "iso8859-1" and result.text == "À bientôt"
+
+
+def test_html_parsed_as_browsers_do() -> None:
+    page = b"""<html><head><title>Parsed</title></head><body>
+    <table><tr><td>cell one<td>cell two</table>
+    <p>x &lt; y &copy 2024 &#x41;&#66;</p>
+    <textarea>typed text</textarea>
+    <iframe><p>IFRAME</p></iframe><noframes><p>NOFRAMES</p></noframes>
+    <p>a<b>b<p>c</b>d</p>
+    </body></html>trailing words"""
+    result = extract(page)
+    text = result.sections[0].text
+    assert "cell one cell two" in text
+    assert "x < y \u00a9 2024 AB" in text
+    assert "typed text" in text
+    assert "IFRAME" not in text and "NOFRAMES" not in text and "<p>" not in text
+    assert "ab\n\ncd" in text
+    assert text.endswith("trailing words")
+    assert result.metadata["title"] == "Parsed"
+
+
+def test_html_unclosed_title_is_ended_at_the_next_tag_only() -> None:
+    assert close_open_title("<title>T<body>x") == "<title>T</title><body>x"
+    closed = "<title>T</title><body>x"
+    assert close_open_title(closed) == closed
+    assert close_open_title("<title>never ends") == "<title>never ends"
+
+
+def test_html_deep_nesting_is_walked_without_recursion() -> None:
+    depth = 5_000  # far past Python's recursion limit
+    page = b"<html><body>" + b"<div>" * depth + b"<p>deep down</p>" + b"</div>" * depth
+    page += b"<p>after</p></body></html>"
+    assert extract(page).sections[0].text == "deep down\n\nafter"
+
+
+def test_html_that_was_quadratic_for_the_old_parser_is_fast() -> None:
+    # html.parser re-scanned this once per character: 400 KB took minutes.
+    page = b"<html><body><p>kept</p>" + b'<a b=">" ' * 44_444
+    started = time.monotonic()
+    result = extract(page)
+    assert time.monotonic() - started < 5
+    assert result.sections[0].text == "kept"
+
+
+def test_html_hostile_input_fails_with_one_line_reasons() -> None:
+    with pytest.raises(EmptyDocument, match="no visible text") as caught:
+        extract(b"<html><body>" + b"<a " * 50_000)
+    assert_one_line(caught.value)
+    with pytest.raises(EmptyDocument) as caught:
+        extract(b"<!DOCTYPE html><html><body><!-- " + b"x" * 100_000)
+    assert_one_line(caught.value)
 
 
 # -- PDF ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,17 +11,20 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from ...documents import State
 from ...exceptions import ConveyorError, safe_summary
 from ...ids import document_id
 from ...jobs import check_name
+from ...sources import upload_source
 from .. import schemas, uploads
 from ..errors import HttpError, responses
 from ..live import display_name
 from ..state import Api, ApiState
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -63,13 +67,12 @@ async def upload(request: Request, api: Api) -> JSONResponse:
     ``metadata``, a JSON object). Answers 202 with the document id and its status URL;
     the same bytes uploaded again to the same collection are the same document."""
     try:
-        received = await uploads.receive(
-            request.headers.get("content-type", ""),
-            request.headers.get("content-length"),
-            request.stream(),
-            limit=api.upload_limit,
-            tmp_dir=uploads.scratch_folder(api.settings.home),
-        )
+        received = await _receive(request, api)
+    except ClientDisconnect:  # nobody is left to answer: one line, no traceback
+        log.info("upload abandoned: the client disconnected before the body ended")
+        api.metrics.uploaded("abandoned")
+        return JSONResponse({}, status_code=400)
+    try:
         try:
             metadata = received.metadata()
             collection, run = _names(api, received.fields)
@@ -81,6 +84,20 @@ async def upload(request: Request, api: Api) -> JSONResponse:
         raise
     api.metrics.uploaded("duplicate" if result["duplicate"] else "accepted", received.size)
     return JSONResponse(result, status_code=202, headers={"Location": result["status_url"]})
+
+
+async def _receive(request: Request, api: ApiState) -> uploads.Upload:
+    try:
+        return await uploads.receive(
+            request.headers.get("content-type", ""),
+            request.headers.get("content-length"),
+            request.stream(),
+            limit=api.upload_limit,
+            tmp_dir=uploads.scratch_folder(api.settings.home),
+        )
+    except uploads.UploadError as exc:
+        api.metrics.uploaded(f"rejected_{exc.status}")
+        raise
 
 
 def _names(api: ApiState, fields: dict[str, str]) -> tuple[str, str]:
@@ -106,11 +123,17 @@ def _accept(
     c = cv.components
     with uploads.one_at_a_time(received.sha256):
         key, _stored = uploads.store(c.blobs, received)
-        source = c.blobs.uri(key)
+        source = upload_source(key)  # not the server's path
         doc_id = document_id(collection, source)
         known = c.catalog.get(doc_id)
         duplicate = known is not None and known["state"] != State.FAILED
-        if not duplicate:
+        # a queued duplicate sends its job again: a document whose job was lost (a crash
+        # between the catalog and the queue) is never stuck; a second job finds it
+        # unchanged and costs a read
+        if known is None or not duplicate or known["state"] == State.QUEUED:
+            if known is not None and duplicate:
+                run = known["run"] or run
+                metadata = ((known.get("metadata") or {}).get("user")) or metadata
             try:
                 cv.submit(source, collection=collection, run=run, metadata=metadata)
             except Exception as exc:  # the queue is down or throttling: try again later
