@@ -21,12 +21,14 @@ from .components import Components, onnx_folder
 from .documents import Documents, State
 from .embedding import INT8, LocalModel
 from .exceptions import ConveyorError, safe_summary
+from .filters import Filter
 from .ids import document_id
 from .intake import Enqueued, IngestSummary, expand_paths, new_run_name
 from .jobs import Job, check_name, document_of
 from .manifests import Manifests
 from .metadata import check_metadata
 from .queue import DeadLetter
+from .search import Mode, Results
 from .settings import Settings
 from .vectorstore import CollectionInfo, Hit
 
@@ -304,20 +306,50 @@ class Conveyor:
 
     # -- reading ---------------------------------------------------------
 
-    def search(self, query: str, k: int = 5, *, collection: str | None = None) -> list[Hit]:
-        return self.search_many([query], k, collection=collection)[0]
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        collection: str | None = None,
+        mode: Mode | None = None,
+        where: Filter | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query``: ``mode`` is ``hybrid``, ``dense`` or
+        ``lexical`` (default ``CONVEYOR_SEARCH_MODE``); ``where`` narrows them."""
+        return self.search_many([query], k, collection=collection, mode=mode, where=where)[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int = 5, *, collection: str | None = None
+        self,
+        queries: Sequence[str],
+        k: int = 5,
+        *,
+        collection: str | None = None,
+        mode: Mode | None = None,
+        where: Filter | None = None,
     ) -> list[list[Hit]]:
-        """Nearest chunks for each query, closest first; the model is loaded once."""
+        """The best chunks for each query, best first; the model is loaded once."""
+        found = self.search_results(queries, k, collection=collection, mode=mode, where=where)
+        return [r.hits for r in found]
+
+    def search_results(
+        self,
+        queries: Sequence[str],
+        k: int = 5,
+        *,
+        collection: str | None = None,
+        mode: Mode | None = None,
+        where: Filter | None = None,
+    ) -> list[Results]:
+        """As :meth:`search_many`, each query's hits with the mode that answered and
+        notes for the reader (a query cut to the model's window, a missing index)."""
         collection = collection or self.settings.collection
+        mode = mode or self.settings.search_mode
         c = self.components
         info = self._require_collection(collection)
-        model = c.query_embedder
-        _check_model(collection, info.model_id, model.model_id)
-        vectors: Any = model.embed(list(queries)) if queries else []
-        return [c.vectors.query(collection, v, k) for v in vectors]
+        if mode != "lexical":
+            _check_model(collection, info.model_id, c.query_embedder.model_id)
+        return c.searcher.search(queries, k, collection=collection, mode=mode, where=where)
 
     def _require_collection(self, collection: str) -> CollectionInfo:
         info = self.components.vectors.collection(collection)

@@ -2,8 +2,9 @@
 
 A delta is one document's new chunks and vectors, written by a worker. For
 each, in order: replace the document's chunks in the store (delete what it
-had, upsert the new ones), mark the document done with its chunk count,
-write its result manifest, mark the delta applied. Every step is
+had, upsert the new ones) and in the lexical index beside it, mark the
+document done with its chunk count, write its result manifest, mark the
+delta applied. Every step is
 idempotent — chunk ids come from document id + chunk index — so a compactor
 killed anywhere in between resumes by applying the same delta again, and
 the store ends the same: no chunk lost, none doubled.
@@ -30,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from . import deltas
 from .blobstore import BlobStore
@@ -37,6 +39,8 @@ from .catalog import Catalog
 from .deltas import Delta
 from .documents import Documents
 from .exceptions import NoSpace, PermanentError, no_space, safe_summary
+from .filters import text_value
+from .lexical import LexicalIndex
 from .manifests import Manifests
 from .vectorstore import ChunkRecord, VectorStore
 
@@ -46,6 +50,20 @@ LOCK_TTL = 60.0
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 60.0
 MAX_ATTEMPTS = 5  # failures of one delta after which each further one is logged as an error
+
+
+def _filterable(header: deltas.Header) -> dict[str, Any]:
+    """What every chunk of a document carries for search filters: the document's kind
+    and the uploader's scalar metadata (``--where key=value``); a chunk's own fields win."""
+    user = header.metadata.get("user")
+    shared = {
+        key: value
+        for key, value in (user.items() if isinstance(user, dict) else ())
+        if text_value(value) is not None
+    }
+    if header.kind:
+        shared["kind"] = header.kind
+    return shared
 
 
 class _LockKeeper:
@@ -90,11 +108,14 @@ class Compactor:
         vectors: VectorStore,
         blobs: BlobStore,
         *,
+        lexical: LexicalIndex | None = None,
         batch: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.catalog = catalog
         self.vectors = vectors
+        self.lexical = lexical
+        self._lexical_ready: set[str] = set()
         self.documents = Documents(catalog)
         self.manifests = Manifests(blobs)
         self.batch = batch
@@ -114,6 +135,8 @@ class Compactor:
         With ``stop`` set, returns after the batch in hand (the rest stays pending)."""
         self._stop = stop
         applied = 0
+        if self.lexical is not None and not self._lexical_ready:
+            self._index_collections()
         for collection in self.catalog.pending_collections():
             lock = f"compactor:{collection}"
             if not self.catalog.acquire_lock(lock, self.owner, LOCK_TTL):
@@ -123,6 +146,28 @@ class Compactor:
             finally:
                 self.catalog.release_lock(lock, self.owner)
         return applied
+
+    def _index_collections(self) -> None:
+        """Collections with vectors but no lexical index (a home from before it existed)
+        are indexed from the vector store, each under its writer lock."""
+        for info in self.vectors.collections():
+            lock = f"compactor:{info.name}"
+            if not self.catalog.acquire_lock(lock, self.owner, LOCK_TTL):
+                continue  # its writer will index it
+            try:
+                self._ensure_lexical(info.name)
+            finally:
+                self.catalog.release_lock(lock, self.owner)
+
+    def _ensure_lexical(self, collection: str) -> None:
+        if self.lexical is None or collection in self._lexical_ready:
+            return
+        if self.lexical.indexed(collection) is None and self.vectors.count(collection):
+            n = self.lexical.rebuild(
+                collection, self.vectors.iter_chunks(collection, vectors=False)
+            )
+            log.info("indexed %d chunks for lexical search", n, extra={"collection": collection})
+        self._lexical_ready.add(collection)
 
     def _collection(self, collection: str, lock: str) -> int:
         """One compaction run: a record that is ``pending`` while it merges, then
@@ -207,6 +252,7 @@ class Compactor:
             return 0
         if header.deleted:
             return self._delete(collection, delta)
+        shared = _filterable(header)
         try:
             vectors = delta.matrix()
             records = [
@@ -217,7 +263,7 @@ class Compactor:
                     text=c.text,
                     source=header.source,
                     page=c.page,
-                    metadata=dict(c.metadata),
+                    metadata={**shared, **c.metadata},
                     vector=vectors[i],
                 )
                 for i, c in enumerate(delta.chunks)
@@ -228,6 +274,9 @@ class Compactor:
         try:
             self.vectors.ensure_collection(collection, dim=header.dim, model_id=header.model)
             self.vectors.replace_document(collection, doc_id, records)
+            if self.lexical is not None:  # the same chunks, before the delta counts as applied
+                self._ensure_lexical(collection)
+                self.lexical.replace_document(collection, doc_id, records)
         except PermanentError as exc:
             self._reject(delta, safe_summary(exc))
             return 0
@@ -259,6 +308,8 @@ class Compactor:
         removed = 0
         if self.vectors.collection(collection) is not None:
             removed = self.vectors.delete(collection, document_id=doc_id)
+        if self.lexical is not None:  # gone from both, before the tombstone counts
+            self.lexical.replace_document(collection, doc_id, [])
         if self._keeper is not None and self._keeper.lost.is_set():
             return 0
         delivery = delta.header.delivery

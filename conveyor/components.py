@@ -21,7 +21,9 @@ from .catalog import Catalog, open_catalog
 from .embedding import Embedder, LocalModel, Tokenizer
 from .embedding.remote import RemoteEmbedder
 from .exceptions import ConfigurationError
+from .lexical import LexicalIndex, open_lexical
 from .queue import JobQueue, open_queue
+from .search import Fusion, Searcher
 from .settings import Settings
 from .vectorstore import VectorStore, open_vectorstore
 
@@ -80,6 +82,23 @@ class Components:
     def vectors(self) -> VectorStore:
         s = self.settings
         return open_vectorstore(s.vectors_url or str(s.database_path))
+
+    @cached_property
+    def lexical(self) -> LexicalIndex | None:
+        """The lexical index in the catalog's database; None where it cannot hold one."""
+        return open_lexical(self.catalog)
+
+    @cached_property
+    def searcher(self) -> Searcher:
+        """Dense, lexical and hybrid search over this home's stores and query model."""
+        s = self.settings
+        fusion = Fusion(
+            constant=s.rrf_constant,
+            dense_weight=s.rrf_dense_weight,
+            lexical_weight=s.rrf_lexical_weight,
+            candidates=s.hybrid_candidates,
+        )
+        return Searcher(self.vectors, self.lexical, self.query_embedder, self.tokenizer, fusion)
 
     @cached_property
     def extractor(self) -> Extractor:
@@ -207,7 +226,7 @@ class Components:
     def compactor(self, *, batch: int = 64) -> Compactor:
         from .compactor import Compactor
 
-        return Compactor(self.catalog, self.vectors, self.blobs, batch=batch)
+        return Compactor(self.catalog, self.vectors, self.blobs, lexical=self.lexical, batch=batch)
 
     def close(self) -> None:
         """Close what was opened: wrappers (batching, cache) first, then the models and
@@ -221,7 +240,7 @@ class Components:
                 embedder = getattr(embedder, "inner", None)
         if "extractor" in self.__dict__:
             self.__dict__["extractor"].close()
-        for name in ("queue", "catalog", "vectors", "blobs"):
+        for name in ("lexical", "queue", "catalog", "vectors", "blobs"):
             closer = getattr(self.__dict__.get(name), "close", None)
             if closer is not None:
                 closer()

@@ -50,6 +50,19 @@ class Settings(BaseSettings):
         description="exported ONNX models; default: ~/.cache/conveyor/models, shared by every "
         "home of this user (a container bakes them in)",
     )
+    search_mode: Literal["hybrid", "dense", "lexical"] = Field(
+        "hybrid", description="search mode when none is given"
+    )
+    rrf_constant: float = Field(
+        60.0, gt=0, description="hybrid search: the reciprocal rank fusion constant"
+    )
+    rrf_dense_weight: float = Field(1.0, ge=0, description="hybrid search: weight of dense ranks")
+    rrf_lexical_weight: float = Field(
+        1.0, ge=0, description="hybrid search: weight of lexical (BM25) ranks"
+    )
+    hybrid_candidates: int = Field(
+        50, ge=1, le=1000, description="hybrid search: hits read from each ranking"
+    )
     embed_batch_size: int = Field(64, ge=1)
     embedding_cache: bool = True
 

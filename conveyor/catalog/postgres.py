@@ -28,6 +28,8 @@ from typing import Any
 
 from .._postgres import SERVER_NOW, Pool
 from ..exceptions import safe_summary
+from ..lexical.postgres import RELATIONS as LEXICAL_RELATIONS
+from ..lexical.postgres import SCHEMA as LEXICAL_SCHEMA
 from .sql import SqlCatalog
 
 SCHEMA = [
@@ -119,6 +121,7 @@ SCHEMA = [
         owner text NOT NULL,
         leased_until double precision NOT NULL
     )""",
+    *LEXICAL_SCHEMA,  # the lexical index (conveyor.lexical.postgres)
 ]
 # what SCHEMA creates: when all exist, nothing is created (or locked)
 RELATIONS = [
@@ -136,6 +139,7 @@ RELATIONS = [
     "embedding_cache",
     "workers",
     "locks",
+    *LEXICAL_RELATIONS,
 ]
 
 _NOW = re.compile(r"(?<!:):now\b")
@@ -210,6 +214,11 @@ class PostgresCatalog(SqlCatalog):
         self.url = url
         self.clock = clock
         self._pool = Pool(url, what="catalog", ddl=SCHEMA, relations=RELATIONS, max_size=pool_size)
+
+    @property
+    def pool(self) -> Pool:
+        """The connections, shared with the lexical index in the same schema."""
+        return self._pool
 
     def __repr__(self) -> str:
         return f"PostgresCatalog({safe_summary(self.url)!r})"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._sqlite import connect, table_exists, transaction
+from ..lexical.sqlite import SCHEMA as LEXICAL_SCHEMA
 from .sql import SqlCatalog
 
 SCHEMA = [
@@ -104,7 +105,10 @@ SCHEMA = [
         owner TEXT NOT NULL,
         leased_until REAL NOT NULL
     )""",
+    *LEXICAL_SCHEMA,  # the lexical index (conveyor.lexical.sqlite)
 ]
+
+NEWEST = "lexical_chunks_document"  # created last: when it exists, so does everything else
 
 
 def _add_delta_columns(conn: Any) -> None:
@@ -153,7 +157,7 @@ class SqliteCatalog(SqlCatalog):
         self.clock = clock
         self._local = threading.local()
         # read-only users take no lock; the newest index tells an older file to catch up
-        if not table_exists(self._conn(), "deltas_delivery"):
+        if not table_exists(self._conn(), NEWEST):
             with transaction(self._conn()) as conn:
                 _add_delta_columns(conn)
                 for statement in SCHEMA:

@@ -1,4 +1,4 @@
-"""Reading commands: search, status, documents, export, and the dead-letter queue."""
+"""Reading commands: status, documents, export, and the dead-letter queue."""
 
 from __future__ import annotations
 
@@ -14,85 +14,12 @@ from .common import (
     _display_source,
     _iso,
     _iso_times,
-    _mmss,
     _open,
     _plural,
     handle_errors,
     home_option,
     main,
 )
-
-
-@main.command()
-@click.argument("query", required=False)
-@click.option(
-    "-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Number of hits."
-)
-@click.option("--collection", "-c", default=None, help="Collection to search [default 'default'].")
-@click.option(
-    "--batch",
-    "batch",
-    type=click.File("r"),
-    default=None,
-    help="Read one query a line from FILE ('-' for stdin); print one JSON line each.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON array.")
-@home_option
-@handle_errors
-def search(
-    query: str | None,
-    k: int,
-    collection: str | None,
-    batch: Any,
-    as_json: bool,
-    home: Path | None,
-) -> None:
-    """Find the chunks closest in meaning to QUERY.
-
-    Each hit shows its score (cosine similarity, higher is closer), its source
-    with the page or time range, and which chunk of the document it is.
-    Every search loads the model first; for many searches, use --batch, or
-    run `conveyor embed-server` once and set EMBEDDING_SERVICE_URL.
-
-    \b
-    Examples:
-      conveyor search "how do I rotate the keys?" -k 5
-      conveyor search "refund policy" --json | jq '.[0].source'
-      printf 'first question\\nsecond question\\n' | conveyor search --batch - -k 3
-    """
-    if query is None and batch is None:
-        raise click.UsageError("give a QUERY, or --batch FILE for one query a line")
-    if query is not None and batch is not None:
-        raise click.UsageError("give a QUERY or --batch FILE, not both")
-    if query is not None and not query.strip():
-        raise click.UsageError("QUERY is empty: say what to look for")
-    with _open(home) as cv:
-        if batch is not None:
-            queries = [line.strip() for line in batch if line.strip()]
-            for q, hits in zip(
-                queries, cv.search_many(queries, k, collection=collection), strict=True
-            ):
-                click.echo(
-                    json.dumps(
-                        {"query": q, "hits": [h.as_dict() for h in hits]}, ensure_ascii=False
-                    )
-                )
-            return
-        hits = cv.search(query, k, collection=collection)
-    if as_json:
-        click.echo(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
-        return
-    if not hits:
-        click.echo("no hits")
-    for rank, hit in enumerate(hits, 1):
-        where = _display_source(hit.source)
-        if hit.page is not None:
-            where += f" (page {hit.page})"
-        if hit.metadata.get("start_s") is not None:
-            where += f" ({_mmss(hit.metadata['start_s'])}–{_mmss(hit.metadata['end_s'])})"
-        click.secho(f"{rank}. {hit.score:.3f}  {where}  chunk {hit.chunk_index + 1}", bold=True)
-        text = " ".join(hit.text.split())
-        click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))
 
 
 @main.command()

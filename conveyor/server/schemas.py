@@ -92,7 +92,11 @@ class Hit(BaseModel):
 class SearchResults(BaseModel):
     query: str
     collection: str
+    mode: str = Field(description="the mode that answered: hybrid, dense or lexical")
     hits: list[Hit]
+    notes: list[str] = Field(
+        default_factory=list, description="what to know: a query cut to the model's window…"
+    )
 
 
 class DeadLetter(BaseModel):

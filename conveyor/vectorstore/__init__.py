@@ -10,11 +10,15 @@ chunk ids stable, so the same conformance tests run against each.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from ..filters import Filter
+
+Where = Filter | Mapping[str, Any] | None
 
 
 @dataclass
@@ -31,7 +35,9 @@ class ChunkRecord:
 
 @dataclass
 class Hit:
-    score: float  # cosine similarity, higher is closer
+    score: float
+    """Higher is closer: cosine similarity (dense), BM25 (lexical) or the fused
+    reciprocal-rank score (hybrid)."""
     id: str
     document_id: str
     source: str
@@ -94,11 +100,11 @@ class VectorStore(Protocol):
         """The document's chunks become exactly ``records`` (atomic where the backend can)."""
         ...
 
-    def query(
-        self, collection: str, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
-    ) -> list[Hit]:
-        """The ``k`` nearest chunks, closest first; ``where`` filters on
-        ``document_id`` / ``source`` equality."""
+    def query(self, collection: str, vector: np.ndarray, k: int, where: Where = None) -> list[Hit]:
+        """The ``k`` nearest chunks that meet ``where`` (a :class:`~conveyor.filters.Filter`,
+        or a ``document_id`` / ``source`` equality dict), closest first. The filter is
+        applied by the backend itself, so a filtered query finds ``k`` hits whenever
+        ``k`` chunks match."""
         ...
 
     def count(self, collection: str, *, document_id: str | None = None) -> int: ...

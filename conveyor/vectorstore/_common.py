@@ -5,20 +5,19 @@ refuses the same inputs with the same messages.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ..exceptions import ConfigurationError, ConveyorError, ModelMismatch, safe_summary
+from ..filters import Filter
 
 if TYPE_CHECKING:
     from . import ChunkRecord
 
 T = TypeVar("T")
-
-FILTER_KEYS = ("document_id", "source")
 
 
 def check_model(name: str, have_dim: int, have_model: str, dim: int, model_id: str) -> None:
@@ -44,13 +43,10 @@ def query_vector(
     return query
 
 
-def filters(where: dict[str, Any] | None) -> dict[str, str]:
-    """The equality filters of a query; ``None`` values mean "any"."""
-    found = {key: v for key, v in (where or {}).items() if v is not None}
-    unknown = set(found) - set(FILTER_KEYS)
-    if unknown:
-        raise ConveyorError(f"cannot filter on {sorted(unknown)}; use document_id or source")
-    return {key: str(v) for key, v in found.items()}
+def filters(where: Filter | Mapping[str, Any] | None) -> Filter:
+    """The query's :class:`~conveyor.filters.Filter` (an older ``{"document_id": …,
+    "source": …}`` dict is read as one)."""
+    return Filter.of(where)
 
 
 def require_vector(record: ChunkRecord) -> npt.NDArray[np.float32]:

@@ -16,9 +16,13 @@ How conveyor's contract maps onto Chroma:
   are neither listed nor written to. Chroma names need 3–512 characters that
   start and end alphanumeric, so a conveyor name Chroma would refuse ("c",
   "notes-") is stored under ``cv-<hash>`` and found by the same rule.
-- Chroma metadata values must be scalars, so each chunk carries the fields
-  that are filtered on (``document_id``, ``source``, ``chunk_index``,
-  ``page``) as scalars and conveyor's whole metadata dict as one JSON string.
+- Chroma metadata values must be scalars (or lists of them), so each chunk
+  carries the fields that are filtered on (``document_id``, ``source``,
+  ``chunk_index``, ``page``, a recording's ``start_s``/``end_s``) as scalars,
+  the folders above its source as ``source_dirs`` (for a source-prefix
+  filter), its scalar metadata as text under ``match:<key>`` (for ``where``
+  filters), and conveyor's whole metadata dict as one JSON string. Chunks
+  written before conveyor stored these are found by filters once re-indexed.
 - Chroma has no transactions: ``replace_document`` upserts the new chunks
   first (their ids are stable, so they overwrite), then deletes the
   document's chunks that are not among them. A reader never sees the
@@ -39,7 +43,8 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 import numpy as np
 
 from ..exceptions import ConfigurationError, ConveyorError, ModelMismatch, safe_summary
-from . import ChunkRecord, CollectionInfo, Hit
+from ..filters import Filter, ancestors, folder_forms, match_fields
+from . import ChunkRecord, CollectionInfo, Hit, Where
 from ._common import batched, check_model, filters, missing_extra, query_vector, require_vector
 
 if TYPE_CHECKING:
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
     from chromadb.api.types import Embedding, Include
 
 SCHEMES = ("chroma://", "chroma+http://", "chroma+https://")
+MATCH = "match:"  # metadata keys of the text values ``where`` filters compare
 PAGE = 1000  # rows per get() when paging through a collection
 _CHROMA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]")
 _IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
@@ -76,6 +82,12 @@ def _scalar_metadata(rec: ChunkRecord) -> dict[str, Any]:
     }
     if rec.page is not None:
         meta["page"] = int(rec.page)
+    # what filters match: the folders above the source, a recording's span, metadata as text
+    meta["source_dirs"] = ancestors(rec.source)
+    for key in ("start_s", "end_s"):
+        if isinstance(rec.metadata.get(key), int | float):
+            meta[key] = float(rec.metadata[key])
+    meta.update({MATCH + key: text for key, text in match_fields(rec.metadata).items()})
     return meta
 
 
@@ -91,12 +103,32 @@ def _chunk_fields(chunk_id: str, text: str | None, meta: dict[str, Any]) -> dict
     }
 
 
-def _where(found: dict[str, str]) -> dict[str, Any] | None:
-    if not found:
+def _where(found: Filter) -> dict[str, Any] | None:
+    """A :class:`~conveyor.filters.Filter` as a Chroma ``where``."""
+    terms: list[dict[str, Any]] = []
+    if found.document_id is not None:
+        terms.append({"document_id": found.document_id})
+    if found.source is not None:
+        terms.append({"source": found.source})
+    if found.source_prefix is not None:
+        exact, folder = folder_forms(found.source_prefix)
+        terms.append({"$or": [{"source_dirs": {"$contains": p}} for p in (exact, folder)]})
+    for key, span in (("page", found.pages), ("seconds", found.seconds)):
+        if span is None:
+            continue
+        low, high = span
+        if key == "page":
+            terms.append({"page": {"$gte": int(low) if low is not None else -(2**31)}})
+            if high is not None:
+                terms.append({"page": {"$lte": int(high)}})
+        else:
+            terms.append({"end_s": {"$gte": float(low) if low is not None else 0.0}})
+            if high is not None:
+                terms.append({"start_s": {"$lte": float(high)}})
+    terms.extend({MATCH + key: value} for key, value in found.metadata)
+    if not terms:
         return None
-    if len(found) == 1:
-        return dict(found)
-    return {"$and": [{key: value} for key, value in sorted(found.items())]}
+    return terms[0] if len(terms) == 1 else {"$and": terms}
 
 
 class ChromaStore:
@@ -289,9 +321,7 @@ class ChromaStore:
 
     # -- reads ---------------------------------------------------------------
 
-    def query(
-        self, collection: str, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
-    ) -> list[Hit]:
+    def query(self, collection: str, vector: np.ndarray, k: int, where: Where = None) -> list[Hit]:
         col = self._get(collection)
         if col is None or k <= 0:
             return []

@@ -22,7 +22,8 @@ extension may live in any schema: connections put it on their
 ``replace_document`` is one transaction. Unfiltered queries use the HNSW
 index with ``hnsw.ef_search`` raised to ``k`` (approximate, like every HNSW
 store); queries filtered by document or source are exact over the matching
-rows, so a filter never returns fewer hits than exist.
+rows (:func:`conveyor.filters.sql`), so a filter never returns fewer hits
+than exist.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ import numpy as np
 
 from .._postgres import OutageGuard
 from ..exceptions import ConfigurationError, ConveyorError, safe_summary
-from . import ChunkRecord, CollectionInfo, Hit
+from ..filters import sql as sql_filter
+from . import ChunkRecord, CollectionInfo, Hit, Where
 from ._common import check_model, filters, missing_extra, query_vector, require_vector
 
 if TYPE_CHECKING:
@@ -322,22 +324,19 @@ class PgvectorStore:
 
     # -- reads ---------------------------------------------------------------
 
-    def query(
-        self, collection: str, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
-    ) -> list[Hit]:
+    def query(self, collection: str, vector: np.ndarray, k: int, where: Where = None) -> list[Hit]:
         found = self._info(collection)
         if found is None or k <= 0:
             return []
         cid, info = found
         query = query_vector(collection, vector, info.dim, info.model_id)
         match = filters(where)
-        args: dict[str, Any] = {"q": _vector_text(query), "k": int(k), **match}
+        args: dict[str, Any] = {"q": _vector_text(query), "k": int(k)}
         with self._connection() as conn, conn.transaction():
             if match or k > EF_SEARCH_MAX:
-                clause = " AND ".join(f"{key} = %({key})s" for key in sorted(match))
-                sql = NEAREST_EXACT.format(
-                    columns=COLUMNS, cid=cid, where=f"WHERE {clause}" if clause else ""
-                )
+                clause, params = sql_filter(match, "postgres")
+                args.update(params)
+                sql = NEAREST_EXACT.format(columns=COLUMNS, cid=cid, where=f"WHERE {clause}")
             else:
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(40, k)),))
                 sql = NEAREST.format(columns=COLUMNS, cid=cid)

@@ -17,7 +17,9 @@ How conveyor's contract maps onto Qdrant:
   chunk id (stable: a replay overwrites) and the chunk id is kept in the
   payload beside ``document_id``, ``source``, ``chunk_index``, ``page``,
   ``text`` and the ``metadata`` dict (payloads are JSON, so nested values
-  round-trip as they are).
+  round-trip as they are). For filters it also holds ``source_dirs`` (the
+  folders above the source) and ``match`` (scalar metadata as text); chunks
+  written before these existed are found by filters once re-indexed.
 - Qdrant collections have no free-form metadata that every server version
   keeps, so the model and dimension of each collection live in a reserved
   collection, ``_conveyor_collections``: one point per collection (id =
@@ -44,7 +46,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import numpy as np
 
 from ..exceptions import ConfigurationError, ConveyorError, ModelMismatch, safe_summary
-from . import ChunkRecord, CollectionInfo, Hit
+from ..filters import Filter, ancestors, folder_forms, match_fields
+from . import ChunkRecord, CollectionInfo, Hit, Where
 from ._common import batched, check_model, filters, missing_extra, query_vector, require_vector
 
 if TYPE_CHECKING:
@@ -263,17 +266,30 @@ class QdrantStore:
 
     # -- writes --------------------------------------------------------------
 
-    def _filter(self, found: dict[str, str]) -> models.Filter | None:
+    def _filter(self, found: Filter) -> models.Filter | None:
+        """A :class:`~conveyor.filters.Filter` as Qdrant's (payload fields, no over-fetching)."""
         from qdrant_client import models as m
 
-        if not found:
-            return None
-        return m.Filter(
-            must=[
-                m.FieldCondition(key=key, match=m.MatchValue(value=value))
-                for key, value in sorted(found.items())
-            ]
-        )
+        must: list[m.Condition] = []
+        for key, value in (("document_id", found.document_id), ("source", found.source)):
+            if value is not None:
+                must.append(m.FieldCondition(key=key, match=m.MatchValue(value=value)))
+        if found.source_prefix is not None:
+            prefixes = list(dict.fromkeys(folder_forms(found.source_prefix)))
+            must.append(m.FieldCondition(key="source_dirs", match=m.MatchAny(any=prefixes)))
+        if found.pages is not None:
+            low, high = found.pages
+            must.append(m.FieldCondition(key="page", range=m.Range(gte=low, lte=high)))
+        if found.seconds is not None:
+            low, high = found.seconds
+            must.append(
+                m.FieldCondition(key="metadata.end_s", range=m.Range(gte=low if low else 0.0))
+            )
+            if high is not None:
+                must.append(m.FieldCondition(key="metadata.start_s", range=m.Range(lte=high)))
+        for key, value in found.metadata:
+            must.append(m.FieldCondition(key=f"match.{key}", match=m.MatchValue(value=value)))
+        return m.Filter(must=must) if must else None
 
     def _point(self, rec: ChunkRecord) -> models.PointStruct:
         return self._m.PointStruct(
@@ -287,6 +303,9 @@ class QdrantStore:
                 "page": rec.page,
                 "text": rec.text,
                 "metadata": rec.metadata,
+                # what filters match: the folders above the source, metadata as text
+                "source_dirs": ancestors(rec.source),
+                "match": match_fields(rec.metadata),
             },
         )
 
@@ -303,7 +322,7 @@ class QdrantStore:
             self._client.delete(
                 collection,
                 points_selector=self._m.FilterSelector(
-                    filter=self._filter({"document_id": document_id})
+                    filter=self._filter(Filter(document_id=document_id))
                 ),
                 wait=True,
             )
@@ -336,9 +355,7 @@ class QdrantStore:
 
     # -- reads ---------------------------------------------------------------
 
-    def query(
-        self, collection: str, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
-    ) -> list[Hit]:
+    def query(self, collection: str, vector: np.ndarray, k: int, where: Where = None) -> list[Hit]:
         known = self._registered(collection)
         if known is None or k <= 0:
             return []
@@ -358,7 +375,7 @@ class QdrantStore:
     def count(self, collection: str, *, document_id: str | None = None) -> int:
         if not self._client.collection_exists(collection):
             return 0
-        where = self._filter({"document_id": document_id} if document_id is not None else {})
+        where = self._filter(Filter(document_id=document_id))
         return int(self._client.count(collection, count_filter=where, exact=True).count)
 
     def _scroll(self, collection: str, payload: bool | list[str] = True) -> Iterator[models.Record]:

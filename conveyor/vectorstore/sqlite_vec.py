@@ -12,7 +12,8 @@ import numpy as np
 
 from .._sqlite import Connection, Row, connect, table_exists, transaction
 from ..exceptions import ConveyorError
-from . import ChunkRecord, CollectionInfo, Hit
+from ..filters import sql as sql_filter
+from . import ChunkRecord, CollectionInfo, Hit, Where
 from ._common import check_model, filters, query_vector
 
 SCHEMA = """
@@ -37,6 +38,8 @@ CREATE TABLE IF NOT EXISTS vs_chunks (
 CREATE INDEX IF NOT EXISTS vs_chunks_document
     ON vs_chunks (collection_id, document_id, chunk_index);
 """
+
+MAX_K = 4096  # sqlite-vec's bound on k
 
 SELECT_CHUNKS = """
 SELECT rowid, id, document_id, chunk_index, source, page, text, metadata
@@ -187,30 +190,26 @@ class SqliteVecStore:
             self._delete(conn, cid, document_id)
             self._upsert(conn, cid, records)
 
-    def query(
-        self, collection: str, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
-    ) -> list[Hit]:
+    def query(self, collection: str, vector: np.ndarray, k: int, where: Where = None) -> list[Hit]:
         found = self._info(collection)
         if found is None or k <= 0:
             return []
         cid, info = found
         query = query_vector(collection, vector, info.dim, info.model_id)
-        where = filters(where)
+        match = filters(where)
+        args: dict[str, Any] = {"q": query.tobytes(), "k": min(k, MAX_K), "cid": cid}
+        sql = f"SELECT rowid, distance FROM vs_vec_{cid} WHERE embedding MATCH :q AND k = :k"
+        if match:  # the KNN itself runs over the matching rows only
+            clause, params = sql_filter(match, "sqlite")
+            sql += (
+                " AND rowid IN (SELECT rowid FROM vs_chunks WHERE collection_id = :cid"
+                f" AND {clause})"
+            )
+            args.update(params)
         conn = self._conn()
-        fetch = k if not where else max(k * 10, 100)
-        while True:
-            rows = conn.execute(
-                f"SELECT rowid, distance FROM vs_vec_{cid} WHERE embedding MATCH ? AND k = ?",
-                (query.tobytes(), min(fetch, 4096)),
-            ).fetchall()
-            hits = self._hits(conn, collection, rows, where)
-            if len(hits) >= k or len(rows) < min(fetch, 4096) or fetch >= 4096:
-                return hits[:k]
-            fetch *= 4
+        return self._hits(conn, collection, conn.execute(sql, args).fetchall())
 
-    def _hits(
-        self, conn: Connection, collection: str, rows: list[Row], where: dict[str, Any]
-    ) -> list[Hit]:
+    def _hits(self, conn: Connection, collection: str, rows: list[Row]) -> list[Hit]:
         if not rows:
             return []
         distance = {r[0]: float(r[1]) for r in rows}
@@ -218,12 +217,11 @@ class SqliteVecStore:
         found = {
             r["rowid"]: r for r in conn.execute(SELECT_CHUNKS.format(marks=marks), list(distance))
         }
-        hits = []
-        for rowid, dist in distance.items():
-            r = found.get(rowid)
-            if r is None or any(r[key] != value for key, value in where.items()):
-                continue
-            hits.append(Hit(score=1.0 - dist, collection=collection, **_chunk_fields(r)))
+        hits = [
+            Hit(score=1.0 - dist, collection=collection, **_chunk_fields(found[rowid]))
+            for rowid, dist in distance.items()
+            if rowid in found
+        ]
         hits.sort(key=lambda h: -h.score)
         return hits
 

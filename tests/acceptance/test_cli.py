@@ -134,3 +134,70 @@ def test_missing_path_and_no_collection_are_clear_errors(tmp_path: Path) -> None
     assert "collection 'typo' does not exist" in result.stderr
     result = run("ingest", str(tmp_path), "--run", "..", home=tmp_path / "h", check=2)
     assert "invalid run name" in result.stderr
+
+
+def test_search_modes_filters_and_bad_queries(ingested, workspace) -> None:
+    home, _ = ingested
+    docs, _ = workspace
+    for mode in ("hybrid", "dense", "lexical"):
+        out = run("search", "glacier retreated", "--mode", mode, "-k", "1", "--json", home=home)
+        assert json.loads(out.stdout)[0]["source"].endswith("report.pdf"), mode
+    out = run("search", 'glacier "metres" NEAR* -summer:', "--mode", "lexical", "--json", home=home)
+    assert json.loads(out.stdout)[0]["page"] == 2  # syntax characters are text, not an error
+    nested = run("search", "keys", "--source", str(docs / "nested"), "--json", home=home)
+    assert {h["source"].rsplit("/", 1)[1] for h in json.loads(nested.stdout)} == {"guide.md"}
+    pdf = run("search", "revenue", "--kind", "pdf", "--pages", "2-", "--json", home=home)
+    assert {h["page"] for h in json.loads(pdf.stdout)} == {2}
+    assert json.loads(run("search", "x", "--where", "team=none", "--json", home=home).stdout) == []
+    for bad in ([""], ["   "], ["x", "--pages", "5-2"], ["x", "--where", "novalue"]):
+        result = run("search", *bad, home=home, check=2)
+        assert "Usage:" in result.stderr and result.stderr.strip().splitlines()[-1], bad
+    long = run("search", "moon gravity ocean " * 1000, "-k", "1", home=home)
+    assert "note: the query was cut to the model's window" in long.stderr
+    assert "tides.txt" in long.stdout
+
+
+def test_eval_prints_metrics_for_each_mode(ingested, tmp_path: Path) -> None:
+    home, _ = ingested
+    (tmp_path / "q.jsonl").write_text(
+        '{"_id": "g", "text": "where is the glacier retreating?"}\n'
+        '{"_id": "k", "text": "how do I rotate the signing keys"}\n'
+    )
+    (tmp_path / "r.trec").write_text("g 0 report 1\nk 0 guide 1\nk 0 tides 0\n")
+    out = run(
+        "eval",
+        "--queries",
+        str(tmp_path / "q.jsonl"),
+        "--qrels",
+        str(tmp_path / "r.trec"),
+        "--mode",
+        "all",
+        "--json",
+        home=home,
+    )
+    runs = json.loads(out.stdout)["runs"]
+    assert [r["mode"] for r in runs] == ["hybrid", "dense", "lexical"]
+    for r in runs:
+        assert r["queries"] == 2 and r["ndcg@10"] == 1.0 and r["mrr@10"] == 1.0
+        assert r["recall@10"] == r["recall@100"] == 1.0
+        assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p95"] <= r["latency_ms"]["p99"]
+    text = run(
+        "eval",
+        "--queries",
+        str(tmp_path / "q.jsonl"),
+        "--qrels",
+        str(tmp_path / "r.trec"),
+        home=home,
+    )
+    assert "nDCG@10" in text.stdout and text.stdout.splitlines()[-1].startswith("hybrid")
+    (tmp_path / "bad.trec").write_text("g report\n")
+    bad = run(
+        "eval",
+        "--queries",
+        str(tmp_path / "q.jsonl"),
+        "--qrels",
+        str(tmp_path / "bad.trec"),
+        home=home,
+        check=2,
+    )
+    assert "bad.trec:1" in bad.stderr

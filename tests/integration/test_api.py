@@ -233,6 +233,18 @@ def test_upload_is_processed_and_found_by_search(client: TestClient) -> None:
     hits = found.json()["hits"]
     assert hits and hits[0]["document_id"] == accepted["id"]
     assert "thirty days" in hits[0]["text"] and hits[0]["name"] == "refunds.md"
+    assert found.json()["mode"] == "hybrid" and found.json()["notes"] == []
+    for params in (  # the uploader's metadata and the kind are filters, in every mode
+        {"where": ["customer=acme", "n=3"], "mode": "lexical", "q": "thirty days"},
+        {"where": "customer=acme", "kind": "markdown", "mode": "dense", "q": "money back"},
+        {"source": doc["source"].rsplit("/", 1)[0], "q": "refund"},
+    ):
+        got = client.get("/search", params={**params, "collection": "policies"}, headers=H)
+        assert got.status_code == 200, got.text
+        assert [h["document_id"] for h in got.json()["hits"]][:1] == [accepted["id"]], params
+    for params in ({"where": "customer=else"}, {"pages": "1-"}, {"source": "s3://elsewhere/"}):
+        other = {**params, "q": "money back", "collection": "policies"}
+        assert client.get("/search", params=other, headers=H).json()["hits"] == [], params
 
 
 def test_identical_content_is_stored_once_and_is_one_document(
@@ -457,6 +469,12 @@ def test_unknown_ids_are_404_and_bad_params_422(client: TestClient) -> None:
         "/search?q=x&k=0",
         "/search?q=x&k=101",
         "/search?q=x&collection=../etc",
+        "/search?q=%20%20",
+        "/search?q=x&mode=fuzzy",
+        "/search?q=x&pages=5-2",
+        "/search?q=x&time=soon",
+        "/search?q=x&where=novalue",
+        "/search?q=x&where=a%20b=c",
         "/dead-letters?limit=-1",
         "/events?limit=0",
     ):

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conformance import search_filters
 
 from conveyor.exceptions import ConveyorError, ModelMismatch
+from conveyor.filters import Filter
 from conveyor.vectorstore import ChunkRecord, VectorStore, open_vectorstore
 
 BACKENDS = ["sqlite_vec", "chroma", "chroma_server", "qdrant", "pgvector"]
@@ -266,3 +268,23 @@ def test_thousand_vectors_nearest_neighbour_matches_brute_force(store: VectorSto
         filtered = store.query("big", q, k=3, where={"document_id": "doc5"})
         assert filtered[0].id == f"p{best}" and {h.document_id for h in filtered} == {"doc5"}
     assert np.mean(recall) >= 0.95
+
+
+@pytest.fixture
+def filtered(store: VectorStore) -> VectorStore:
+    store.ensure_collection("f", dim=search_filters.DIM, model_id="m")
+    store.upsert("f", search_filters.records())
+    return store
+
+
+@pytest.mark.parametrize("case", search_filters.CASES, ids=search_filters.case_id)
+def test_filters_find_exactly_what_matches(
+    filtered: VectorStore, case: tuple[Filter, set[str]]
+) -> None:
+    where, expected = case
+    hits = filtered.query("f", search_filters.QUERY, k=50, where=where)
+    assert {h.id for h in hits} == expected
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    if len(expected) > 1:  # applied inside the store: k smaller than the matches still fills
+        assert len(filtered.query("f", search_filters.QUERY, k=2, where=where)) == 2

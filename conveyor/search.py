@@ -1,0 +1,174 @@
+"""Search: dense (vectors), lexical (BM25) or hybrid (both, fused by reciprocal rank).
+
+Dense search finds chunks close in meaning; lexical search finds the exact
+words — part numbers, names, error codes — where meaning alone is weakest.
+Hybrid asks both for their best ``candidates`` chunks and fuses the two
+rankings by reciprocal rank fusion (RRF): a chunk scores
+``Σ weight / (constant + rank)`` over the rankings that hold it, so a chunk
+near the top of both wins, and neither ranking's raw scores (cosine, BM25,
+on different scales) need to be comparable. Filters are applied inside both
+backends (:mod:`conveyor.filters`).
+
+A query is checked once for every mode: an empty or blank one is refused,
+and one longer than the model reads is cut to the model's window (with a
+note), so that dense and lexical search look for the same text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Literal, cast
+
+from .embedding import Embedder, Tokenizer
+from .exceptions import ConveyorError
+from .filters import Filter
+from .lexical import LexicalIndex
+from .vectorstore import Hit, VectorStore
+
+Mode = Literal["hybrid", "dense", "lexical"]
+MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
+
+
+class EmptyQuery(ConveyorError):
+    """A query with nothing to search for."""
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How hybrid search fuses the two rankings (``CONVEYOR_RRF_*``)."""
+
+    constant: float = 60.0
+    """RRF's k: larger flattens the gap between the top ranks and the rest."""
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    candidates: int = 50
+    """How deep each ranking is read (at least the ``k`` asked for)."""
+
+
+@dataclass
+class Results:
+    """The hits of one query, and what the reader should know about them."""
+
+    query: str
+    """The text searched (cut to the model's window when it was longer)."""
+    mode: Mode
+    """The mode that answered (dense when hybrid had no lexical index to ask)."""
+    hits: list[Hit]
+    notes: list[str] = field(default_factory=list)
+
+
+def fuse(rankings: Sequence[tuple[float, Sequence[Hit]]], k: int, constant: float) -> list[Hit]:
+    """Reciprocal rank fusion of ``(weight, hits best first)`` rankings: the ``k``
+    chunks with the highest ``Σ weight / (constant + rank)``, ties broken by id."""
+    scores: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    for weight, hits in rankings:
+        for rank, hit in enumerate(hits, 1):
+            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (constant + rank)
+            first.setdefault(hit.id, hit)
+    best = sorted(scores, key=lambda i: (-scores[i], i))[:k]
+    return [replace(first[i], score=scores[i]) for i in best]
+
+
+class Searcher:
+    """Answers queries over one home's vector store and lexical index."""
+
+    def __init__(
+        self,
+        vectors: VectorStore,
+        lexical: LexicalIndex | None,
+        embedder: Embedder,
+        tokenizer: Tokenizer | None,
+        fusion: Fusion,
+    ) -> None:
+        self.vectors = vectors
+        self.lexical = lexical
+        self.embedder = embedder
+        self.tokenizer = tokenizer
+        self.fusion = fusion
+        self._threads: ThreadPoolExecutor | None = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(1, thread_name_prefix="conveyor-lexical")
+        return self._threads
+
+    def prepare(self, query: str) -> tuple[str, list[str]]:
+        """``query`` as it will be searched, and a note when it had to be cut."""
+        text = " ".join(query.split())
+        if not text:
+            raise EmptyQuery("the query is empty: give some words to search for")
+        if self.tokenizer is None:
+            return text, []
+        window = self.tokenizer.max_tokens
+        [count] = self.tokenizer.count([text])
+        if count <= window:
+            return text, []
+        cut = text[: self.tokenizer.offsets(text)[window - 1][1]]
+        return cut, [
+            f"the query was cut to the model's window of {window} tokens "
+            f"({len(text):,} characters → {len(cut):,})"
+        ]
+
+    def lexical_missing(self, collection: str) -> str | None:
+        """Why lexical search cannot answer in ``collection``, or None when it can."""
+        if self.lexical is None:
+            return (
+                "this catalog holds no lexical index (it needs a SQLite or PostgreSQL "
+                "catalog): search here is dense only"
+            )
+        if self.lexical.indexed(collection) is None and self.vectors.count(collection):
+            return (
+                f"collection {collection!r} has no lexical index yet: the compactor builds "
+                "it on its next run (conveyor compactor, or any ingest)"
+            )
+        return None
+
+    def search(
+        self,
+        queries: Sequence[str],
+        k: int,
+        *,
+        collection: str,
+        mode: Mode,
+        where: Filter | None = None,
+    ) -> list[Results]:
+        """The ``k`` best hits of each query in ``collection`` that meet ``where``."""
+        if mode not in MODES:
+            raise ConveyorError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
+        prepared = [self.prepare(q) for q in queries]
+        notes: list[str] = []
+        if mode != "dense" and (missing := self.lexical_missing(collection)):
+            if mode == "lexical":
+                raise ConveyorError(f"lexical search is not available: {missing}")
+            mode, notes = "dense", [missing]
+        depth = max(k, self.fusion.candidates) if mode == "hybrid" else k
+        lexical_hits: list[Future[list[Hit]]] = []
+        if mode != "dense":  # in a thread, while the queries are embedded and searched dense
+            index = cast(LexicalIndex, self.lexical)
+            lexical_hits = [
+                self._pool().submit(index.search, collection, text, depth, where)
+                for text, _ in prepared
+            ]
+        vectors = (
+            self.embedder.embed([text for text, _ in prepared])
+            if mode != "lexical" and prepared
+            else None
+        )
+        out = []
+        for i, (text, cut) in enumerate(prepared):
+            dense = (
+                self.vectors.query(collection, vectors[i], depth, where)
+                if vectors is not None
+                else []
+            )
+            lexical = lexical_hits[i].result() if lexical_hits else []
+            if mode == "hybrid":
+                f = self.fusion
+                hits = fuse([(f.dense_weight, dense), (f.lexical_weight, lexical)], k, f.constant)
+            else:
+                hits = dense or lexical
+            out.append(Results(text, mode, hits, [*cut, *notes]))
+        return out
