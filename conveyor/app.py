@@ -10,21 +10,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from . import deltas, runner
+from . import deletion, runner
 from .blobstore import source_path
 from .components import Components, onnx_folder
+from .deadletters import DeadLetters
 from .documents import Documents, State
 from .embedding import INT8, LocalModel
 from .exceptions import ConveyorError, safe_summary
 from .filters import Filter
 from .ids import document_id
 from .intake import Enqueued, IngestSummary, expand_paths, new_run_name
-from .jobs import Job, check_name, document_of
+from .jobs import Job, check_name
 from .manifests import Manifests
 from .metadata import check_metadata
 from .queue import DeadLetter
@@ -36,8 +36,6 @@ __all__ = ["Components", "Conveyor", "Enqueued", "IngestSummary", "onnx_folder",
 
 log = logging.getLogger(__name__)
 
-RECONCILE_RESCAN_SECONDS = 60.0
-
 
 class Conveyor:
     """One conveyor home: its queue, catalog, blobs, vectors and model."""
@@ -45,11 +43,15 @@ class Conveyor:
     def __init__(self, settings: Settings, *, embedder: LocalModel | None = None) -> None:
         self.settings = settings
         self.components = Components(settings, local_embedder=embedder)
-        self._reconciled: tuple[int, float] | None = None  # (dead letters, when listed)
 
     @property
     def _documents(self) -> Documents:
         return Documents(self.components.catalog)
+
+    @cached_property
+    def _dead_letters(self) -> DeadLetters:
+        c = self.components
+        return DeadLetters(c.queue, c.catalog, self.settings.collection)
 
     def __enter__(self) -> Conveyor:
         return self
@@ -98,7 +100,8 @@ class Conveyor:
         deleted: list[str] = []
         if sync:
             listed_paths = [str(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
-            deleted = self._sync(listed_paths, {j.source for j in jobs}, collection)
+            gone = deletion.gone(c.catalog, listed_paths, {j.source for j in jobs}, collection)
+            deleted = self.delete(gone) if gone else []
         return Enqueued(
             run,
             collection,
@@ -114,33 +117,12 @@ class Conveyor:
         documents themselves, through the compactor (the single writer) — at its next
         pass, or :meth:`merge` now. Unknown ids are a :class:`ConveyorError` naming
         them, and nothing is deleted. Returns the ids."""
-        c = self.components
-        docs = {doc_id: c.catalog.get(doc_id) for doc_id in dict.fromkeys(document_ids)}
-        unknown = [doc_id for doc_id, doc in docs.items() if doc is None]
-        if unknown:
-            raise ConveyorError("no such document: " + ", ".join(unknown))
-        for doc_id, doc in docs.items():
-            assert doc is not None
-            collection = doc["collection"]
-            units = (doc.get("metadata") or {}).get("unit_collections") or []
-            names = [collection, *(f"{collection}_{unit}" for unit in units)]
-            parts = deltas.tombstone(doc["source"], doc["run"] or "adhoc", c.catalog.now(), names)
-            for name, header in parts:
-                deltas.write(c.catalog, name, doc_id, header, [], np.zeros((0, 0), np.float32))
-            self._documents.deleting(doc_id)
-        return list(docs)
+        return deletion.delete(self.components.catalog, document_ids)
 
     def delete_sources(self, sources: Sequence[str], *, collection: str | None = None) -> list[str]:
         """:meth:`delete` by source: a path (as ingested) or a URI."""
         collection = collection or self.settings.collection
-        ids = {
-            s: document_id(collection, s if "://" in s else Path(s).absolute().as_uri())
-            for s in sources
-        }
-        unknown = [s for s, doc_id in ids.items() if self.components.catalog.get(doc_id) is None]
-        if unknown:
-            raise ConveyorError(f"not ingested in collection {collection!r}: " + ", ".join(unknown))
-        return self.delete(list(ids.values()))
+        return self.delete(deletion.ids_of_sources(self.components.catalog, sources, collection))
 
     def merge(self, *, timeout: float = 300.0) -> int:
         """Run the compactor here until nothing is pending (or ``timeout`` seconds pass,
@@ -149,22 +131,6 @@ class Conveyor:
         return self.components.compactor().drain(
             threading.Event(), deadline=time.monotonic() + timeout, wait_locked=timeout
         )
-
-    def _sync(self, paths: Sequence[str], files: set[str], collection: str) -> list[str]:
-        """Documents of ``collection`` under the folders or prefixes ``paths`` whose
-        source is not among ``files`` any more (deleted, renamed): deleted."""
-        prefixes = []
-        for path in paths:
-            if path.startswith("s3://"):
-                prefixes.append(path.rstrip("/") + "/")
-            elif Path(path).is_dir():
-                prefixes.append(Path(path).resolve().as_uri() + "/")
-        gone = [
-            d["id"]
-            for d in self.components.catalog.documents(collection=collection)
-            if d["source"] not in files and d["source"].startswith(tuple(prefixes))
-        ]
-        return self.delete(gone) if prefixes and gone else []
 
     def _not_found(self, path: str, collection: str, run: str) -> None:
         """A path the run named that does not exist: a failed document, like any other."""
@@ -362,36 +328,9 @@ class Conveyor:
         return info
 
     def reconcile(self) -> int:
-        """Documents whose job the queue dead-lettered by itself (its leases kept
-        expiring: the worker died on it every time) become ``failed`` with that reason.
-        Returns how many changed.
-
-        Listing dead letters costs a scan (on SQS, reads of the whole DLQ), so it is
-        skipped while the queue holds none, and, in a long-lived process (the API
-        polls this), while their number has not changed for less than a minute."""
-        c = self.components
-        dead, now = c.queue.depth().dead, time.monotonic()
-        seen = self._reconciled
-        if dead == 0 or (seen and seen[0] == dead and now - seen[1] < RECONCILE_RESCAN_SECONDS):
-            self._reconciled = (dead, seen[1] if seen and seen[0] == dead else now)
-            return 0
-        self._reconciled = (dead, now)
-        changed = 0
-        for letter in c.queue.dead_letters(limit=10_000):
-            doc_id = document_of(letter.body, self.settings.collection)
-            doc = c.catalog.get(doc_id) if doc_id else None
-            if doc_id and doc is not None and doc["state"] in (State.QUEUED, State.RUNNING):
-                if not _letter_is_current(letter, doc):
-                    continue  # an old job's letter; the document was submitted again since
-                self._documents.failed(
-                    doc_id,
-                    # SQS moves a job by its receive count without a reason: the
-                    # document then keeps the last error the worker recorded
-                    letter.error or doc.get("error") or "dead-lettered by the queue",
-                    "unknown",
-                )
-                changed += 1
-        return changed
+        """Documents whose job the queue dead-lettered by itself become ``failed`` with
+        that reason (see :meth:`DeadLetters.reconcile`); returns how many changed."""
+        return self._dead_letters.reconcile()
 
     def status(self) -> dict[str, Any]:
         c = self.components
@@ -434,21 +373,7 @@ class Conveyor:
     def redrive(self, job_ids: Sequence[str] | None = None) -> int:
         """Dead letters back onto the queue (all when ``job_ids`` is None); their
         documents go back to ``queued``. Returns how many moved."""
-        c = self.components
-        wanted = None if job_ids is None else set(job_ids)
-        letters = [
-            d for d in c.queue.dead_letters(limit=1_000_000) if wanted is None or d.job_id in wanted
-        ]
-        if wanted is not None:
-            unknown = wanted - {d.job_id for d in letters}
-            if unknown:
-                raise ConveyorError("not in the dead-letter queue: " + ", ".join(sorted(unknown)))
-        moved = c.queue.redrive(None if job_ids is None else list(job_ids))
-        for letter in letters:
-            doc_id = document_of(letter.body, self.settings.collection)
-            if doc_id:
-                self._documents.redriven(doc_id)
-        return moved
+        return self._dead_letters.redrive(job_ids)
 
     def serve_worker(
         self,
@@ -495,19 +420,6 @@ class Conveyor:
                 "metadata": rec.metadata,
                 "collection": collection,
             }
-
-
-def _letter_is_current(letter: DeadLetter, doc: dict[str, Any]) -> bool:
-    """Whether a dead letter is about the document's latest submission, not one from
-    before it was submitted again (re-ingested, re-uploaded, redriven by hand).
-
-    Where the queue knows when it moved the job (SQLite, PostgreSQL: the same clock as
-    the catalog's), the document must not have changed since. SQS keeps no move time;
-    there the letter must belong to the document's current run."""
-    if letter.last_seen > letter.first_seen:
-        return float(doc["updated_at"]) <= letter.last_seen
-    body = letter.body if isinstance(letter.body, dict) else {}
-    return body.get("run") is None or body.get("run") == doc.get("run")
 
 
 def open_home(home: str | Path | None = None, **overrides: Any) -> Conveyor:

@@ -33,6 +33,6 @@ def test_only_the_latest_submission_is_failed(tmp_path: Path) -> None:
 
         time.sleep(0.01)
         cv.enqueue([doc], run="again")  # submitted again; the old letter stays in the DLQ
-        cv._reconciled = None  # as a fresh process would
+        cv._dead_letters._seen = None  # as a fresh process would
         assert cv.reconcile() == 0
         assert cv.components.catalog.get(first)["state"] == "queued"
