@@ -158,7 +158,7 @@ class Pipeline:
 
         fetched = self.fetch(doc)
         if self.unchanged(doc, fetched):
-            if previous.get("state") in SEARCHABLE:
+            if previous.get("state") in SEARCHABLE and previous.get("run") == job.run:
                 return self.again(doc, State(previous["state"]))
             return self.skip(doc, fetched)
         extracted = self.extract(doc, fetched)
@@ -203,10 +203,10 @@ class Pipeline:
         return Outcome(doc.id, "skipped", chunks=int(doc.previous.get("chunks") or 0))
 
     def again(self, doc: InFlight, state: State) -> Outcome:
-        """A second job for a document already settled since it was last submitted (a
-        job released by a stopped ingest and sent again, an S3 event delivered twice),
-        and nothing changed: the document keeps its state, and the run that settled it
-        keeps the credit."""
+        """A second job of the same run for a document that run already settled (a job
+        released by a stopped ingest and sent again by the next one, an S3 event
+        delivered twice), and nothing changed: the document keeps its state, and the job
+        that settled it keeps the credit."""
         self.documents.settled_again(doc.id, state)
         return Outcome(doc.id, "skipped", chunks=int(doc.previous.get("chunks") or 0))
 

@@ -12,6 +12,8 @@ from typing import Any
 CONVEYOR = str(Path(sys.executable).parent / "conveyor")
 
 BUSY = {
+    # torch, the slowest backend: runs long enough to stop, kill and interrupt them
+    "CONVEYOR_EMBEDDING_BACKEND": "torch",
     "CONVEYOR_CHUNK_SIZE": "64",
     "CONVEYOR_CHUNK_OVERLAP": "8",
     "CONVEYOR_RETRY_BASE_SECONDS": "0.5",

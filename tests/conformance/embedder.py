@@ -84,9 +84,10 @@ def _fresh_local(shared: Any) -> Embedder:
 
 
 def _fresh_onnx(shared: Any) -> Embedder:
+    from conveyor.embedding import INT8
     from conveyor.embedding.onnx import OnnxEmbedder
 
-    return OnnxEmbedder(shared.model_id, shared.folder, int8=shared.int8)
+    return OnnxEmbedder(shared.model_id.removesuffix(INT8), shared.folder, int8=shared.int8)
 
 
 def _fresh_http(shared: Any) -> Embedder:

@@ -112,6 +112,7 @@ def test_the_model_is_loaded_once_per_container(
     lambda_handler.reset()
     monkeypatch.setenv("CONVEYOR_HOME", str(home))
     monkeypatch.setenv("CONVEYOR_ISOLATE_EXTRACTION", "false")
+    monkeypatch.setenv("CONVEYOR_EMBEDDING_BACKEND", "torch")  # its model is `_model`
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("Owls hunt at night with silent feathers.")
     b.write_text("Cacti store water in their thick stems.")

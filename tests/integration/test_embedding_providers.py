@@ -254,7 +254,9 @@ def test_the_lambda_handler_embeds_with_a_provider_without_loading_a_model(
     source = tmp_path / "whales.txt"
     source.write_text("Humpback whales sing long songs while migrating to warm waters.")
     settings = Settings(
-        home=tmp_path / "home", embedder=f"openai://{DEFAULT_MODEL}?base_url={stub.url}/v1"
+        home=tmp_path / "home",
+        embedder=f"openai://{DEFAULT_MODEL}?base_url={stub.url}/v1",
+        embedding_backend="torch",  # the tokenizer's model, which must stay unloaded
     )
     lambda_handler.reset()
     try:

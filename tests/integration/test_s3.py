@@ -280,7 +280,7 @@ def test_receipt_artifacts_in_a_bucket(
         [doc] = cv.documents(collection="receipts")
         assert doc["state"] == "done", doc
         assert doc["source"] == "receipt://img-9/1"
-        [hit] = cv.search("smoked fish", k=1, collection="receipts_lines")
+        [hit] = cv.search("smoked fish", k=1, collection="receipts_lines", mode="dense")
         assert hit.text == "Smoked mackerel 7.50"
 
 

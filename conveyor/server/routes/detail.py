@@ -163,9 +163,12 @@ def _history(
         now += f" after {doc['attempts']} attempt{'s' if doc['attempts'] != 1 else ''}"
     if doc["error_kind"]:
         now += f"; {doc['error_kind']} error"
-    events.append((doc["updated_at"], now))
-    entries = [{"at": schemas.timestamp(_seconds(at)), "what": what} for at, what in events]
-    return sorted(entries, key=lambda e: e["at"])
+    # first submitted stays first: a manifest's time is to the second, so it can read
+    # a moment earlier than the submission it followed; the state now comes last
+    timed = sorted((schemas.timestamp(_seconds(at)), what) for at, what in events[1:])
+    ordered = [(schemas.timestamp(_seconds(events[0][0])), events[0][1]), *timed]
+    ordered.append((schemas.timestamp(_seconds(doc["updated_at"])), now))
+    return [{"at": at, "what": what} for at, what in ordered]
 
 
 def _seconds(at: Any) -> float:
@@ -220,7 +223,6 @@ def artifact(api: Api, document_id: str, name: str) -> StreamingResponse:
         media_type=media,
         headers={
             "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
-            "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "sandbox",
         },
     )
