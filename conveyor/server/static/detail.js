@@ -7,7 +7,7 @@ import {
 
 const PREVIEW_BYTES = 64 * 1024;
 
-const view = { id: null, deleted: null, onChange: () => {} };
+const view = { id: null, deleted: null, outcome: null, onChange: () => {} };
 
 export function setup(onChange) {
   view.onChange = onChange;
@@ -219,19 +219,28 @@ function actions(detail) {
     }, () => `${doc.name}: deletion accepted; its chunks leave the index when the compactor merges it`);
   });
   out.push(remove);
-  out.push(el("span", { id: "detail-outcome", class: "outcome", role: "status" }));
+  // what the last action said outlives the view's live re-renders
+  const said = view.outcome && view.outcome.id === doc.id ? view.outcome : null;
+  out.push(el("span", { id: "detail-outcome", class: said ? `outcome ${said.cls}` : "outcome", role: "status" },
+    said ? said.text : ""));
   return out;
 }
 
 async function act(button, what, call, success) {
   button.disabled = true;
-  const outcome = $("detail-outcome");
-  outcome.className = "outcome";
-  outcome.textContent = `${what}…`;
+  const id = view.id;
+  const show = (text, cls) => {  // the span now on the page: the view may have re-rendered
+    view.outcome = { id, text, cls };
+    const outcome = $("detail-outcome");
+    if (outcome) {
+      outcome.className = `outcome ${cls}`;
+      outcome.textContent = text;
+    }
+  };
+  show(`${what}…`, "");
   try {
     const result = await call();
-    outcome.textContent = success(result);
-    outcome.classList.add("ok");
+    show(success(result), "ok");
     say(success(result), "ok");
     view.onChange();
     for (const ms of [800, 2500, 6000]) setTimeout(reload, ms);
@@ -240,8 +249,7 @@ async function act(button, what, call, success) {
     const text = error instanceof ApiError && error.status === 405 && what === "delete"
       ? `delete failed: ${error.message}: this server cannot delete documents yet`
       : `${what} failed: ${error.message}`;
-    outcome.textContent = text;
-    outcome.classList.add("bad");
+    show(text, "bad");
     button.disabled = false;
   }
 }
