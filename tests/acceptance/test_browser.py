@@ -181,6 +181,15 @@ def waiter(browser: Any) -> Any:
     return wait
 
 
+def live_text(browser: Any, selector: str) -> str:
+    """The element's text read in one step: the detail view re-renders live, so an element
+    found in one WebDriver call may be replaced before the next reads it (stale)."""
+    text = browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", selector
+    )
+    return str(text).strip()
+
+
 def signed_in(browser: Any, server: dict[str, Any], width: int = 1400) -> Any:
     """The page at ``width`` pixels, the key already kept in this browser, live."""
     from selenium.webdriver.common.by import By
@@ -352,10 +361,10 @@ def test_detail_view_shows_a_document_and_acts_on_it(
     browser.find_element(By.CSS_SELECTOR, '#documents tr[data-name="blank.html"]').click()
     wait(ec.text_to_be_present_in_element((By.ID, "detail-title"), "blank.html"))
     wait(ec.element_to_be_clickable((By.ID, "detail-delete"))).click()
-    assert browser.find_element(By.ID, "detail-delete").text == "delete: sure?"
-    browser.find_element(By.ID, "detail-delete").click()
-    wait(lambda d: d.find_element(By.ID, "detail-outcome").text not in ("", "delete…"))
-    outcome = browser.find_element(By.ID, "detail-outcome").text
+    assert live_text(browser, "#detail-delete") == "delete: sure?"
+    browser.execute_script("document.getElementById('detail-delete').click()")
+    wait(lambda d: live_text(d, "#detail-outcome") not in ("", "delete…"))
+    outcome = live_text(browser, "#detail-outcome")
     assert "deletion accepted" in outcome, outcome
     wait(ec.presence_of_element_located((By.ID, "detail-gone")), 30)  # merged: gone
     browser.find_element(By.ID, "detail-close").click()
@@ -365,7 +374,7 @@ def test_detail_view_shows_a_document_and_acts_on_it(
     # a failure: its reason, kind and attempts, and the redrive button
     browser.find_element(By.CSS_SELECTOR, '#failures tr[data-name="broken.pdf"]').click()
     wait(ec.text_to_be_present_in_element((By.ID, "detail-title"), "broken.pdf"))
-    error = browser.find_element(By.CSS_SELECTOR, "#detail [data-section='error']").text
+    error = live_text(browser, "#detail [data-section='error']")
     assert "PDF" in error and "permanent" in error and "after 1 attempt" in error, error
     screenshot(browser, shots / "detail-failed.png")
     browser.find_element(By.ID, "detail-redrive").click()
