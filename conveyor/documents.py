@@ -80,6 +80,7 @@ class Documents:
     The compactor's move to ``done`` happens inside the catalog, in the same
     transaction that marks a delivery's last part merged
     (:meth:`~conveyor.catalog.Catalog.complete_part`), with :meth:`done_fields`.
+    Each move is kept in the document's history (``Catalog.events``), written with it.
     """
 
     def __init__(self, catalog: Catalog) -> None:
@@ -105,8 +106,12 @@ class Documents:
     def started(self, document_id: str, current: str | None, *, attempts: int) -> None:
         """A worker took the document's job (``current``: its state before)."""
         check(current, State.RUNNING)
-        self.catalog.update(
-            document_id, state=State.RUNNING.value, stage="fetch", attempts=attempts
+        self.catalog.move(
+            document_id,
+            f"attempt {attempts}" if attempts > 1 else "a worker took it",
+            state=State.RUNNING.value,
+            stage="fetch",
+            attempts=attempts,
         )
 
     def stage(self, document_id: str, stage: str, **fields: Any) -> None:
@@ -115,13 +120,13 @@ class Documents:
 
     def skipped(self, document_id: str) -> None:
         """Unchanged since it was last merged: its chunks are still searchable."""
-        self._move(document_id, State.SKIPPED, error=None, error_kind=None)
+        self._move(document_id, State.SKIPPED, "unchanged", error=None, error_kind=None)
 
     def settled_again(self, document_id: str, state: State) -> None:
         """A duplicate job found it unchanged: back to the state it was settled in."""
         if state not in SEARCHABLE:
             raise InvalidTransition(f"a document is not settled again as {state}")
-        self._move(document_id, state)
+        self._move(document_id, state, "a second job found it unchanged")
 
     def deleting(self, document_id: str) -> None:
         """A deletion is written; the compactor removes the document's chunks, then the
@@ -134,21 +139,28 @@ class Documents:
 
     def retrying(self, document_id: str, error: str, kind: str) -> None:
         """Failed for now: queued again after a backoff."""
-        self.catalog.update(
-            document_id, state=State.QUEUED.value, stage=RETRY, error=error, error_kind=kind
+        self.catalog.move(
+            document_id,
+            f"to retry ({kind}): {error}",
+            state=State.QUEUED.value,
+            stage=RETRY,
+            error=error,
+            error_kind=kind,
         )
 
     def released(self, document_id: str) -> None:
         """Its worker stopped before finishing: queued again, nothing held against it."""
-        self._move(document_id, State.QUEUED, error=None, error_kind=None)
+        self._move(document_id, State.QUEUED, "released", error=None, error_kind=None)
 
     def redriven(self, document_id: str) -> None:
         """Its dead letter went back onto the queue: queued afresh."""
-        self._move(document_id, State.QUEUED, error=None, error_kind=None)
+        self._move(document_id, State.QUEUED, "redriven", error=None, error_kind=None)
 
     def failed(self, document_id: str, error: str, kind: str, **fields: Any) -> None:
         """Failed for good, with a one-line reason and its kind."""
-        self._move(document_id, State.FAILED, error=error, error_kind=kind, **fields)
+        self._move(
+            document_id, State.FAILED, f"{kind}: {error}", error=error, error_kind=kind, **fields
+        )
 
     @staticmethod
     def done_fields(
@@ -172,5 +184,7 @@ class Documents:
             "error_kind": None,
         }
 
-    def _move(self, document_id: str, target: State, **fields: Any) -> None:
-        self.catalog.update(document_id, state=target.value, stage=None, **fields)
+    def _move(self, document_id: str, target: State, reason: str, **fields: Any) -> None:
+        """Every move is written with its event in the document's history
+        (:mod:`conveyor.catalog.events`), in the same transaction."""
+        self.catalog.move(document_id, reason, state=target.value, stage=None, **fields)

@@ -49,6 +49,19 @@ class Catalog(Protocol):
         """Set columns of a document (``metadata``/``timings`` as dicts); ``updated_at`` too."""
         ...
 
+    def move(self, document_id: str, reason: str | None = None, **fields: Any) -> None:
+        """Set columns of a document, ``state`` among them, and add the move (from
+        which state, to which, when, ``reason``, run, attempt, content hash, chunks,
+        pages) to its history, atomically. A document that is not there is left alone."""
+        ...
+
+    def events(self, document_id: str) -> list[dict[str, Any]]:
+        """The document's history, oldest first: dicts of
+        :data:`~conveyor.catalog.events.EVENT_COLUMNS` (``at`` in Unix seconds). Every
+        state move is there, including ``enqueued``'s (reason ``submitted``) and
+        ``complete_part``'s (``merged``); a merged deletion removes it."""
+        ...
+
     def get(self, document_id: str) -> dict[str, Any] | None:
         """One document as a dict of its columns, or None."""
         ...

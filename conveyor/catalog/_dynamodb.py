@@ -21,6 +21,8 @@ table              key                  indexes (hash, range)
 ``cache``          ``model``, ``hash``
 ``workers``        ``id``
 ``locks``          ``name``
+``events``         ``document_id``,     a document's history, one item per move
+                   ``seq`` (its order)
 =================  ===================  =============================================
 """
 
@@ -71,6 +73,7 @@ TABLES: dict[str, tuple[list[tuple[str, str]], dict[str, tuple[str, str, str, st
     "cache": ([("model", S), ("hash", S)], {}),
     "workers": ([("id", S)], {}),
     "locks": ([("name", S)], {}),
+    "events": ([("document_id", S), ("seq", S)], {}),
 }
 
 
@@ -252,6 +255,12 @@ class DynamoTables:
 
     def _set(self, table: str, key: dict[str, Any], fields: dict[str, Any], **kw: Any) -> None:
         """``SET`` the non-None fields and ``REMOVE`` the None ones of an item."""
+        self._client.update_item(**self._update_args(table, key, fields, **kw))
+
+    def _update_args(
+        self, table: str, key: dict[str, Any], fields: dict[str, Any], **kw: Any
+    ) -> dict[str, Any]:
+        """``UpdateItem``'s arguments for :meth:`_set` (also a transaction's ``Update``)."""
         names, values, sets, removes = {}, {}, [], []
         for i, (name, value) in enumerate(fields.items()):
             names[f"#f{i}"] = name
@@ -275,7 +284,7 @@ class DynamoTables:
         values.update(kw.pop("values", {}))
         if values:
             args["ExpressionAttributeValues"] = values
-        self._client.update_item(**args, **kw)
+        return {**args, **kw}
 
     def _failed_condition(self, exc: Exception) -> bool:
         from botocore.exceptions import ClientError

@@ -29,7 +29,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..exceptions import ConfigurationError, safe_summary
-from ._dynamodb import DynamoTables, encode, ensure_tables, item, values_of
+from ._dynamodb import encode, ensure_tables, item, values_of
+from ._dynamodb_events import DynamoEvents
 from .sql import DELTA_STATES, STATES
 
 ITEM_PAYLOAD = 300_000  # bytes of chunks and vectors kept in the item; more go to blobs
@@ -58,7 +59,7 @@ _DOC_COLUMNS = (
 _JSON = ("metadata", "timings")
 
 
-class DynamoCatalog(DynamoTables):
+class DynamoCatalog(DynamoEvents):
     """See :class:`conveyor.catalog.Catalog` and this module's docstring."""
 
     def __init__(
@@ -94,27 +95,24 @@ class DynamoCatalog(DynamoTables):
     # -- helpers ---------------------------------------------------------
 
     def enqueued(self, docs: Sequence[tuple[str, str, str]], run: str) -> None:
-        now = self.now()
         for document_id, collection, source in sorted(docs):
-            self._set(
-                "documents",
-                {"id": {"S": document_id}},
-                {
-                    "collection": collection,
-                    "source": source,
-                    "run": run,
-                    "state": "queued",
-                    "stage": None,
-                    "error": None,
-                    "error_kind": None,
-                    "attempts": 0,
-                    "updated_at": now,
-                    "created_at": ("if_not_exists", now),
-                    "chunks": ("if_not_exists", 0),
-                    "metadata": ("if_not_exists", "{}"),
-                    "timings": ("if_not_exists", "{}"),
-                },
-            )
+            now = self.now()
+            fields = {
+                "collection": collection,
+                "source": source,
+                "run": run,
+                "state": "queued",
+                "stage": None,
+                "error": None,
+                "error_kind": None,
+                "attempts": 0,
+                "updated_at": now,
+                "created_at": ("if_not_exists", now),
+                "chunks": ("if_not_exists", 0),
+                "metadata": ("if_not_exists", "{}"),
+                "timings": ("if_not_exists", "{}"),
+            }
+            self._event_move(document_id, fields, "submitted", create=True)
 
     def update(self, document_id: str, **fields: Any) -> None:
         fields.pop("updated_at", None)
@@ -320,12 +318,13 @@ class DynamoCatalog(DynamoTables):
             ReturnValues="ALL_NEW",
         )
         complete = len(answer["Attributes"]["parts"]["SS"]) >= parts
-        if complete and done is None:  # a deletion: the document leaves the catalog
+        if complete and done is None:  # a deletion: the document and its history leave
             self._client.delete_item(
                 TableName=self.tables["documents"], Key={"id": {"S": document_id}}
             )
+            self._forget_events(document_id)
         elif complete and done is not None:
-            self.update(document_id, **done)
+            self.move(document_id, "merged", **done)
         self._mark(delta_id, "applied", None)  # last: a crash before this replays the part
         return complete
 

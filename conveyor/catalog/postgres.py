@@ -30,6 +30,7 @@ from .._postgres import SERVER_NOW, Pool
 from ..exceptions import safe_summary
 from ..lexical.postgres import RELATIONS as LEXICAL_RELATIONS
 from ..lexical.postgres import SCHEMA as LEXICAL_SCHEMA
+from .events import POSTGRES_RELATIONS, POSTGRES_SCHEMA
 from .sql import SqlCatalog
 
 SCHEMA = [
@@ -122,6 +123,7 @@ SCHEMA = [
         leased_until double precision NOT NULL
     )""",
     *LEXICAL_SCHEMA,  # the lexical index (conveyor.lexical.postgres)
+    *POSTGRES_SCHEMA,  # documents' histories (conveyor.catalog.events)
 ]
 # what SCHEMA creates: when all exist, nothing is created (or locked)
 RELATIONS = [
@@ -140,6 +142,7 @@ RELATIONS = [
     "workers",
     "locks",
     *LEXICAL_RELATIONS,
+    *POSTGRES_RELATIONS,
 ]
 
 _NOW = re.compile(r"(?<!:):now\b")
@@ -235,6 +238,8 @@ class PostgresCatalog(SqlCatalog):
 
     def _json(self, value: Any) -> str:
         return json.dumps(_clean(value), ensure_ascii=False, default=str, allow_nan=False)
+
+    _for_update = " FOR UPDATE"
 
     def _lock_document(self, db: Any, document_id: str) -> None:
         db.rows("SELECT pg_advisory_xact_lock(hashtext(:key))", {"key": f"document {document_id}"})

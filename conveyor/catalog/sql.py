@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ..documents import State
+from .events import SqlEvents, event_row
 
 STATES = tuple(s.value for s in State)
 
@@ -54,7 +55,7 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class SqlCatalog:
+class SqlCatalog(SqlEvents):
     """The catalog's methods over a :class:`Session`; see :class:`conveyor.catalog.Catalog`."""
 
     # -- what a backend supplies -----------------------------------------
@@ -104,6 +105,7 @@ class SqlCatalog:
             for d, c, s in sorted(docs)  # one order for every writer: no deadlocks
         ]
         with self._transaction() as db:
+            before = self._before(db, [r["id"] for r in rows])
             db.run_many(
                 "INSERT INTO documents (id, collection, source, run, state, stage,"
                 " created_at, updated_at) VALUES (:id, :collection, :source, :run, 'queued',"
@@ -111,6 +113,10 @@ class SqlCatalog:
                 " ON CONFLICT(id) DO UPDATE SET state = 'queued', stage = NULL, run = excluded.run,"
                 " error = NULL, error_kind = NULL, attempts = 0, updated_at = excluded.updated_at",
                 rows,
+            )
+            queued = {"state": State.QUEUED.value, "run": run, "attempts": 0}
+            self._record(
+                db, [event_row(r["id"], before.get(r["id"]), queued, "submitted") for r in rows]
             )
 
     def update(self, document_id: str, **fields: Any) -> None:
@@ -255,10 +261,16 @@ class SqlCatalog:
                     )[0]["n"]
                 )
             if merged >= parts:
-                if done is None:  # a deletion: the document leaves the catalog
+                if done is None:  # a deletion: the document and its history leave the catalog
                     db.run("DELETE FROM documents WHERE id = :id", {"id": document_id})
+                    db.run(
+                        "DELETE FROM document_events WHERE document_id = :id", {"id": document_id}
+                    )
                 else:
+                    before = self._before(db, [document_id]).get(document_id)
                     self._update(db, document_id, done)
+                    if before is not None:
+                        self._record(db, [event_row(document_id, before, done, "merged")])
                 return True
             return False
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._sqlite import connect, table_exists, transaction
 from ..lexical.sqlite import SCHEMA as LEXICAL_SCHEMA
+from .events import SQLITE_NEWEST, SQLITE_SCHEMA
 from .sql import SqlCatalog
 
 SCHEMA = [
@@ -106,6 +107,7 @@ SCHEMA = [
         leased_until REAL NOT NULL
     )""",
     *LEXICAL_SCHEMA,  # the lexical index (conveyor.lexical.sqlite)
+    *SQLITE_SCHEMA,  # documents' histories (conveyor.catalog.events)
 ]
 
 NEWEST = "lexical_chunks_document"  # created last: when it exists, so does everything else
@@ -157,7 +159,8 @@ class SqliteCatalog(SqlCatalog):
         self.clock = clock
         self._local = threading.local()
         # read-only users take no lock; the newest index tells an older file to catch up
-        if not table_exists(self._conn(), NEWEST):
+        conn = self._conn()
+        if not table_exists(conn, NEWEST) or not table_exists(conn, SQLITE_NEWEST):
             with transaction(self._conn()) as conn:
                 _add_delta_columns(conn)
                 for statement in SCHEMA:

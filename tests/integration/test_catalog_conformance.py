@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conformance.catalog_events import *  # noqa: F403 (document histories, on every backend)
 from servers.aws import REGION, unique_name
 from support import T0, FakeClock
 

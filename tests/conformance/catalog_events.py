@@ -1,0 +1,107 @@
+"""Document histories, as every catalog backend must keep them: each move of a
+document's state (through :class:`~conveyor.documents.Documents`, the catalog's
+``enqueued`` and ``complete_part``) is one event, written with the move.
+
+Imported by ``tests/integration/test_catalog_conformance.py``, whose ``catalog``
+and ``clock`` fixtures run these on SQLite, PostgreSQL and DynamoDB (moto).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from support import T0, FakeClock
+
+from conveyor.catalog import Catalog
+from conveyor.documents import Documents, State
+from conveyor.history import describe, versions
+
+
+def _merge(catalog: Catalog, doc: str, delivery: str, chunks: int, digest: str) -> None:
+    """The compactor's side: the delivery's one part merged, the document done."""
+    delta = catalog.add_delta("c", doc, {}, [], b"", read_at=T0, delivery=delivery, part=0)
+    done = Documents.done_fields(
+        chunks=chunks, content_hash=digest, fingerprint=f"fp-{digest}", model="m", timings={}
+    )
+    assert catalog.complete_part(delta, doc, delivery, 1, done) is True
+
+
+def _moves(catalog: Catalog, doc: str) -> list[tuple[Any, ...]]:
+    return [(e["from_state"], e["to_state"], e["reason"]) for e in catalog.events(doc)]
+
+
+def test_every_move_is_an_event_written_with_it(catalog: Catalog, clock: FakeClock) -> None:
+    documents = Documents(catalog)
+    documents.queued([("d", "c", "file:///a.pdf")], "r1")
+    clock.advance(1)
+    documents.started("d", "queued", attempts=1)
+    documents.retrying("d", "connection reset", "transient")
+    clock.advance(2)
+    documents.started("d", "queued", attempts=2)
+    documents.stage("d", "extract", content_hash="h1", metadata={"page_count": 4})
+    documents.merging("d", model="m", metadata={"page_count": 4}, timings={})
+    clock.advance(3)
+    _merge(catalog, "d", "v1", 7, "h1")
+
+    events = catalog.events("d")
+    assert _moves(catalog, "d") == [
+        (None, "queued", "submitted"),
+        ("queued", "running", "a worker took it"),
+        ("running", "queued", "to retry (transient): connection reset"),
+        ("queued", "running", "attempt 2"),
+        ("running", "done", "merged"),
+    ]
+    assert [e["at"] for e in events] == [T0, T0 + 1, T0 + 1, T0 + 3, T0 + 6]
+    assert [e["attempt"] for e in events] == [0, 1, 1, 2, 2]
+    assert {e["run"] for e in events} == {"r1"} and {e["document_id"] for e in events} == {"d"}
+    done = events[-1]
+    assert (done["content_hash"], done["chunks"], done["pages"]) == ("h1", 7, 4)
+    assert events[1]["chunks"] is None  # only a settled document's chunks are told
+    assert describe(done) == "running → done: merged, 7 chunks, 4 pages"
+    assert catalog.get("d")["state"] == "done"  # type: ignore[index]
+    assert catalog.events("other") == []
+
+
+def test_a_changed_file_is_a_second_version(catalog: Catalog, clock: FakeClock) -> None:
+    documents = Documents(catalog)
+    documents.queued([("d", "c", "file:///a.txt")], "r1")
+    documents.started("d", "queued", attempts=1)
+    documents.stage("d", "extract", content_hash="h1")
+    _merge(catalog, "d", "v1", 3, "h1")
+    clock.advance(10)
+    documents.queued([("d", "c", "file:///a.txt")], "r2")  # unchanged
+    documents.started("d", "queued", attempts=1)
+    documents.skipped("d")
+    clock.advance(10)
+    documents.queued([("d", "c", "file:///a.txt")], "r3")  # changed, then broken
+    documents.started("d", "queued", attempts=1)
+    documents.stage("d", "extract", content_hash="h2")
+    documents.failed("d", "PDF is truncated", "permanent")
+    documents.redriven("d")
+    documents.started("d", "queued", attempts=1)
+    _merge(catalog, "d", "v3", 5, "h2")
+
+    found = versions(catalog.events("d"))
+    assert [(v["run"], v["outcome"], v["content_hash"], v["chunks"]) for v in found] == [
+        ("r1", "done", "h1", 3),
+        ("r2", "unchanged", "h1", 3),
+        ("r3", "done", "h2", 5),  # its failure was redriven: the run ended done
+    ]
+    assert [v["at"] for v in found] == [T0, T0 + 10, T0 + 20]
+    failed = [e for e in catalog.events("d") if e["to_state"] == State.FAILED]
+    assert failed[0]["reason"] == "permanent: PDF is truncated"
+    assert failed[0]["content_hash"] == "h2" and failed[0]["from_state"] == "running"
+
+
+def test_a_merged_deletion_takes_the_history_with_it(catalog: Catalog) -> None:
+    documents = Documents(catalog)
+    documents.queued([("d", "c", "file:///a"), ("e", "c", "file:///e")], "r")
+    tombstone = catalog.add_delta("c", "d", {}, [], b"", read_at=T0, delivery="del", part=0)
+    assert catalog.complete_part(tombstone, "d", "del", 1, None) is True
+    assert catalog.events("d") == []
+    assert _moves(catalog, "e") == [(None, "queued", "submitted")]
+
+
+def test_a_move_of_a_missing_document_records_nothing(catalog: Catalog) -> None:
+    catalog.move("ghost", "released", state="queued", stage=None)
+    assert catalog.get("ghost") is None and catalog.events("ghost") == []
