@@ -79,6 +79,13 @@ def status(as_json: bool, home: Path | None) -> None:
 
 
 @main.command()
+@click.argument("document", required=False)
+@click.option(
+    "--history",
+    is_flag=True,
+    help="With DOCUMENT: its versions (one per run that settled it: content hash, when,"
+    " chunks, pages, outcome) and every move between states.",
+)
 @click.option(
     "--state",
     type=click.Choice([state.value for state in State]),
@@ -91,19 +98,32 @@ def status(as_json: bool, home: Path | None) -> None:
 @home_option
 @handle_errors
 def documents(
+    document: str | None,
+    history: bool,
     state: str | None,
     collection: str | None,
     run_name: str | None,
     as_json: bool,
     home: Path | None,
 ) -> None:
-    """List documents with their state, chunk count and last error.
+    """List documents with their state, chunk count and last error; with DOCUMENT (an id
+    or a source as ingested) and --history, its processing history.
 
     \b
     Examples:
       conveyor documents --state failed
       conveyor documents --json | jq '.[] | select(.chunks > 10) | .source'
+      conveyor documents docs/manual.pdf --history
+      conveyor documents 3f2a9c... --history --json | jq '.versions[].content_hash'
     """
+    if document is not None or history:
+        if document is None or not history:
+            raise click.UsageError("give a DOCUMENT (id or source) with --history")
+        with _open(home) as cv:
+            from .history import show
+
+            show(cv, document, collection, as_json)
+        return
     with _open(home) as cv:
         docs = cv.documents(state=state, collection=collection, run=run_name)
     if as_json:

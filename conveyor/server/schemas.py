@@ -157,6 +157,11 @@ class Overview(BaseModel):
 class HistoryEntry(BaseModel):
     at: datetime
     what: str = Field(description="what happened then, in words")
+    from_state: str | None = Field(None, description="the move's state before (null: new)")
+    to_state: str | None = Field(None, description="the move's state after")
+    reason: str | None = None
+    run: str | None = None
+    attempt: int | None = None
 
 
 class ChunkPreview(BaseModel):
@@ -176,7 +181,10 @@ class Artifact(BaseModel):
 class DocumentDetail(BaseModel):
     document: DocumentStatus
     history: list[HistoryEntry] = Field(
-        description="what the catalog, the manifest and the dead-letter queue know, oldest first"
+        description="first submitted, every move between states, the state now: oldest first"
+    )
+    versions: list[dict[str, Any]] = Field(
+        description="one per run that settled it, as GET /documents/{id}/history gives them"
     )
     stored_chunks: int = Field(description="chunks of the document in the vector store now")
     first_chunks: list[ChunkPreview]

@@ -331,8 +331,21 @@ def test_detail_view_shows_a_document_and_acts_on_it(
         wait(ec.text_to_be_present_in_element((By.ID, "detail-title"), LONG_NAME))
         assert browser.execute_script("return document.querySelector('#detail').open")
         wait(lambda d: d.find_elements(By.CSS_SELECTOR, section("chunks") + " li"))
-        history = browser.find_elements(By.CSS_SELECTOR, section("history") + " li")
-        assert "first submitted" in history[0].text and "now done" in history[-1].text
+        history = browser.execute_script(  # read in one step: the view re-renders live
+            "return [...document.querySelectorAll(arguments[0])].map(e => [e.innerText,"
+            " e.dataset.to])",
+            section("history") + " li",
+        )
+        assert "first submitted" in history[0][0] and "now done" in history[-1][0]
+        # the real moves, written with them: queued → running by a worker, then merged
+        assert [to for _, to in history] == ["queued", "running", "done"], history
+        assert "queued → running: a worker took it" in history[1][0], history
+        assert "(from running): merged" in history[-1][0], history
+        versions = browser.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.dataset.outcome)",
+            section("versions") + " tbody tr",
+        )
+        assert versions == ["done"], versions
         stages = [
             e.get_attribute("data-stage")
             for e in browser.find_elements(By.CSS_SELECTOR, section("time per stage") + " tr")

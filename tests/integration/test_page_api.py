@@ -63,7 +63,15 @@ def test_detail_gathers_status_history_chunks_and_manifest(client: TestClient) -
     assert detail["manifest_key"].endswith(f"/results/{doc['id']}.json")
     assert set(detail["document"]["timings"]) >= {"fetch", "extract", "chunk", "embed", "merge"}
     events = [h["what"] for h in detail["history"]]
-    assert events[0] == "first submitted" and events[-1].startswith("now done")
+    assert events[0].startswith("first submitted") and events[-1].startswith("now done")
+    assert [h["to_state"] for h in detail["history"]] == ["queued", "running", "done"]
+    [version] = detail["versions"]
+    assert (version["outcome"], version["chunks"]) == ("done", doc["chunks"])
+    assert version["content_hash"] == detail["document"]["content_hash"]
+    history = client.get(f"/documents/{doc['id']}/history", headers=H).json()
+    assert history["versions"] == detail["versions"]
+    assert [e["what"] for e in history["events"]][1] == "queued → running: a worker took it"
+    assert client.get("/documents/nope/history", headers=H).status_code == 404
     assert detail["dead_letter"] is None and detail["artifacts"] == []
     missing = client.get("/documents/no-such-id/detail", headers=H)
     assert missing.status_code == 404 and "no-such-id" in missing.json()["error"]["message"]
@@ -76,7 +84,10 @@ def test_a_failed_document_names_its_dead_letter(client: TestClient) -> None:
     assert detail["document"]["error_kind"] == "permanent"
     letters = client.get("/dead-letters", headers=H).json()
     assert detail["dead_letter"] == next(d["job_id"] for d in letters if d["name"] == "empty.txt")
-    assert any(h["what"].startswith("dead-lettered after 1 delivery") for h in detail["history"])
+    last = detail["history"][-1]
+    assert (last["from_state"], last["to_state"], last["attempt"]) == ("running", "failed", 1)
+    assert last["what"] == "now failed (from running): permanent: file is empty"
+    assert [v["outcome"] for v in detail["versions"]] == ["failed"]
     assert detail["stored_chunks"] == 0 and detail["first_chunks"] == []
 
 

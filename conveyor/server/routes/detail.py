@@ -3,16 +3,15 @@
 ``GET /timings``.
 
 The detail gathers what is known of a document from each place that knows it: the
-catalog's row (state, stage, attempts, error, timings), the result manifest of its
-last run, the chunks the vector store holds, the artifacts extraction wrote (keys in
-``metadata["artifacts"]``) and its dead letter. The catalog keeps a document's
-current state, not each move: the history is what those places recorded, with times.
+catalog's row (state, stage, attempts, error, timings) and its history (every move
+between states, :mod:`conveyor.history`), the result manifest of its last run, the
+chunks the vector store holds, the artifacts extraction wrote (keys in
+``metadata["artifacts"]``) and its dead letter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -21,12 +20,14 @@ from fastapi.responses import StreamingResponse
 
 from ...documents import State
 from ...exceptions import SourceNotFound, safe_summary
+from ...history import entries
 from ...manifests import Manifests
 from ...vectorstore import ChunkRecord, VectorStore
 from .. import schemas
 from ..errors import HttpError, responses
 from ..live import display_name
 from ..state import Api, ApiState
+from .history import version_rows
 
 router = APIRouter()
 
@@ -67,7 +68,7 @@ def detail(
     document_id: str,
     chunks: int = Query(FIRST_CHUNKS, ge=0, le=50, description="how many first chunks"),
 ) -> Any:
-    """Everything known of one document: its status, a history, its first chunks,
+    """Everything known of one document: its status, its history and versions, its first chunks,
     the result manifest, artifacts, and the dead letter to redrive when it failed."""
     doc = _document(api, document_id)
     c = api.cv.components
@@ -79,9 +80,11 @@ def detail(
             manifest_key = f"ingestion_output/{doc['run']}/results/{doc['id']}.json"
     stored = c.vectors.count(doc["collection"], document_id=doc["id"])
     letter = _dead_letter(api, doc)
+    events = c.catalog.events(doc["id"])
     return {
         "document": schemas.status(doc),
-        "history": _history(doc, manifest, letter),
+        "history": [{**h, "at": schemas.timestamp(h["at"])} for h in entries(doc, events)],
+        "versions": version_rows(events),
         "stored_chunks": stored,
         "first_chunks": [_preview(r) for r in first_chunks(c.vectors, doc, stored, chunks)],
         "manifest": manifest,
@@ -138,43 +141,6 @@ def _dead_letter(api: ApiState, doc: dict[str, Any]) -> Any:
         if schemas.dead_letter(letter, default)["document_id"] == doc["id"]:
             return letter
     return None
-
-
-def _history(
-    doc: dict[str, Any], manifest: dict[str, Any] | None, letter: Any
-) -> list[dict[str, Any]]:
-    """What was recorded, with when: first submitted, the manifest's outcome, the dead
-    letter's job (sent, dead-lettered), and the state it is in now (after how many
-    attempts). Each attempt and each move between states is not kept anywhere."""
-    events = [(doc["created_at"], "first submitted")]
-    if manifest is not None and isinstance(manifest.get("finished_at"), str):
-        outcome = f"result manifest written: {manifest.get('status')}"
-        if manifest.get("EmbeddingsGenerated"):
-            outcome += f", {manifest['EmbeddingsGenerated']} embeddings"
-        events.append((manifest["finished_at"], outcome))
-    if letter is not None:
-        events.append((letter.first_seen, "job sent to the queue"))
-        tries = f"{letter.receive_count} deliver{'ies' if letter.receive_count != 1 else 'y'}"
-        events.append((letter.last_seen, f"dead-lettered after {tries}"))
-    now = f"now {doc['state']}"
-    if doc["stage"]:
-        now += f" (stage {doc['stage']})"
-    if doc["attempts"]:
-        now += f" after {doc['attempts']} attempt{'s' if doc['attempts'] != 1 else ''}"
-    if doc["error_kind"]:
-        now += f"; {doc['error_kind']} error"
-    # first submitted stays first: a manifest's time is to the second, so it can read
-    # a moment earlier than the submission it followed; the state now comes last
-    timed = sorted((schemas.timestamp(_seconds(at)), what) for at, what in events[1:])
-    ordered = [(schemas.timestamp(_seconds(events[0][0])), events[0][1]), *timed]
-    ordered.append((schemas.timestamp(_seconds(doc["updated_at"])), now))
-    return [{"at": at, "what": what} for at, what in ordered]
-
-
-def _seconds(at: Any) -> float:
-    if isinstance(at, int | float):
-        return float(at)
-    return datetime.fromisoformat(str(at)).timestamp()
 
 
 def _artifacts(doc: dict[str, Any]) -> dict[str, str]:

@@ -84,7 +84,8 @@ function render(detail) {
     doc.error ? section("Error", errorBlock(doc)) : null,
     section("Document", facts(doc, detail)),
     section("History", historyList(detail.history),
-      el("p", { class: "note" }, "What the catalog, the manifest and the dead-letter queue recorded; each move between states is not kept.")),
+      el("p", { class: "note" }, "Every move between states, written with the move.")),
+    section("Versions", versionTable(detail.versions || [])),
     section("Time per stage", timingBars(doc.timings)),
     section(`Chunks: ${detail.stored_chunks} stored`, chunkList(detail)),
     section("Artifacts", artifactList(detail.artifacts)),
@@ -121,7 +122,20 @@ function facts(doc, detail) {
 
 function historyList(history) {
   return el("ol", { class: "history" }, history.map((h) =>
-    el("li", {}, el("time", { dateTime: h.at }, when(h.at)), " ", h.what)));
+    el("li", { "data-to": h.to_state || "", "data-attempt": h.attempt ?? "" },
+      el("time", { dateTime: h.at }, when(h.at)), " ", h.what)));
+}
+
+// one row per run that settled the document: what it read (hash), made (chunks) and how it ended
+function versionTable(versions) {
+  if (!versions.length) return el("p", { class: "empty" }, "No run has settled it yet.");
+  const cell = (text, title) => el("td", { title: title || String(text ?? "") }, text ?? "–");
+  return el("table", { class: "versions" },
+    el("thead", {}, el("tr", {}, ["#", "when", "run", "outcome", "hash", "chunks", "pages"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, versions.slice().reverse().map((v) => el("tr", { "data-outcome": v.outcome },
+      cell(v.version), cell(when(v.at)), cell(v.run),
+      cell(v.outcome, v.reason || v.outcome), cell(v.content_hash ? v.content_hash.replace(/^sha256:/, "").slice(0, 12) : null, v.content_hash),
+      cell(v.chunks), cell(v.pages)))));
 }
 
 function timingBars(timings) {
