@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import deltas
+from . import deltas, recordings
 from .blobstore import BlobStore
 from .catalog import Catalog
 from .deltas import Delta
@@ -61,6 +61,7 @@ def _filterable(header: deltas.Header) -> dict[str, Any]:
         for key, value in (user.items() if isinstance(user, dict) else ())
         if text_value(value) is not None
     }
+    shared.update(recordings.chunk_fields(user))  # a recorder's start, for --since/--until
     if header.kind:
         shared["kind"] = header.kind
     return shared

@@ -15,6 +15,9 @@ test_vectorstore_conformance.py`` checks that. Their meanings:
 - ``pages``: chunks whose page is in the inclusive range (chunks without a
   page never match).
 - ``seconds``: chunks of a recording that overlap the range (inclusive).
+- ``recorded``: chunks of recordings whose start (``recorded_at``, Unix seconds,
+  from the recorder's ``startedAt``: :mod:`conveyor.recordings`) is in the
+  inclusive range; chunks of documents with no known start never match.
 - ``where``: metadata ``key = value``, all of them, compared as text: a number
   or a boolean in its JSON spelling (``3``, ``2.5``, ``true``), a string as it
   is. Stores that index strings only keep :func:`match_fields`.
@@ -51,6 +54,8 @@ class Filter:
     pages: Range | None = None
     seconds: Range | None = None
     where: tuple[tuple[str, str], ...] = field(default=())
+    recorded: Range | None = None
+    """A recording's start, Unix seconds (``--since``/``--until``)."""
 
     def __post_init__(self) -> None:
         for key, _ in self.where:
@@ -58,7 +63,8 @@ class Filter:
                 raise BadFilter(
                     f"metadata key {key!r}: use letters, digits, '_' or '-' (at most 64)"
                 )
-        for name, span in (("page", self.pages), ("time", self.seconds)):
+        spans = (("page", self.pages), ("time", self.seconds), ("recording", self.recorded))
+        for name, span in spans:
             if span is not None and None not in span and span[0] > span[1]:  # type: ignore[operator]
                 raise BadFilter(f"{name} range {span[0]}–{span[1]} is empty (start after end)")
 
@@ -72,6 +78,7 @@ class Filter:
                 self.pages,
                 self.seconds,
                 self.where,
+                self.recorded,
             )
         )
 
@@ -186,6 +193,13 @@ def sql(f: Filter, dialect: Dialect, *, prefix: str = "") -> tuple[str, dict[str
         parts.append(f"{number('end_s')} >= {param(float(low if low is not None else 0.0))}")
         if high is not None:
             parts.append(f"{number('start_s')} <= {param(float(high))}")
+    if f.recorded is not None:
+        low, high = f.recorded
+        parts.append(f"{number('recorded_at')} IS NOT NULL")
+        if low is not None:
+            parts.append(f"{number('recorded_at')} >= {param(float(low))}")
+        if high is not None:
+            parts.append(f"{number('recorded_at')} <= {param(float(high))}")
     for key, value in f.metadata:
         parts.append(f"{text(key)} = {param(value)}")
     return (" AND ".join(parts) or "1 = 1"), params

@@ -84,7 +84,7 @@ def _scalar_metadata(rec: ChunkRecord) -> dict[str, Any]:
         meta["page"] = int(rec.page)
     # what filters match: the folders above the source, a recording's span, metadata as text
     meta["source_dirs"] = ancestors(rec.source)
-    for key in ("start_s", "end_s"):
+    for key in ("start_s", "end_s", "recorded_at"):
         if isinstance(rec.metadata.get(key), int | float):
             meta[key] = float(rec.metadata[key])
     meta.update({MATCH + key: text for key, text in match_fields(rec.metadata).items()})
@@ -125,6 +125,11 @@ def _where(found: Filter) -> dict[str, Any] | None:
             terms.append({"end_s": {"$gte": float(low) if low is not None else 0.0}})
             if high is not None:
                 terms.append({"start_s": {"$lte": float(high)}})
+    if found.recorded is not None:
+        low, high = found.recorded
+        terms.append({"recorded_at": {"$gte": float(low) if low is not None else -1e18}})
+        if high is not None:
+            terms.append({"recorded_at": {"$lte": float(high)}})
     terms.extend({MATCH + key: value} for key, value in found.metadata)
     if not terms:
         return None

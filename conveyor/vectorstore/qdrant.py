@@ -287,6 +287,14 @@ class QdrantStore:
             )
             if high is not None:
                 must.append(m.FieldCondition(key="metadata.start_s", range=m.Range(lte=high)))
+        if found.recorded is not None:
+            low, high = found.recorded
+            must.append(
+                m.FieldCondition(
+                    key="metadata.recorded_at",
+                    range=m.Range(gte=low if low is not None else -1e18, lte=high),
+                )
+            )
         for key, value in found.metadata:
             must.append(m.FieldCondition(key=f"match.{key}", match=m.MatchValue(value=value)))
         return m.Filter(must=must) if must else None

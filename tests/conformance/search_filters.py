@@ -20,6 +20,7 @@ from conveyor.vectorstore import ChunkRecord
 
 DIM = 4
 QUERY = np.array([1.0, 0.2, 0.1, 0.0], dtype=np.float32)
+RECORDED = 1_765_360_800.0  # 2025-12-10T10:00:00Z
 WORD = "budget"  # in every chunk's text: a lexical search for it matches them all
 
 
@@ -66,7 +67,15 @@ def records() -> list[ChunkRecord]:
             "d4",
             i,
             "s3://bucket/rec.wav",
-            {"kind": "audio", "start_s": 30.0 * i, "end_s": 30.0 * (i + 1), "tags": ["x"]},
+            {
+                "kind": "audio",
+                "start_s": 30.0 * i,
+                "end_s": 30.0 * (i + 1),
+                "tags": ["x"],
+                "device_id": "esp32-test",  # a recorder's upload (conveyor.recordings)
+                "started_at": "2025-12-10T10:00:00+00:00",
+                "recorded_at": RECORDED,
+            },
         )
         for i in range(3)
     ]
@@ -96,6 +105,15 @@ CASES: list[tuple[Filter, set[str]]] = [
     (Filter(where=(("tags", "x"),)), set()),  # lists are not matched
     (Filter(where=(("missing", "x"),)), set()),
     (Filter(source="s3://bucket/rec.wav", seconds=(0.0, 0.0)), {"d4-0"}),
+    (Filter(recorded=(RECORDED - 86_400, None)), {"d4-0", "d4-1", "d4-2"}),
+    (Filter(recorded=(RECORDED, RECORDED)), {"d4-0", "d4-1", "d4-2"}),
+    (Filter(recorded=(None, RECORDED - 1)), set()),
+    (Filter(recorded=(RECORDED + 1, None)), set()),
+    (
+        Filter(where=(("device_id", "esp32-test"),), recorded=(None, RECORDED + 60)),
+        {"d4-0", "d4-1", "d4-2"},
+    ),
+    (Filter(where=(("device_id", "other"),)), set()),
 ]
 
 
