@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .. import recordings
 from ..filters import BadFilter, Filter, parse_range, parse_where, source_prefix
 from ..search import MODES, Results
 from ..settings import env_var
@@ -49,7 +50,21 @@ def filter_options(func: F) -> F:
                 "--where",
                 multiple=True,
                 metavar="KEY=VALUE",
-                help="Only chunks whose metadata KEY is VALUE (repeat for several).",
+                help="Only chunks whose metadata KEY is VALUE (repeat for several): "
+                "team=finance, device_id=esp32-test.",
+            ),
+            click.option(
+                "--since",
+                default=None,
+                metavar="TIME",
+                help="Only recordings that started at or after TIME (ISO 8601; no zone: UTC), "
+                "as their recorder said (POST /ingest startedAt).",
+            ),
+            click.option(
+                "--until",
+                default=None,
+                metavar="TIME",
+                help="Only recordings that started at or before TIME (ISO 8601; no zone: UTC).",
             ),
         ]
     ):
@@ -63,16 +78,20 @@ def make_filter(
     pages: str | None,
     seconds: str | None,
     where: tuple[str, ...],
+    since: str | None = None,
+    until: str | None = None,
 ) -> Filter | None:
     try:
+        low, high = recordings.bound(since, "--since"), recordings.bound(until, "--until")
         found = Filter(
             source_prefix=source_prefix(source) if source else None,
             kind=kind,
             pages=parse_range(pages, "page") if pages else None,
             seconds=parse_range(seconds, "time") if seconds else None,
             where=parse_where(where),
+            recorded=(low, high) if since or until else None,
         )
-    except BadFilter as exc:
+    except (BadFilter, recordings.BadRecording) as exc:
         raise click.UsageError(str(exc)) from None
     return found or None
 
@@ -120,6 +139,8 @@ def search(
     pages: str | None,
     seconds: str | None,
     where: tuple[str, ...],
+    since: str | None,
+    until: str | None,
     batch: Any,
     as_json: bool,
     home: Path | None,
@@ -138,6 +159,7 @@ def search(
       conveyor search "error E-4412" --mode lexical
       conveyor search "refund policy" --source ./docs/policies --kind pdf --pages 1-3
       conveyor search "budget" --where team=finance --where year=2024 --json | jq '.[0].source'
+      conveyor search "invoice" --where device_id=esp32-test --since 2025-12-10T00:00:00Z
       printf 'first question\\nsecond question\\n' | conveyor search --batch - -k 3
     """
     if query is None and batch is None:
@@ -146,7 +168,7 @@ def search(
         raise click.UsageError("give a QUERY or --batch FILE, not both")
     if query is not None and not query.strip():
         raise click.UsageError("QUERY is empty: say what to look for")
-    found = make_filter(source, kind, pages, seconds, where)
+    found = make_filter(source, kind, pages, seconds, where, since, until)
     with _open(home) as cv:
         if batch is not None:
             queries = [line.strip() for line in batch if line.strip()]
@@ -176,7 +198,9 @@ def search(
         if hit.page is not None:
             place += f" (page {hit.page})"
         if hit.metadata.get("start_s") is not None:
-            place += f" ({_mmss(hit.metadata['start_s'])}–{_mmss(hit.metadata['end_s'])})"
+            span = f"{_mmss(hit.metadata['start_s'])}–{_mmss(hit.metadata['end_s'])}"
+            wall = recordings.wall_clock(hit.metadata)  # a recorder said when it started
+            place += f" ({span} · {wall})" if wall else f" ({span})"
         click.secho(f"{rank}. {hit.score:.3f}  {place}  chunk {hit.chunk_index + 1}", bold=True)
         text = " ".join(hit.text.split())
         click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))
@@ -228,6 +252,8 @@ def evaluate(
     pages: str | None,
     seconds: str | None,
     where: tuple[str, ...],
+    since: str | None,
+    until: str | None,
     as_json: bool,
     home: Path | None,
 ) -> None:
@@ -246,7 +272,7 @@ def evaluate(
 
     queries = evaluation.read_queries(queries_path)
     judged = evaluation.read_qrels(qrels_path)
-    found = make_filter(source, kind, pages, seconds, where)
+    found = make_filter(source, kind, pages, seconds, where, since, until)
     reports = []
     with _open(home) as cv:
         chosen = list(MODES) if "all" in modes else list(dict.fromkeys(modes))

@@ -87,6 +87,9 @@ class Hit(BaseModel):
     text: str
     metadata: dict[str, Any]
     collection: str
+    wall_clock: str | None = Field(
+        None, description="a recording's span as the time of day, when its start is known"
+    )
 
 
 class SearchResults(BaseModel):
@@ -170,6 +173,7 @@ class ChunkPreview(BaseModel):
     page: int | None
     start_s: float | None = Field(description="a recording's chunk: where it starts, seconds")
     end_s: float | None
+    wall_clock: str | None = Field(None, description="its span as the time of day it was said")
 
 
 class Artifact(BaseModel):

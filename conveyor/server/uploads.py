@@ -92,8 +92,15 @@ class Upload:
 class _Form:
     """python-multipart callbacks: the file into a temporary file, fields into memory."""
 
-    def __init__(self, limit: int, tmp_dir: Path | None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        tmp_dir: Path | None,
+        files: tuple[str, ...] = ("file",),
+        known: tuple[str, ...] = FIELDS,
+    ) -> None:
         self.limit, self.tmp_dir = limit, tmp_dir
+        self.files, self.known = files, known
         self.file: IO[bytes] | None = None
         self.name = ""
         self.size = 0
@@ -127,20 +134,20 @@ class _Form:
         self._headers = []
         _, params = parse_options_header(disposition)
         name = params.get(b"name", b"").decode("utf-8", "replace")
-        if name == "file":
+        if name in self.files:
             if self.file is not None:
                 raise UploadError(422, "send one file per request", "invalid_request")
             filename = params.get(b"filename")
             self.name = safe_name(filename.decode("utf-8", "replace") if filename else None)
             self.file = tempfile.TemporaryFile(dir=self.tmp_dir)
             self._part = "file"
-        elif name in FIELDS:
+        elif name in self.known:
             if name in self.fields:
                 raise UploadError(422, f"the field {name!r} is given twice", "invalid_request")
             self._part = name
             self._buffer = bytearray()
         else:
-            known = ", ".join(("file", *FIELDS))
+            known = ", ".join((*self.files, *self.known))
             raise UploadError(
                 422, f"unknown form field {name[:40]!r} (known: {known})", "invalid_request"
             )
@@ -171,7 +178,7 @@ class _Form:
                 )
 
     def on_part_end(self) -> None:
-        if self._part in FIELDS:
+        if self._part in self.known:
             try:
                 self.fields[self._part] = self._buffer.decode("utf-8")
             except UnicodeDecodeError:
@@ -231,8 +238,11 @@ async def receive(
     *,
     limit: int,
     tmp_dir: Path | None = None,
+    files: tuple[str, ...] = ("file",),
+    fields: tuple[str, ...] = FIELDS,
 ) -> Upload:
-    """Parse a multipart upload as it streams in; the caller closes the :class:`Upload`."""
+    """Parse a multipart upload as it streams in; the caller closes the :class:`Upload`.
+    ``files``: the names the file part may have; ``fields``: the other parts allowed."""
     import anyio
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser
@@ -245,7 +255,7 @@ async def receive(
             f"the body is larger than the limit of {limit:,} bytes (CONVEYOR_MAX_UPLOAD_BYTES)",
             "request_too_large",
         )
-    form = _Form(limit, tmp_dir)
+    form = _Form(limit, tmp_dir, files, fields)
     parser = MultipartParser(boundary, form.callbacks())
     received = 0
     try:
@@ -268,7 +278,8 @@ async def receive(
                 "invalid_request",
             )
         if form.file is None:
-            raise UploadError(422, "no 'file' part in the form", "invalid_request")
+            named = " or ".join(repr(f) for f in files)
+            raise UploadError(422, f"no {named} part in the form", "invalid_request")
         kind = _sniff(bytes(form.head), form.size, form.name)
     except MultipartParseError as exc:
         if form.file is not None:

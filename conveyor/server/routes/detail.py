@@ -22,6 +22,7 @@ from ...documents import State
 from ...exceptions import SourceNotFound, safe_summary
 from ...history import entries
 from ...manifests import Manifests
+from ...recordings import wall_clock
 from ...vectorstore import ChunkRecord, VectorStore
 from .. import schemas
 from ..errors import HttpError, responses
@@ -125,6 +126,7 @@ def _preview(record: ChunkRecord) -> dict[str, Any]:
         "page": record.page,
         "start_s": meta.get("start_s"),
         "end_s": meta.get("end_s"),
+        "wall_clock": wall_clock(meta),
     }
 
 

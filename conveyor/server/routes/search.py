@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
+from ... import recordings
 from ...exceptions import ConveyorError
 from ...filters import Filter, parse_range, parse_where, source_prefix
 from ...jobs import check_name
@@ -36,6 +37,12 @@ def search(
         list[str] | None,
         Query(max_length=32, description="metadata key=value, repeated: all must hold"),
     ] = None,
+    since: str | None = Query(
+        None, max_length=64, description="recordings that started at or after (ISO 8601)"
+    ),
+    until: str | None = Query(
+        None, max_length=64, description="recordings that started at or before (ISO 8601)"
+    ),
 ) -> Any:
     """The ``k`` chunks that best answer ``q``, best first."""
     name = collection or api.settings.collection
@@ -47,6 +54,11 @@ def search(
             pages=parse_range(pages, "page") if pages else None,
             seconds=parse_range(time, "time") if time else None,
             where=parse_where(where or []),
+            recorded=(
+                (recordings.bound(since, "since"), recordings.bound(until, "until"))
+                if since or until
+                else None
+            ),
         )
     except ConveyorError as exc:
         raise HttpError(422, str(exc)) from None
@@ -66,6 +78,13 @@ def search(
         "query": results.query,
         "collection": name,
         "mode": results.mode,
-        "hits": [{**h.as_dict(), "name": display_name(h.source)} for h in results.hits],
+        "hits": [
+            {
+                **h.as_dict(),
+                "name": display_name(h.source),
+                "wall_clock": recordings.wall_clock(h.metadata),
+            }
+            for h in results.hits
+        ],
         "notes": results.notes,
     }

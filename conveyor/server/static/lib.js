@@ -121,6 +121,7 @@ export function place(item) {
   if (item.start_s !== null && item.start_s !== undefined) {
     parts.push(`${clock(item.start_s)}–${clock(item.end_s ?? item.start_s)}`);
   }
+  if (item.wall_clock) parts.push(item.wall_clock);  // a recorder said when it started
   const index = item.chunk_index ?? item.index;
   if (index !== undefined) parts.push(`chunk ${index}`);
   return parts.join(" · ");
