@@ -257,7 +257,9 @@ async function act(button, what, call, success) {
     show(success(result), "ok");
     say(success(result), "ok");
     view.onChange();
-    for (const ms of [800, 2500, 6000]) setTimeout(reload, ms);
+    // look again as the action takes effect, only while this document is still the one shown
+    // (another opened meanwhile keeps its view: an artifact shown there stays shown)
+    for (const ms of [800, 2500, 6000]) setTimeout(() => { if (view.id === id) reload(); }, ms);
   } catch (error) {
     if (error instanceof Unauthorized) return;
     const text = error instanceof ApiError && error.status === 405 && what === "delete"
