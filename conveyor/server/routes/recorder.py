@@ -53,10 +53,12 @@ RECORDER_BODY = {
                         "deviceId": {"type": "string", "description": "the recorder's id"},
                         "startedAt": {
                             "type": "string",
+                            "format": "date-time",
                             "description": "ISO 8601 with a zone: 2025-12-10T10:00:00Z",
                         },
                         "endedAt": {
                             "type": "string",
+                            "format": "date-time",
                             "description": "ISO 8601 with a zone, not before startedAt",
                         },
                         "collection": {"type": "string"},
