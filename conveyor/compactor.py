@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import deltas
+from . import deltas, tracing
 from .blobstore import BlobStore
 from .catalog import Catalog
 from .deltas import Delta
@@ -242,6 +242,18 @@ class Compactor:
         self.catalog.finish_delta(delta.id, "failed", reason)
 
     def _apply(self, collection: str, delta: Delta) -> int:
+        header = delta.header
+        with tracing.span(
+            "merge",
+            parent=header.trace,
+            document=delta.document_id,
+            collection=collection,
+            chunks=len(delta.chunks),
+            deleted=header.deleted,
+        ):
+            return self._apply_traced(collection, delta)
+
+    def _apply_traced(self, collection: str, delta: Delta) -> int:
         header, doc_id = delta.header, delta.document_id
         t = time.perf_counter()
         newest = self.catalog.newest_applied_read(doc_id, collection)
