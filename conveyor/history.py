@@ -90,7 +90,10 @@ def entries(doc: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list
     last = moves[-1] if moves else None
     if last is not None and last["to_state"] == doc["state"] and len(moves) > 1:
         told = facts(last)
-        source = f" (from {last['from_state']})" if last.get("from_state") else ""
+        where = [f"from {last['from_state']}"] if last.get("from_state") else []
+        if doc.get("stage"):  # a running document: where it is now
+            where.append(f"stage {doc['stage']}")
+        source = f" ({', '.join(where)})" if where else ""
         out[-1]["what"] = now + source + (f": {', '.join(told)}" if told else "")
         return out
     if doc.get("stage"):

@@ -70,7 +70,14 @@ class DynamoEvents(DynamoTables):
                 self._client.transact_write_items(
                     TransactItems=[
                         {"Update": update},
-                        {"Put": {"TableName": self.tables["events"], "Item": item(event)}},
+                        {
+                            "Put": {
+                                "TableName": self.tables["events"],
+                                "Item": item(event),
+                                "ConditionExpression": "attribute_not_exists(#seq)",
+                                "ExpressionAttributeNames": {"#seq": "seq"},
+                            }
+                        },
                     ]
                 )
                 return

@@ -8,8 +8,11 @@ and ``clock`` fixtures run these on SQLite, PostgreSQL and DynamoDB (moto).
 
 from __future__ import annotations
 
+import itertools
+import threading
 from typing import Any
 
+import pytest
 from support import T0, FakeClock
 
 from conveyor.catalog import Catalog
@@ -105,3 +108,36 @@ def test_a_merged_deletion_takes_the_history_with_it(catalog: Catalog) -> None:
 def test_a_move_of_a_missing_document_records_nothing(catalog: Catalog) -> None:
     catalog.move("ghost", "released", state="queued", stage=None)
     assert catalog.get("ghost") is None and catalog.events("ghost") == []
+
+
+def test_moves_from_two_hosts_at_once_chain_up(make_catalog: Any) -> None:
+    """Two hosts move one document at the same moments: each event's from-state is the
+    state the one before it left, so none was read outside its move's transaction."""
+    first, second = make_catalog(), make_catalog()
+    if type(first).__name__ == "DynamoCatalog":
+        pytest.skip(
+            "moto's TransactWriteItems is not isolated (a failed condition restores a table"
+            " snapshot, undoing a concurrent transaction): DynamoDB's own conflict path is"
+            " tested in tests/integration/test_document_history.py"
+        )
+    Documents(first).queued([("d", "c", "file:///d")], "r")
+    barrier = threading.Barrier(2)
+
+    def mover(catalog: Catalog, target: str) -> None:
+        barrier.wait(timeout=10)
+        for n in range(8):
+            catalog.move("d", f"{target} {n}", state=target, attempts=n)
+
+    threads = [
+        threading.Thread(target=mover, args=(c, t))
+        for c, t in ((first, "running"), (second, "queued"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    events = first.events("d")
+    assert len(events) == 17
+    for before, after in itertools.pairwise(events):
+        assert after["from_state"] == before["to_state"], (before, after)
+    assert first.get("d")["state"] == events[-1]["to_state"]  # type: ignore[index]

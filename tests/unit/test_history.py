@@ -8,7 +8,7 @@ from pathlib import Path
 from conveyor._sqlite import connect
 from conveyor.catalog import SqliteCatalog
 from conveyor.documents import Documents
-from conveyor.history import describe, versions
+from conveyor.history import describe, entries, versions
 
 
 def test_an_older_catalog_file_gets_the_events_table(tmp_path: Path) -> None:
@@ -50,3 +50,34 @@ def test_versions_keep_how_each_run_ended() -> None:
     assert describe(
         {"from_state": None, "to_state": "queued", "reason": "submitted", "run": "x"}
     ) == ("submitted: queued: run x")
+
+
+def test_entries_say_first_submitted_each_move_and_now() -> None:
+    doc = {"state": "running", "stage": "embed", "created_at": 1.0, "updated_at": 9.0}
+    moves = [
+        {
+            "id": 1,
+            "at": 1.0,
+            "from_state": None,
+            "to_state": "queued",
+            "reason": "submitted",
+            "run": "r1",
+            "attempt": 0,
+        },
+        {
+            "id": 2,
+            "at": 2.0,
+            "from_state": "queued",
+            "to_state": "running",
+            "reason": "a worker took it",
+            "run": "r1",
+            "attempt": 1,
+        },
+    ]
+    said = [e["what"] for e in entries(doc, moves)]
+    assert said == [
+        "first submitted, run r1",
+        "now running (from queued, stage embed): a worker took it",
+    ]
+    older = entries({**doc, "state": "done", "stage": None, "attempts": 1}, [])
+    assert [e["what"] for e in older] == ["first submitted", "now done after 1 attempt"]
