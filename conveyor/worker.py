@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+from . import measure
 from .exceptions import NoSpace, classify, no_space, safe_summary
 from .ids import document_id
 from .jobs import Job, document_of, s3_event_jobs
@@ -42,6 +43,20 @@ class Processor:
         self.retry = RetryPolicy(base=pipeline.settings.retry_base_seconds)
 
     def process(self, lease: Lease) -> Outcome:
+        """One job, measured (:mod:`conveyor.measure`): its record goes to the catalog
+        whatever became of it."""
+        outcome: Outcome | None = None
+        with measure.measuring(measure.runtime()) as measured:
+            measured.job_id = lease.job_id
+            try:
+                outcome = self._process(lease)
+            finally:
+                measured.outcome = outcome.status if outcome is not None else "failed"
+        if measured.document_id is not None:
+            measure.record(self.pipeline.catalog, measured)
+        return outcome
+
+    def _process(self, lease: Lease) -> Outcome:
         doc_id: str | None = None
         job: Job | None = None
         try:
