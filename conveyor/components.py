@@ -64,7 +64,9 @@ class Components:
     def queue(self) -> JobQueue:
         s = self.settings
         url = s.queue_url or f"sqlite://{s.database_path.resolve()}"
-        return open_queue(url, max_receives=s.max_receives)
+        from .scaling import queue_options
+
+        return open_queue(url, **queue_options(url, s))
 
     @cached_property
     def catalog(self) -> Catalog:

@@ -126,3 +126,44 @@ def _print_estimate(data: dict[str, Any]) -> None:
     click.echo(f"recommended: {r['name']} (${r['monthly']:,.2f}/month)")
     for reason in r["reasons"]:
         click.echo(f"  - {reason}")
+
+
+@main.command("scale-hint")
+@home_option
+@click.option(
+    "--per-worker",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Jobs (waiting and running) one worker should have.",
+)
+@click.option("--min", "minimum", type=click.IntRange(0), default=0, help="Fewest workers.")
+@click.option("--max", "maximum", type=click.IntRange(1), default=None, help="Most workers.")
+@click.option("--json", "as_json", is_flag=True, help="The count and the signals as JSON.")
+@handle_errors
+def scale_hint(
+    home: Path | None, per_worker: float, minimum: int, maximum: int | None, as_json: bool
+) -> None:
+    """Print how many workers the queue wants now: (visible + in flight) / --per-worker.
+
+    The same signals /metrics exports (oldest visible job's age, backlog per
+    live worker, pending tokens); for an autoscaler without Prometheus (a cron
+    job calling `aws ecs update-service --desired-count`, a script).
+
+    \b
+    Examples:
+      conveyor scale-hint --per-worker 8               # prints e.g. 3
+      conveyor scale-hint --per-worker 8 --max 20 --json
+      aws ecs update-service --cluster c --service workers \\
+        --desired-count "$(conveyor scale-hint --per-worker 8 --max 20)"
+    """
+    from ..scaling import signals
+    from ..worker import stale_after
+
+    with _open(home) as cv:
+        c = cv.components
+        now = signals(c.queue, c.catalog, stale_after=stale_after(cv.settings.visibility_timeout))
+        want = now.desired(per_worker, minimum, maximum)
+    if as_json:
+        click.echo(json.dumps({"desired_workers": want, "per_worker": per_worker, **now.as_dict()}))
+    else:
+        click.echo(str(want))
