@@ -76,7 +76,7 @@ class Measurement:
     started_at: float = 0.0
     finished_at: float = 0.0
     seconds: float = 0.0
-    """Wall-clock seconds from lease to outcome."""
+    """Wall-clock seconds from lease to outcome (settled before the ack)."""
     input_bytes: int | None = None
     pages: int | None = None
     audio_seconds: float | None = None
@@ -132,14 +132,22 @@ def measuring(runtime: str = "worker") -> Iterator[Measurement]:
         runtime=runtime, worker=f"{socket.gethostname()}:{os.getpid()}", started_at=time.time()
     )
     token = _current.set(record)
-    started = time.perf_counter()
     try:
         yield record
     finally:
-        record.seconds = round(time.perf_counter() - started, 4)
+        if not record.seconds:  # not settled before its ack
+            record.seconds = round(max(0.0, time.time() - record.started_at), 4)
         record.finished_at = record.started_at + record.seconds
         record.worker_peak_mb = peak_rss_mb()
         _current.reset(token)
+
+
+def settled() -> None:
+    """The job's outcome is settled: its time stops here, before the queue hears of it
+    (an ack frees its place for another job, which must not seem to overlap it)."""
+    current = _current.get()
+    if current is not None and not current.seconds:
+        current.seconds = round(max(0.0, time.time() - current.started_at), 4)
 
 
 def runtime() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -87,6 +88,7 @@ class Processor:
                 raise full from exc
             return self._fail(lease, job, doc_id, exc)
         extra = {"job": lease.job_id, "document": doc_id}
+        measure.settled()
         self._ack(lease, extra)
         if outcome.status == "skipped":
             log.info("unchanged, skipped", extra=extra)
@@ -165,6 +167,7 @@ class Processor:
                 )
             else:
                 documents.retrying(doc_id, summary, kind)
+        measure.settled()
         try:
             if decision.delay is None:
                 self.queue.dead_letter(lease, summary)
@@ -336,6 +339,10 @@ class WorkerPool:
                     self.jobs_failed += 1
                 elif outcome.status in ("merge", "skipped"):
                     self.jobs_done += 1
+            if getattr(self.queue, "max_in_flight", None):
+                # a capped queue (CONVEYOR_MAX_IN_FLIGHT): a place just freed goes to any
+                # receiver in the fleet, not straight back to this thread (no starving)
+                self.stopping.wait(random.uniform(0, self.poll_interval))
 
     def _out_of_space(self, exc: Exception) -> bool:
         """On a full disk: stop taking work (once, logged once); True if it was that."""
