@@ -22,6 +22,9 @@ What comes back to SQS, per record:
   policy dead-letters it in the end.
 * not started because the invocation was running out of time — listed too,
   and left alone in the catalog: it is not a failure.
+* predicted to need more than the time left, with ``CONVEYOR_LONG_QUEUE_URL``
+  set — sent to the long queue (ECS workers serve it) and not listed
+  (:mod:`conveyor.routing`).
 
 Time: a record is started only while more than ``CONVEYOR_LAMBDA_RESERVE_SECONDS``
 plus the longest record so far (in this container) remain; the first record of
@@ -52,12 +55,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import routing
 from ..compactor import Compactor
 from ..components import Components
 from ..documents import Documents
 from ..embedding import LocalModel
 from ..exceptions import ConfigurationError, PermanentError, safe_summary
 from ..ids import document_id
+from ..queue import Lease
 from ..settings import Settings
 from ..worker import Outcome, Processor
 from .batch import BatchQueue
@@ -258,7 +263,7 @@ class Batch:
         s, state = self.c.settings, self.state
         # the processor acks into this batch: SQS itself is Lambda's to answer
         processor = Processor(self.c.pipeline(), self.queue)
-        counts = {"done": 0, "failed": 0, "unstarted": 0}
+        counts = {"done": 0, "failed": 0, "unstarted": 0, "moved": 0}
         started = 0
         while True:
             # the first record needs only the reserve: a container whose slowest record
@@ -280,6 +285,9 @@ class Batch:
             if not leases:
                 return counts
             lease, started = leases[0], started + 1
+            if self._move_if_too_long(lease, left):
+                counts["moved"] += 1
+                continue
             began = time.monotonic()
             try:
                 self.queue.current = lease  # jobs it fans out into belong to it
@@ -307,6 +315,32 @@ class Batch:
                 counts["done"] += 1
             elif outcome.status == "failed":
                 counts["failed"] += 1
+
+    def _move_if_too_long(self, lease: Lease, left: float) -> bool:
+        """With a long queue (``CONVEYOR_LONG_QUEUE_URL``): a job predicted to need more
+        than the time left (less the reserve) goes there instead of failing here; the
+        SQS message is then done. True when it was moved."""
+        if not self.c.settings.long_queue_url:
+            return False
+        predicted = routing.predicted(lease.body, self.c.catalog)
+        room = left - self.state.reserve
+        if predicted is None or predicted <= room:
+            return False
+        try:
+            self.c.long_queue.send(lease.body)
+        except Exception as exc:  # could not move it: try it here after all
+            log.warning(
+                "moving a long job failed: %s", safe_summary(exc), extra={"job": lease.job_id}
+            )
+            return False
+        self.queue.ack(lease)
+        log.info(
+            "predicted %.0fs, %.0fs left: moved to the long queue",
+            predicted,
+            room,
+            extra={"job": lease.job_id, "worker": self.state.worker_id},
+        )
+        return True
 
     # -- merge -----------------------------------------------------------
 
