@@ -33,6 +33,7 @@ from .prices import Prices
 from .workload import Breach, Workload
 
 MONTH_HOURS_KEY = "hours_per_month"
+ARM_NOTE = "the image must be built for arm64 (onnxruntime, PyAV, Tesseract)"
 SPOT_NOTE = "Spot may stop a task at 2 minutes' notice: its job goes back to the queue"
 # Fargate's task sizes: vCPU → the memory (GB) it allows
 FARGATE_SIZES: list[tuple[float, list[float]]] = [
@@ -147,7 +148,7 @@ def _lambda(w: Workload, p: Prices, breaching: set[str]) -> list[Option]:
                 f"{memory} MB, /tmp {math.ceil(tmp_mb)} MB",
                 0.0 if arch == "x86_64" else 0.1,  # arm64: check the parsers' wheels first
                 feasible=not breaching,
-                notes=notes,
+                notes=notes + ([ARM_NOTE] if arch == "arm64" else []),
             )
         )
     return out

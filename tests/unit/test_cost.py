@@ -90,6 +90,7 @@ def test_short_recordings_one_at_a_time_recommend_lambda(tmp_path: Path) -> None
     # the text report says the same
     text = CliRunner().invoke(main, ["cost", "--home", str(home), "--per-month", "400"])
     assert text.exit_code == 0 and "recommended: Lambda" in text.output
+    print(text.output)  # the README quotes it: pytest tests/unit/test_cost.py -s -k short
     # ten times the volume, ten times Lambda's bill; the always-on task still idles
     more = _cost(home, "--per-month", "4000")
     tenfold = {o["key"]: o["monthly"] for o in more["options"]}
