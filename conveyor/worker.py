@@ -42,12 +42,14 @@ class Processor:
         self.queue = queue
         self.settings = pipeline.settings
         self.retry = RetryPolicy(base=pipeline.settings.retry_base_seconds)
+        self.runtime = measure.runtime()
+        """Where jobs run, as their measurements say: worker, lambda or run-job."""
 
     def process(self, lease: Lease) -> Outcome:
         """One job, measured (:mod:`conveyor.measure`): its record goes to the catalog
         whatever became of it."""
         outcome: Outcome | None = None
-        with measure.measuring(measure.runtime()) as measured:
+        with measure.measuring(self.runtime) as measured:
             measured.job_id = lease.job_id
             try:
                 outcome = self._process(lease)
