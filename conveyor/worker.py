@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any
 
-from . import measure
+from . import measure, tracing
 from .exceptions import NoSpace, classify, no_space, safe_summary
 from .ids import document_id
 from .jobs import Job, document_of, s3_event_jobs
@@ -46,13 +46,20 @@ class Processor:
         """Where jobs run, as their measurements say: worker, lambda or run-job."""
 
     def process(self, lease: Lease) -> Outcome:
-        """One job, measured (:mod:`conveyor.measure`): its record goes to the catalog
-        whatever became of it."""
+        """One job, traced and measured (:mod:`conveyor.measure`): its record goes to
+        the catalog whatever became of it."""
         outcome: Outcome | None = None
         with measure.measuring(self.runtime) as measured:
             measured.job_id = lease.job_id
             try:
-                outcome = self._process(lease)
+                with tracing.span("job", job=lease.job_id, attempt=lease.receive_count):
+                    outcome = self._process(lease)
+                    tracing.annotate(
+                        status=outcome.status,
+                        document=outcome.document_id,
+                        chunks=outcome.chunks,
+                        error=outcome.error,
+                    )
             finally:
                 measured.outcome = outcome.status if outcome is not None else "failed"
         if measured.document_id is not None:
