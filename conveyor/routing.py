@@ -179,6 +179,24 @@ def predicted(message: dict[str, Any], catalog: Any) -> float | None:
         return None
 
 
+def move_if_long(components: Any, message: dict[str, Any], room: float) -> float | None:
+    """With a long queue configured: send ``message`` there when it is predicted to need
+    more than ``room`` seconds (the Lambda handler's time left, less its reserve).
+    Returns the prediction when it was moved, else None (also when sending failed: it
+    is then tried where it is)."""
+    if not components.settings.long_queue_url:
+        return None
+    seconds = predicted(message, components.catalog)
+    if seconds is None or seconds <= room:
+        return None
+    try:
+        components.long_queue.send(message)
+    except Exception as exc:
+        log.warning("moving a long job failed, trying it here: %s", safe_summary(exc))
+        return None
+    return seconds
+
+
 def route(
     messages: list[dict[str, Any]], rates: Rates, threshold: float
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

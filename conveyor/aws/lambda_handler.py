@@ -62,7 +62,6 @@ from ..documents import Documents
 from ..embedding import LocalModel
 from ..exceptions import ConfigurationError, PermanentError, safe_summary
 from ..ids import document_id
-from ..queue import Lease
 from ..settings import Settings
 from ..worker import Outcome, Processor
 from .batch import BatchQueue
@@ -288,7 +287,12 @@ class Batch:
             if not leases:
                 return counts
             lease, started = leases[0], started + 1
-            if self._move_if_too_long(lease, left):
+            moved = routing.move_if_long(self.c, lease.body, room=left - state.reserve)
+            if moved is not None:  # predicted past the time left: the long queue has it
+                self.queue.ack(lease)
+                log.info(
+                    "predicted %.0fs: moved to the long queue", moved, extra={"job": lease.job_id}
+                )
                 counts["moved"] += 1
                 continue
             began = time.monotonic()
@@ -318,32 +322,6 @@ class Batch:
                 counts["done"] += 1
             elif outcome.status == "failed":
                 counts["failed"] += 1
-
-    def _move_if_too_long(self, lease: Lease, left: float) -> bool:
-        """With a long queue (``CONVEYOR_LONG_QUEUE_URL``): a job predicted to need more
-        than the time left (less the reserve) goes there instead of failing here; the
-        SQS message is then done. True when it was moved."""
-        if not self.c.settings.long_queue_url:
-            return False
-        predicted = routing.predicted(lease.body, self.c.catalog)
-        room = left - self.state.reserve
-        if predicted is None or predicted <= room:
-            return False
-        try:
-            self.c.long_queue.send(lease.body)
-        except Exception as exc:  # could not move it: try it here after all
-            log.warning(
-                "moving a long job failed: %s", safe_summary(exc), extra={"job": lease.job_id}
-            )
-            return False
-        self.queue.ack(lease)
-        log.info(
-            "predicted %.0fs, %.0fs left: moved to the long queue",
-            predicted,
-            room,
-            extra={"job": lease.job_id, "worker": self.state.worker_id},
-        )
-        return True
 
     # -- merge -----------------------------------------------------------
 
