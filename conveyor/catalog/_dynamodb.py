@@ -23,6 +23,8 @@ table              key                  indexes (hash, range)
 ``locks``          ``name``
 ``events``         ``document_id``,     a document's history, one item per move
                    ``seq`` (its order)
+``measurements``   ``id``               ``finished`` (all, finished_at), ``run`` (run,
+                                        finished_at)
 =================  ===================  =============================================
 """
 
@@ -34,6 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..exceptions import ConfigurationError
+from .measurements import DYNAMO_TABLE as DYNAMO_MEASUREMENTS
 
 S, N, B = "S", "N", "B"
 _FLOATS = {
@@ -74,6 +77,7 @@ TABLES: dict[str, tuple[list[tuple[str, str]], dict[str, tuple[str, str, str, st
     "workers": ([("id", S)], {}),
     "locks": ([("name", S)], {}),
     "events": ([("document_id", S), ("seq", S)], {}),
+    "measurements": DYNAMO_MEASUREMENTS,  # jobs' measurements (conveyor.catalog.measurements)
 }
 
 

@@ -31,6 +31,8 @@ from ..exceptions import safe_summary
 from ..lexical.postgres import RELATIONS as LEXICAL_RELATIONS
 from ..lexical.postgres import SCHEMA as LEXICAL_SCHEMA
 from .events import POSTGRES_RELATIONS, POSTGRES_SCHEMA
+from .measurements import POSTGRES_RELATIONS as MEASUREMENT_RELATIONS
+from .measurements import POSTGRES_SCHEMA as MEASUREMENT_SCHEMA
 from .sql import SqlCatalog
 
 SCHEMA = [
@@ -124,6 +126,7 @@ SCHEMA = [
     )""",
     *LEXICAL_SCHEMA,  # the lexical index (conveyor.lexical.postgres)
     *POSTGRES_SCHEMA,  # documents' histories (conveyor.catalog.events)
+    *MEASUREMENT_SCHEMA,  # jobs' measurements (conveyor.catalog.measurements)
 ]
 # what SCHEMA creates: when all exist, nothing is created (or locked)
 RELATIONS = [
@@ -143,6 +146,7 @@ RELATIONS = [
     "locks",
     *LEXICAL_RELATIONS,
     *POSTGRES_RELATIONS,
+    *MEASUREMENT_RELATIONS,
 ]
 
 _NOW = re.compile(r"(?<!:):now\b")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..documents import State
 from .events import SqlEvents, event_row
+from .measurements import SqlMeasurements
 
 STATES = tuple(s.value for s in State)
 
@@ -55,7 +56,7 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class SqlCatalog(SqlEvents):
+class SqlCatalog(SqlEvents, SqlMeasurements):
     """The catalog's methods over a :class:`Session`; see :class:`conveyor.catalog.Catalog`."""
 
     # -- what a backend supplies -----------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 from .._sqlite import connect, table_exists, transaction
 from ..lexical.sqlite import SCHEMA as LEXICAL_SCHEMA
 from .events import SQLITE_NEWEST, SQLITE_SCHEMA
+from .measurements import ensure_sqlite
 from .sql import SqlCatalog
 
 SCHEMA = [
@@ -165,6 +166,7 @@ class SqliteCatalog(SqlCatalog):
                 _add_delta_columns(conn)
                 for statement in SCHEMA:
                     conn.execute(statement)
+        ensure_sqlite(self._conn())  # jobs' measurements (conveyor.catalog.measurements)
 
     def __repr__(self) -> str:
         return f"SqliteCatalog({self.path!r})"
