@@ -35,10 +35,11 @@ from .documents import SEARCHABLE, Documents, State
 from .embedding import Embedder, Tokenizer
 from .embedding.remote import metered
 from .exceptions import EmptyDocument
-from .extract import Extracted, Extractor, Input
+from .extract import Extracted, Extractor, Input, Section
 from .ids import chunk_id
 from .jobs import Job
 from .manifests import Manifests
+from .pages import page_vectors, rendering, store_page_images
 from .settings import Settings
 from .sources import fetch_job
 from .summary import summarise
@@ -111,6 +112,11 @@ class Part:
     vectors: np.ndarray
 
 
+UnitVectors = Callable[[list[Section], list[Chunk], np.ndarray], tuple[list[Section], np.ndarray]]
+UNIT_VECTORS: dict[str, UnitVectors] = {"pages": page_vectors}
+"""Unit collections whose vectors come from the text's chunks (no model call): a
+page's is the mean of its chunks' (:mod:`conveyor.pages`)."""
+
 FormatStep = Callable[["Pipeline", InFlight, Extracted], None]
 FORMAT_STEPS: dict[str, list[FormatStep]] = {}
 
@@ -168,7 +174,9 @@ class Pipeline:
             for step in FORMAT_STEPS.get(extracted.kind, []):
                 step(self, doc, extracted)
             parts = [self.text_part(doc, extracted, chunks, vectors)]
-            parts += self.unit_parts(doc, extracted, dim=int(vectors.shape[1]))
+            parts += self.unit_parts(
+                doc, extracted, dim=int(vectors.shape[1]), text=(chunks, vectors)
+            )
         if usage.requests:
             extracted.metadata["usage"] = usage.as_dict()
         self.deliver(doc, fetched, extracted, parts)
@@ -212,15 +220,19 @@ class Pipeline:
 
     def extract(self, doc: InFlight, fetched: Fetched) -> Extracted:
         job = doc.job
-        with doc.stage("extract", content_hash=fetched.digest, size=fetched.size):
+        with (
+            doc.stage("extract", content_hash=fetched.digest, size=fetched.size),
+            rendering(self.settings, doc.id) as pages,  # page images: where, at what size
+        ):
             extracted = self.extractor.extract(
                 fetched.data,
                 name=PurePosixPath(urlparse(job.source).path).name or None,
                 kind=job.kind,
-                options={"image_id": doc.id, **self.extract_options(), **job.options},
+                options={"image_id": doc.id, **self.extract_options(), **job.options, **pages},
                 progress=lambda message: self.documents.stage(doc.id, message),
                 chunking=self.chunk_plan(),
             )
+            store_page_images(self.blobs, doc.id, pages, extracted)
         if isinstance(job.options.get("metadata"), dict):  # the uploader's, kept as given
             extracted.metadata["user"] = job.options["metadata"]
         if extracted.artifacts:
@@ -279,9 +291,17 @@ class Pipeline:
         ]
         return Part(doc.job.collection, rows, vectors)
 
-    def unit_parts(self, doc: InFlight, extracted: Extracted, *, dim: int) -> list[Part]:
+    def unit_parts(
+        self,
+        doc: InFlight,
+        extracted: Extracted,
+        *,
+        dim: int,
+        text: tuple[list[Chunk], np.ndarray] | None = None,
+    ) -> list[Part]:
         """One part per unit collection (``<collection>_lines``…) this version fills or an
-        earlier one filled: an empty part clears what the document no longer has."""
+        earlier one filled: an empty part clears what the document no longer has. Units
+        named in :data:`UNIT_VECTORS` take their vectors from the ``text``'s chunks."""
         earlier = (doc.previous.get("metadata") or {}).get("unit_collections") or []
         names = sorted(set(extracted.units) | set(earlier))
         extracted.metadata["unit_collections"] = sorted(
@@ -290,12 +310,14 @@ class Pipeline:
         parts = []
         for name in names:
             units = extracted.units.get(name, [])
+            derive = UNIT_VECTORS.get(name)
             with doc.timed(f"embed_{name}"):
-                vectors = (
-                    self.embedder.embed([u.text for u in units])
-                    if units
-                    else np.zeros((0, dim), dtype=np.float32)
-                )
+                if units and derive is not None and text is not None:
+                    units, vectors = derive(units, *text)
+                elif units:
+                    vectors = self.embedder.embed([u.text for u in units])
+                else:
+                    vectors = np.zeros((0, dim), dtype=np.float32)
             rows = [
                 deltas.Chunk(
                     id=chunk_id(f"{doc.id}/{name}", i),
@@ -360,6 +382,7 @@ class Pipeline:
         }
         if s.max_pdf_pages:
             options["max_pages"] = s.max_pdf_pages
+        options["pdf_pages"] = s.pdf_pages
         return options
 
 

@@ -30,6 +30,7 @@ from conveyor.exceptions import (
 )
 
 from . import Extracted, Section, register, report_progress
+from .pages import add_pages
 
 NO_TEXT_LAYER = (
     "PDF has no text layer (a scanned document?) and OCR is not available; "
@@ -314,4 +315,6 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
         metadata["page_errors"] = page_errors
     if reader.is_encrypted:
         metadata["encrypted"] = True
-    return Extracted("pdf", "application/pdf", sections, metadata)
+    extracted = Extracted("pdf", "application/pdf", sections, metadata)
+    add_pages(data, extracted, options)  # the pages collection's units, page images
+    return extracted
