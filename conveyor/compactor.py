@@ -42,6 +42,7 @@ from .exceptions import NoSpace, PermanentError, no_space, safe_summary
 from .filters import text_value
 from .lexical import LexicalIndex
 from .manifests import Manifests
+from .pages import remove_page_images
 from .vectorstore import ChunkRecord, VectorStore
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class Compactor:
         self._lexical_ready: set[str] = set()
         self.documents = Documents(catalog)
         self.manifests = Manifests(blobs)
+        self.blobs = blobs
         self.batch = batch
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
@@ -310,6 +312,8 @@ class Compactor:
             removed = self.vectors.delete(collection, document_id=doc_id)
         if self.lexical is not None:  # gone from both, before the tombstone counts
             self.lexical.replace_document(collection, doc_id, [])
+        if delta.header.part == 0:  # the document's own collection: its page images go too
+            remove_page_images(self.blobs, doc_id)
         if self._keeper is not None and self._keeper.lost.is_set():
             return 0
         delivery = delta.header.delivery

@@ -16,7 +16,7 @@ vectors of its chunks (:func:`page_vectors`), which costs no model call.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,16 @@ def store_page_images(
                 blobs.put(key, image)
             path.unlink()
             kept.add(key)
-    for info in list(blobs.list(pages_prefix(document_id))):
-        if info.key not in kept:
-            blobs.delete(info.key)
+    remove_page_images(blobs, document_id, keep=kept)
     return len(kept)
+
+
+def remove_page_images(blobs: BlobStore, document_id: str, keep: Collection[str] = ()) -> None:
+    """Delete the document's page images but those in ``keep`` (a deleted document's:
+    all of them)."""
+    for info in list(blobs.list(pages_prefix(document_id))):
+        if info.key not in keep:
+            blobs.delete(info.key)
 
 
 def page_vectors(

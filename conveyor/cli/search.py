@@ -136,6 +136,7 @@ def search(
     Examples:
       conveyor search "how do I rotate the keys?" -k 5
       conveyor search "error E-4412" --mode lexical
+      conveyor search "wiring diagram" --collection manuals_pages    # whole PDF pages
       conveyor search "refund policy" --source ./docs/policies --kind pdf --pages 1-3
       conveyor search "budget" --where team=finance --where year=2024 --json | jq '.[0].source'
       printf 'first question\\nsecond question\\n' | conveyor search --batch - -k 3
@@ -180,6 +181,8 @@ def search(
         click.secho(f"{rank}. {hit.score:.3f}  {place}  chunk {hit.chunk_index + 1}", bold=True)
         text = " ".join(hit.text.split())
         click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))
+        if hit.metadata.get("page_image"):  # CONVEYOR_PAGE_IMAGES: the page, in the blob store
+            click.echo(f"   page image: {hit.metadata['page_image']}")
 
 
 @main.command("eval")
