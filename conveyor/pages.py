@@ -29,6 +29,17 @@ from .extract import Extracted, Section
 from .settings import Settings
 
 
+def page_fingerprint(settings: Settings) -> str:
+    """What the page settings add to a document's fingerprint: nothing by default, so
+    turning page images on (or the pages collection off) redoes documents ingested
+    before, instead of skipping them as unchanged."""
+    out = "" if settings.pdf_pages else "|pages:off"
+    if settings.page_images:
+        s = settings
+        out += f"|images:{s.page_dpi}:{s.page_image_format}:{s.page_max_pixels}"
+    return out
+
+
 def pages_prefix(document_id: str) -> str:
     return f"artifacts/{document_id}/pages/"
 

@@ -39,7 +39,7 @@ from .extract import Extracted, Extractor, Input, Section
 from .ids import chunk_id
 from .jobs import Job
 from .manifests import Manifests
-from .pages import page_vectors, rendering, store_page_images
+from .pages import page_fingerprint, page_vectors, rendering, store_page_images
 from .settings import Settings
 from .sources import fetch_job
 from .summary import summarise
@@ -190,6 +190,7 @@ class Pipeline:
             data, digest, size = fetch_job(doc.job, self.blobs, self.settings.max_file_bytes)
         s = self.settings
         fp = fingerprint(digest, self.embedder.model_id, s.chunk_size, s.chunk_overlap)
+        fp += page_fingerprint(s)  # page images on, or the pages collection off: redo
         return Fetched(data, size, digest, read_at, fp)
 
     def unchanged(self, doc: InFlight, fetched: Fetched) -> bool:

@@ -207,7 +207,9 @@ def test_a_changed_pdf_replaces_its_pages_and_a_deleted_one_removes_them(
         assert not list(blobs.list(f"artifacts/{doc_id}/pages/"))
 
 
-def test_pdf_pages_off(real_embedder: Any, home: Path, pdf: Path) -> None:
+def test_pdf_pages_off_and_page_images_turned_on_later(
+    real_embedder: Any, home: Path, pdf: Path
+) -> None:
     settings = Settings(home=home, pdf_pages=False)
     with Conveyor(settings, embedder=real_embedder) as cv:
         assert cv.ingest([pdf], collection="plain").done == 1
@@ -216,3 +218,8 @@ def test_pdf_pages_off(real_embedder: Any, home: Path, pdf: Path) -> None:
         assert "page_images" not in doc["metadata"]
         assert cv.components.vectors.collection("plain_pages") is None
         assert not list(cv.components.blobs.list(f"artifacts/{doc['id']}/"))
+    # the same PDF again with page images on is redone, not skipped as unchanged
+    with Conveyor(Settings(home=home, page_images=True), embedder=real_embedder) as cv:
+        assert cv.ingest([pdf], collection="plain").done == 1
+        assert len(list(cv.components.blobs.list(f"artifacts/{doc['id']}/pages/"))) == 7
+        assert cv.components.vectors.count("plain_pages", document_id=doc["id"]) >= 6

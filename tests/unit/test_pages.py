@@ -17,7 +17,13 @@ from conveyor.blobstore.local import LocalBlobStore
 from conveyor.chunking import Chunk
 from conveyor.extract import Extracted, Section, extract
 from conveyor.extract.pages import page_scale
-from conveyor.pages import page_vectors, remove_page_images, rendering, store_page_images
+from conveyor.pages import (
+    page_fingerprint,
+    page_vectors,
+    remove_page_images,
+    rendering,
+    store_page_images,
+)
 from conveyor.settings import Settings
 
 
@@ -131,3 +137,11 @@ def test_a_page_vector_is_the_normalised_mean_of_its_chunks() -> None:
     np.testing.assert_allclose(matrix, [[0.70710677, 0.70710677, 0], [0, 0, 1]], rtol=1e-6)
     none, empty = page_vectors([Section("x", page=9)], chunks, vectors)
     assert none == [] and empty.shape == (0, 3)
+
+
+def test_page_settings_change_the_fingerprint_only_when_not_the_default(tmp_path: Path) -> None:
+    assert page_fingerprint(Settings(home=tmp_path)) == ""  # earlier documents stay unchanged
+    assert page_fingerprint(Settings(home=tmp_path, pdf_pages=False)) == "|pages:off"
+    on = page_fingerprint(Settings(home=tmp_path, page_images=True))
+    assert on == "|images:110:png:10000000"
+    assert page_fingerprint(Settings(home=tmp_path, page_images=True, page_dpi=150)) != on
