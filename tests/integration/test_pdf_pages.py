@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw, ImageFont
 
 from conveyor.app import Conveyor
+from conveyor.server.api import create_api
 from conveyor.settings import Settings
 
 PAGES = {
@@ -123,7 +125,7 @@ def test_page_images_and_the_pages_collection(
     real_embedder: Any, home: Path, pdf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ocr = shutil.which("tesseract") is not None
-    settings = Settings(home=home, page_images=True)
+    settings = Settings(home=home, page_images=True, api_keys="k")
     with Conveyor(settings, embedder=real_embedder) as cv:
         assert cv.ingest([pdf], collection="manuals").done == 1
         doc = cv.documents()[0]
@@ -158,6 +160,16 @@ def test_page_images_and_the_pages_collection(
         if ocr:
             hit = cv.search("lighthouse keepers repaint", k=1, collection="manuals_pages")[0]
             assert hit.page == 7 and "LIGHTHOUSE" in hit.text.upper()
+        # the API: the document view names the images, and serves each page's
+        with TestClient(create_api(conveyor=cv)) as client:
+            key = {"x-api-key": "k"}
+            view = client.get(f"/documents/{doc['id']}/detail", headers=key).json()
+            assert view["document"]["details"]["page_images"]["pages"] == 7
+            got = client.get(f"/documents/{doc['id']}/pages/2", headers=key)
+            assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+            assert got.content == blobs.get(f"artifacts/{doc['id']}/pages/2.png")
+            missing = client.get(f"/documents/{doc['id']}/pages/8", headers=key)
+            assert missing.status_code == 404 and "page 8" in missing.json()["error"]["message"]
         # the document is done when both collections are merged
         runs = {r["collection"] for r in cv.status()["compactions"]}
         assert {"manuals", "manuals_pages"} <= runs
