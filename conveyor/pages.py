@@ -63,14 +63,20 @@ def rendering(settings: Settings, document_id: str) -> Iterator[dict[str, Any]]:
 
 
 def store_page_images(
-    blobs: BlobStore, document_id: str, options: dict[str, Any], extracted: Extracted
+    blobs: BlobStore,
+    document_id: str,
+    options: dict[str, Any],
+    extracted: Extracted,
+    *,
+    earlier: bool = False,
 ) -> int:
     """Upload what the child rendered, one image at a time, and delete the document's
-    page images that this version did not render (a PDF now shorter, or page images
-    turned off). Returns the images stored."""
-    if extracted.kind != "pdf":
+    page images that this version did not render (a PDF now shorter, page images
+    turned off, a PDF replaced by another kind) when it rendered or an ``earlier``
+    version had page images. Returns the images stored."""
+    folder = options.get("page_images_dir") if extracted.kind == "pdf" else None
+    if not folder and not earlier:
         return 0
-    folder = options.get("page_images_dir")
     template = str(options.get("page_image_key") or "")
     kept: set[str] = set()
     if folder:

@@ -233,7 +233,8 @@ class Pipeline:
                 progress=lambda message: self.documents.stage(doc.id, message),
                 chunking=self.chunk_plan(),
             )
-            store_page_images(self.blobs, doc.id, pages, extracted)
+            earlier = "page_images" in (doc.previous.get("metadata") or {})
+            store_page_images(self.blobs, doc.id, pages, extracted, earlier=earlier)
         if isinstance(job.options.get("metadata"), dict):  # the uploader's, kept as given
             extracted.metadata["user"] = job.options["metadata"]
         if extracted.artifacts:

@@ -124,6 +124,11 @@ def test_images_uploaded_and_those_of_a_longer_version_removed(tmp_path: Path) -
         "artifacts/doc/transcript.json",
     ]
     assert blobs.get("artifacts/doc/pages/1.png") == b"new" and not list(folder.iterdir())
+    text = Extracted("text", "text/plain", [])  # the PDF replaced by a text file
+    assert store_page_images(blobs, "doc", opts, text) == 0  # nothing had images: no listing
+    assert store_page_images(blobs, "doc", opts, text, earlier=True) == 0
+    assert [b.key for b in blobs.list("artifacts/doc/")] == ["artifacts/doc/transcript.json"]
+    blobs.put("artifacts/doc/pages/1.png", b"again")
     remove_page_images(blobs, "doc")
     assert [b.key for b in blobs.list("artifacts/doc/")] == ["artifacts/doc/transcript.json"]
 
