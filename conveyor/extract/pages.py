@@ -111,7 +111,8 @@ def render_pages(
     try:
         total = min(len(document), page_count) if page_count else len(document)
         for number in range(1, total + 1):
-            report_progress(f"page image {number}/{total}")
+            if number % 10 == 1:  # a sign of life for the time limit, not a write a page
+                report_progress(f"page images {number}-{min(number + 9, total)}/{total}")
             try:
                 _render_one(document, number, folder / f"{number}.{fmt}", fmt, dpi, cap)
             except MemoryError:
