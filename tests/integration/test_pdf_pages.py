@@ -235,3 +235,20 @@ def test_pdf_pages_off_and_page_images_turned_on_later(
         assert cv.ingest([pdf], collection="plain").done == 1
         assert len(list(cv.components.blobs.list(f"artifacts/{doc['id']}/pages/"))) == 7
         assert cv.components.vectors.count("plain_pages", document_id=doc["id"]) >= 6
+
+
+def test_a_reindex_rebuilds_the_pages_collection_with_the_chunks(
+    real_embedder: Any, home: Path, pdf: Path
+) -> None:
+    from conveyor import rebuild
+
+    with Conveyor(Settings(home=home), embedder=real_embedder) as cv:
+        assert cv.ingest([pdf], collection="r").done == 1
+        rebuild.begin(cv.components, "r")
+        cv.work()
+        lineage = rebuild.finish(cv.components, "r")
+        assert lineage is not None and lineage.name == "r__g1"
+        hit = cv.search("correct tyre pressure front and rear", k=1, collection="r_pages")[0]
+        assert hit.collection == "r__g1_pages" and hit.page == 3
+        names = {i.name for i in cv.components.vectors.collections()}
+        assert {"r__g1", "r__g1_pages"} <= names and "r_pages" not in names
