@@ -39,6 +39,7 @@ from .extract import Extracted, Extractor, Input, Section
 from .ids import chunk_id
 from .jobs import Job
 from .manifests import Manifests
+from .measure import note
 from .pages import page_fingerprint, page_vectors, rendering, store_page_images
 from .settings import Settings
 from .sources import fetch_job
@@ -162,6 +163,8 @@ class Pipeline:
             self.documents.queued([(document_id, job.collection, job.source)], job.run)
         self.documents.started(document_id, previous.get("state"), attempts=attempts)
         doc = InFlight(job, document_id, job_id, previous, self.documents)
+        note(document_id=document_id, collection=job.collection, run=job.run, kind=job.kind)
+        note(stages=doc.timings)  # filled in as the stages run (conveyor.measure)
         tracing.annotate(document=document_id, collection=job.collection, source=job.source)
 
         fetched = self.fetch(doc)
@@ -196,6 +199,7 @@ class Pipeline:
         with doc.timed("fetch"):
             read_at = self.catalog.now()
             data, digest, size = fetch_job(doc.job, self.blobs, self.settings.max_file_bytes)
+        note(input_bytes=size)
         s = self.settings
         fp = fingerprint(digest, self.embedder.model_id, s.chunk_size, s.chunk_overlap)
         fp += page_fingerprint(s)  # page images on, or the pages collection off: redo
@@ -243,6 +247,9 @@ class Pipeline:
             )
             earlier = "page_images" in (doc.previous.get("metadata") or {})
             store_page_images(self.blobs, doc.id, pages, extracted, earlier=earlier)
+        found = extracted.metadata
+        note(kind=extracted.kind, pages=found.get("page_count"))
+        note(audio_seconds=found.get("duration") if extracted.kind == "audio" else None)
         if isinstance(job.options.get("metadata"), dict):  # the uploader's, kept as given
             extracted.metadata["user"] = job.options["metadata"]
         if extracted.artifacts:
@@ -271,6 +278,7 @@ class Pipeline:
                 chunks = chunk_document(extracted.sections, self.chunk_plan())
         if not chunks:
             raise EmptyDocument("no text to index after extraction")
+        note(chunks=len(chunks), tokens=sum(c.tokens for c in chunks))
         return chunks
 
     def embed(self, doc: InFlight, chunks: list[Chunk]) -> np.ndarray:
