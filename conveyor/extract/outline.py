@@ -9,7 +9,9 @@ first.
 
 :func:`split_sections` then cuts each page's text where a heading starts,
 so that a chunk never runs across a heading, and gives every piece its
-``section`` path: ``"3 Maintenance › 3.2 Brakes"``.
+``section`` path: ``"3 Maintenance › 3.2 Brakes"``. A heading whose words are not
+found on its page (an outline entry worded otherwise than the text) takes effect
+at the page's start, or after the page when a heading before it was found.
 """
 
 from __future__ import annotations
@@ -196,7 +198,7 @@ def _pattern(title: str) -> re.Pattern[str]:
 def split_sections(sections: Sequence[Section], headings: Sequence[Heading]) -> list[Section]:
     """Each section (a page's text) cut where a heading starts, every piece carrying its
     ``section`` path in its metadata. A heading not found in its page's text takes effect
-    where the page's text reached. A piece that is only a heading joins the next piece,
+    at the page's start, or after the page if one before it was found. A piece that is only a heading joins the next piece,
     so that a heading is never a chunk of its own."""
     if not headings:
         return list(sections)
@@ -236,11 +238,14 @@ def split_sections(sections: Sequence[Section], headings: Sequence[Heading]) -> 
             emit(section, section.text)
             continue
         text, position = section.text, 0
+        deferred: list[Heading] = []
+        found_any = False
         for heading in by_page[pending_pages.pop(0)]:
             match = _pattern(heading.title).search(text, position)
-            if match is None:
-                enter(heading)
+            if match is None:  # from the page's start if none was found yet, else after it
+                (deferred.append if found_any else enter)(heading)
                 continue
+            found_any = True
             emit(section, text[position : match.start()])
             enter(heading)
             position = match.start()
@@ -249,6 +254,8 @@ def split_sections(sections: Sequence[Section], headings: Sequence[Heading]) -> 
                 carried = (carried + "\n\n" if carried else "") + text[position : match.end()]
                 position = match.end()
         emit(section, text[position:])
+        for heading in deferred:
+            enter(heading)
     if carried and out:  # a heading at the very end: keep its words with the last piece
         last = out[-1]
         out[-1] = Section(last.text + "\n\n" + carried, page=last.page, metadata=last.metadata)
