@@ -309,8 +309,8 @@ def with_llm(config: LlmConfig, request: str, usage: dict[str, int]) -> Fields:
     messages = [{"role": "user", "content": request}]
     usage.update(prompt_tokens=0, completion_tokens=0, calls=0)
     for attempt in range(2):
+        usage["calls"] += 1  # counted before it is made: a call that timed out counts
         content, counts = _chat(config, messages)
-        usage["calls"] += 1
         for key, value in counts.items():
             usage[key] = usage.get(key, 0) + int(value or 0)
         try:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from conveyor.app import Conveyor
-from conveyor.chunking import chunk_document
 from conveyor.describe import detect_language, document_title, document_type, offline
 from conveyor.extract import Section, extract
 from conveyor.extract.outline import Heading, split_sections
@@ -95,9 +94,10 @@ def test_a_pdf_without_headings_keeps_its_pages(tmp_path: Path) -> None:
 def test_links_with_their_pages(manual: tuple[Path, bool]) -> None:
     path, _ = manual
     found = extract(path)
-    links = [{k: v for k, v in link.items() if k != "rect"} for link in found.metadata[
-        "links_with_pages"
-    ]]
+    links = [
+        {k: v for k, v in link.items() if k != "rect"}
+        for link in found.metadata["links_with_pages"]
+    ]
     assert links == [
         {"page": 2, "uri": "https://example.com/brakes"},
         {"page": 2, "to_page": 1, "text": "back to the introduction"},
@@ -132,7 +132,9 @@ def test_contextual_texts_use_the_first_heading_when_the_pdf_has_no_title(
 def test_offline_description() -> None:
     embedder = FakeEmbedder()
     assert detect_language("The brake pads must be replaced when the groove is worn.") == "en"
-    assert detect_language("Die Bremsbeläge müssen gewechselt werden, wenn die Rille fehlt.") == "de"
+    assert (
+        detect_language("Die Bremsbeläge müssen gewechselt werden, wenn die Rille fehlt.") == "de"
+    )
     assert detect_language("12 34") == "und"
     assert document_title({"title": "Microsoft Word - draft.docx", "outline": []}) is None
     assert document_title({"title": "untitled", "outline": [{"title": "Intro", "level": 0}]}) == (
@@ -148,8 +150,20 @@ def test_offline_description() -> None:
     )
     assert found.title == "Bike Manual" and found.language == "en" and found.method == "offline"
     assert found.summary and 1 <= len(found.keywords) <= 8
-    assert found.type in {"manual", "report", "paper", "invoice", "receipt", "contract",
-                          "letter", "form", "presentation", "book", "article", "other"}
+    assert found.type in {
+        "manual",
+        "report",
+        "paper",
+        "invoice",
+        "receipt",
+        "contract",
+        "letter",
+        "form",
+        "presentation",
+        "book",
+        "article",
+        "other",
+    }
 
 
 def test_pipeline_stores_structure_links_and_description(home: Path, tmp_path: Path) -> None:
