@@ -124,7 +124,7 @@ class Settings(BaseSettings):
         True, description="PDFs: title, summary, keywords, type and language (LLM or offline)"
     )
     contextual_headers: bool = Field(
-        False, description="embed each chunk with its document's title and section path before it"
+        True, description="embed each chunk with its document's title and section path before it"
     )
 
     embedding_url: str | None = Field(

@@ -137,3 +137,37 @@ def llm_good(kind: str) -> str:
             "language": "en",
         }
     )
+
+
+def test_the_api_document_view_shows_description_links_and_sections(
+    real_embedder: Any, home: Path, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from conveyor.server.api import create_api
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_structured_pdf(str(docs / "manual.pdf"))
+    settings = Settings(home=home, api_keys="k", isolate_extraction=False)
+    headers = {"x-api-key": "k"}
+    with Conveyor(settings, embedder=real_embedder) as cv:
+        assert cv.ingest([docs]).done == 1
+        (doc,) = cv.documents()
+        with TestClient(create_api(conveyor=cv)) as client:
+            view = client.get(f"/documents/{doc['id']}", headers=headers).json()
+            details = view["details"]
+            assert details["title"] == "Bike Manual" and details["language"] == "en"
+            assert details["description_method"] == "offline" and details["keywords"]
+            assert [link["page"] for link in details["links_with_pages"]] == [2, 2, 3]
+            assert details["outline"][2] == {"title": "2.1 Brakes", "page": 2, "level": 1}
+            links = client.get(
+                f"/documents/{doc['id']}/artifacts/links.json", headers=headers
+            ).json()
+            assert links[0]["uri"] == "https://example.com/brakes"
+            found = client.get(
+                "/search",
+                headers=headers,
+                params={"q": "replace worn brake pads", "k": 1, "where": "language=en"},
+            ).json()
+            assert found["hits"][0]["metadata"]["section"] == "2 Maintenance › 2.1 Brakes"
