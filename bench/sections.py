@@ -96,9 +96,7 @@ def make_manuals(folder: Path) -> None:
         c.save()
 
 
-def evaluate(
-    headers: bool, corpus: Path, home: Path, mode: str, k: int = 10
-) -> dict[str, Any]:
+def evaluate(headers: bool, corpus: Path, home: Path, mode: str, k: int = 10) -> dict[str, Any]:
     os.environ["CONVEYOR_CONTEXTUAL_HEADERS"] = "true" if headers else "false"
     import conveyor
 

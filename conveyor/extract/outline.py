@@ -198,8 +198,8 @@ def _pattern(title: str) -> re.Pattern[str]:
 def split_sections(sections: Sequence[Section], headings: Sequence[Heading]) -> list[Section]:
     """Each section (a page's text) cut where a heading starts, every piece carrying its
     ``section`` path in its metadata. A heading not found in its page's text takes effect
-    at the page's start, or after the page if one before it was found. A piece that is only a heading joins the next piece,
-    so that a heading is never a chunk of its own."""
+    at the page's start, or after the page if one before it was found. A piece that is
+    only a heading joins the next piece, so that a heading is never a chunk of its own."""
     if not headings:
         return list(sections)
     by_page: dict[int, list[Heading]] = {}
