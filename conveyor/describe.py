@@ -14,7 +14,8 @@ HTTP.
 Offline, the title is the PDF's own (unless it is a file name or a
 placeholder) or its first heading; the summary and keywords are extractive,
 by the embedding model (:func:`conveyor.summary.extractive`); the type comes
-from telling words, else the nearest of :data:`TYPES` by the embedding model;
+from a word of the title ("… User Guide"), telling words in the text ("amount
+due"), else the nearest of :data:`TYPES` by the embedding model;
 the language from py3langid (or a stopword count when it is missing).
 """
 
@@ -51,14 +52,29 @@ TYPES: dict[str, str] = {
 }
 """Document types the offline method chooses from (an LLM may name others)."""
 
-_TELLING: list[tuple[str, tuple[str, ...]]] = [
-    ("invoice", ("invoice number", "invoice no", "amount due", "bill to")),
-    ("receipt", ("receipt", "change due", "cashier")),
-    ("contract", ("hereinafter", "the parties agree", "this agreement")),
-    ("paper", ("abstract", "references")),
-    ("manual", ("user manual", "owner's manual", "instructions for use", "troubleshooting")),
+_TELLING: list[tuple[str, tuple[tuple[str, ...], ...]]] = [
+    ("invoice", (("invoice number",), ("invoice no",), ("amount due",), ("invoice", "bill to"))),
+    ("receipt", (("change due",), ("receipt", "subtotal", "total"), ("cashier", "total"))),
+    ("contract", (("hereinafter",), ("the parties agree",), ("this agreement", "party"))),
+    ("paper", (("abstract", "references"),)),
+    ("manual", (("user manual",), ("owner's manual",), ("instructions for use",))),
 ]
-"""Words that tell a type: all of a tuple's words (``paper``) or any (the rest)."""
+"""Words that tell a type: all the words of one of its tuples, in the document's start."""
+
+_TITLE_WORDS: dict[str, str] = {
+    "manual": "manual",
+    "handbook": "manual",
+    "guide": "manual",
+    "instructions": "manual",
+    "invoice": "invoice",
+    "receipt": "receipt",
+    "contract": "contract",
+    "agreement": "contract",
+    "report": "report",
+    "letter": "letter",
+    "form": "form",
+}
+"""A word in the title that names the type ("Robot Vacuum R7 User Guide")."""
 
 _NOT_TITLES = re.compile(
     r"^(untitled|title|document\d*|microsoft word - .*|.*\.(docx?|pdf|tex|odt|rtf|indd))$",
@@ -182,11 +198,15 @@ def _by_stopwords(text: str) -> str:
 _LABELS: dict[str, np.ndarray] = {}
 
 
-def document_type(text: str, summary: str, embedder: Embedder) -> str:
+def document_type(text: str, summary: str, embedder: Embedder, title: str | None = None) -> str:
+    """A word of the title that names a type, else telling words in the text, else the
+    nearest of :data:`TYPES` by the embedding model ("other" when none is near)."""
+    for word in re.findall(r"[a-z]+", (title or "").lower()):
+        if word in _TITLE_WORDS:
+            return _TITLE_WORDS[word]
     lower = text[:8000].lower()
-    for kind, words in _TELLING:
-        hit = all(w in lower for w in words) if kind == "paper" else any(w in lower for w in words)
-        if hit:
+    for kind, alternatives in _TELLING:
+        if any(all(w in lower for w in words) for words in alternatives):
             return kind
     key = embedder.model_id
     if key not in _LABELS:
@@ -199,11 +219,12 @@ def document_type(text: str, summary: str, embedder: Embedder) -> str:
 def offline(metadata: Mapping[str, Any], texts: Sequence[str], embedder: Embedder) -> Description:
     text = "\n\n".join(texts)[:OFFLINE_CHARS]
     found = extractive(text, embedder, sentences=3, topics=8, candidates=150)
+    title = document_title(metadata, texts)
     return Description(
-        title=document_title(metadata, texts),
+        title=title,
         summary=found.summary,
         keywords=found.topics,
-        type=document_type(text, found.summary, embedder),
+        type=document_type(text, found.summary, embedder, title),
         language=detect_language(text),
         method=OFFLINE,
     )
