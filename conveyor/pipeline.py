@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from . import deltas
+from . import deltas, tracing
 from .blobstore import BlobStore
 from .catalog import Catalog
 from .chunking import Chunk, ChunkPlan, chunk_document
@@ -89,7 +89,8 @@ class InFlight:
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
-        yield
+        with tracing.span(name, document=self.id):
+            yield
         self.timings[name] = time.perf_counter() - started
 
 
@@ -157,6 +158,7 @@ class Pipeline:
             self.documents.queued([(document_id, job.collection, job.source)], job.run)
         self.documents.started(document_id, previous.get("state"), attempts=attempts)
         doc = InFlight(job, document_id, job_id, previous, self.documents)
+        tracing.annotate(document=document_id, collection=job.collection, source=job.source)
 
         fetched = self.fetch(doc)
         if self.unchanged(doc, fetched):
@@ -165,6 +167,12 @@ class Pipeline:
             return self.skip(doc, fetched)
         extracted = self.extract(doc, fetched)
         chunks = self.chunk(doc, extracted)
+        tracing.annotate(
+            kind=extracted.kind,
+            bytes=fetched.size,
+            chunks=len(chunks),
+            tokens=sum(c.tokens for c in chunks),
+        )
         with metered() as usage:  # what a remote provider bills for this document
             vectors = self.embed(doc, chunks, extracted)
             for step in FORMAT_STEPS.get(extracted.kind, []):
@@ -246,6 +254,7 @@ class Pipeline:
         if chunks is not None:  # what was learnt is recorded as the stage would
             self.documents.stage(doc.id, "chunk", kind=extracted.kind, mime=extracted.mime)
             doc.timings["chunk"] = extracted.chunk_seconds
+            tracing.past("chunk", extracted.chunk_seconds, document=doc.id, where="extraction")
         else:
             with doc.stage("chunk", kind=extracted.kind, mime=extracted.mime):
                 chunks = chunk_document(extracted.sections, self.chunk_plan())
@@ -348,6 +357,7 @@ class Pipeline:
                 metadata=extracted.metadata,
                 delivery=delivery,
                 part=number,
+                trace=tracing.traceparent(),
             )
             deltas.write(self.catalog, part.collection, doc.id, header, part.rows, part.vectors)
         self.documents.merging(

@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+from . import tracing
 from .exceptions import NoSpace, classify, no_space, safe_summary
 from .ids import document_id
 from .jobs import Job, document_of, s3_event_jobs
@@ -42,6 +43,17 @@ class Processor:
         self.retry = RetryPolicy(base=pipeline.settings.retry_base_seconds)
 
     def process(self, lease: Lease) -> Outcome:
+        with tracing.span("job", job=lease.job_id, attempt=lease.receive_count):
+            outcome = self._process(lease)
+            tracing.annotate(
+                status=outcome.status,
+                document=outcome.document_id,
+                chunks=outcome.chunks,
+                error=outcome.error,
+            )
+            return outcome
+
+    def _process(self, lease: Lease) -> Outcome:
         doc_id: str | None = None
         job: Job | None = None
         try:

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import tracing
 from ..compactor import Compactor
 from ..components import Components
 from ..documents import Documents
@@ -158,7 +159,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
             "not an SQS event (no 'Records' list): conveyor's Lambda handler expects an SQS "
             "event source mapping with ReportBatchItemFailures"
         )
-    return Batch(state, Clock(context)).run(records)
+    try:
+        return Batch(state, Clock(context)).run(records)
+    finally:  # the runtime may freeze the process before a batch timer sends the spans
+        tracing.flush()
 
 
 class Batch:
