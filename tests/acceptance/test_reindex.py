@@ -114,6 +114,25 @@ def test_a_worker_on_the_old_settings_cannot_mix_vectors_into_the_new_generation
     docs = json.loads(run("documents", "--json", home=home).stdout)
     failed = [d for d in docs if d["state"] == "failed"]
     assert len(failed) == 2 and "restart the workers" in failed[0]["error"], docs
+    # the API's overview shows the rebuild, stuck on its failures
+    from fastapi.testclient import TestClient
+
+    from conveyor.server.api import create_api
+
+    with (
+        Conveyor(Settings(home=home)) as cv,
+        TestClient(create_api(conveyor=cv), base_url="http://127.0.0.1") as api,
+    ):
+        [rebuild] = api.get("/status").json()["rebuilds"]
+        assert rebuild == {
+            "collection": "default",
+            "generation": 1,
+            "model": started["building"]["model"],
+            "answering": 0,
+            "settled": 2,
+            "failed": 2,
+            "of": 2,
+        }
     # search still answers from generation 0; a second rebuild must wait for this one
     assert json.loads(run("search", "tides", "--json", home=home).stdout)[0]["source"]
     again = run("reindex", home=home, check=None, CONVEYOR_EMBEDDING_BACKEND="onnx")
