@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import deletion, runner
+from . import deletion, routing, runner
 from .blobstore import source_path
 from .components import Components, onnx_folder
 from .deadletters import DeadLetters
@@ -98,7 +98,7 @@ class Conveyor:
         c = self.components
         c.catalog.start_run(run, collection, len(jobs) + len(expanded.missing))
         self._documents.queued(docs, run)
-        c.queue.send_many([j.message() for j in jobs])
+        routing.send(c, [j.message() for j in jobs])  # the long ones to the long queue
         for path in expanded.missing:
             self._not_found(path, collection, run)
         deleted: list[str] = []

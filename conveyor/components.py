@@ -68,7 +68,19 @@ class Components:
     def queue(self) -> JobQueue:
         s = self.settings
         url = s.queue_url or f"sqlite://{s.database_path.resolve()}"
-        return open_queue(url, max_receives=s.max_receives)
+        from .scaling import queue_options
+
+        return open_queue(url, **queue_options(url, s))
+
+    @cached_property
+    def long_queue(self) -> JobQueue:
+        """The queue for jobs predicted to run long (``CONVEYOR_LONG_QUEUE_URL``)."""
+        s = self.settings
+        if not s.long_queue_url:
+            raise ConfigurationError("no long queue: set CONVEYOR_LONG_QUEUE_URL")
+        from .scaling import queue_options
+
+        return open_queue(s.long_queue_url, **queue_options(s.long_queue_url, s))
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -278,7 +290,7 @@ class Components:
                 other.close()
         if "extractor" in self.__dict__:
             self.__dict__["extractor"].close()
-        for name in ("lexical", "queue", "catalog", "vectors", "blobs"):
+        for name in ("lexical", "queue", "long_queue", "catalog", "vectors", "blobs"):
             closer = getattr(self.__dict__.get(name), "close", None)
             if closer is not None:
                 closer()

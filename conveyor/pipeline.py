@@ -41,6 +41,7 @@ from .headers import contextual_texts
 from .ids import chunk_id
 from .jobs import Job
 from .manifests import Manifests
+from .measure import note
 from .settings import Settings
 from .sources import fetch_job
 from .summary import summarise
@@ -158,6 +159,8 @@ class Pipeline:
             self.documents.queued([(document_id, job.collection, job.source)], job.run)
         self.documents.started(document_id, previous.get("state"), attempts=attempts)
         doc = InFlight(job, document_id, job_id, previous, self.documents)
+        note(document_id=document_id, collection=job.collection, run=job.run, kind=job.kind)
+        note(stages=doc.timings)  # filled in as the stages run (conveyor.measure)
         tracing.annotate(document=document_id, collection=job.collection, source=job.source)
 
         fetched = self.fetch(doc)
@@ -190,6 +193,7 @@ class Pipeline:
         with doc.timed("fetch"):
             read_at = self.catalog.now()
             data, digest, size = fetch_job(doc.job, self.blobs, self.settings.max_file_bytes)
+        note(input_bytes=size)
         s = self.settings
         model = self.embedder.model_id + ("#headers" if s.contextual_headers else "")
         fp = fingerprint(digest, model, s.chunk_size, s.chunk_overlap)
@@ -232,6 +236,9 @@ class Pipeline:
                 progress=lambda message: self.documents.stage(doc.id, message),
                 chunking=self.chunk_plan(),
             )
+        found = extracted.metadata
+        note(kind=extracted.kind, pages=found.get("page_count"))
+        note(audio_seconds=found.get("duration") if extracted.kind == "audio" else None)
         if isinstance(job.options.get("metadata"), dict):  # the uploader's, kept as given
             extracted.metadata["user"] = job.options["metadata"]
         if extracted.artifacts:
@@ -260,6 +267,7 @@ class Pipeline:
                 chunks = chunk_document(extracted.sections, self.chunk_plan())
         if not chunks:
             raise EmptyDocument("no text to index after extraction")
+        note(chunks=len(chunks), tokens=sum(c.tokens for c in chunks))
         return chunks
 
     def embed(
