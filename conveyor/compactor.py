@@ -56,15 +56,24 @@ SETTLE_EVERY = 5.0  # seconds between looks for a rebuilt generation to switch t
 MAX_ATTEMPTS = 5  # failures of one delta after which each further one is logged as an error
 
 
+DESCRIBED = ("type", "language")
+"""What a document's description (:mod:`conveyor.describe`) adds to its chunks' filters."""
+
+
 def _filterable(header: deltas.Header) -> dict[str, Any]:
-    """What every chunk of a document carries for search filters: the document's kind
-    and the uploader's scalar metadata (``--where key=value``); a chunk's own fields win."""
+    """What every chunk of a document carries for search filters: the document's kind,
+    its described type and language, and the uploader's scalar metadata (``--where
+    key=value``); a chunk's own fields win."""
     user = header.metadata.get("user")
     shared = {
         key: value
         for key, value in (user.items() if isinstance(user, dict) else ())
         if text_value(value) is not None
     }
+    for key in DESCRIBED:
+        value = header.metadata.get(key)
+        if isinstance(value, str) and value:
+            shared[key] = value
     if header.kind:
         shared["kind"] = header.kind
     return shared

@@ -31,11 +31,13 @@ from . import deltas, tracing
 from .blobstore import BlobStore
 from .catalog import Catalog
 from .chunking import Chunk, ChunkPlan, chunk_document
+from .describe import LlmConfig, describe
 from .documents import SEARCHABLE, Documents, State
 from .embedding import Embedder, Tokenizer
 from .embedding.remote import metered
 from .exceptions import EmptyDocument
 from .extract import Extracted, Extractor, Input, Section
+from .headers import contextual_texts
 from .ids import chunk_id
 from .jobs import Job
 from .manifests import Manifests
@@ -181,7 +183,7 @@ class Pipeline:
             tokens=sum(c.tokens for c in chunks),
         )
         with metered() as usage:  # what a remote provider bills for this document
-            vectors = self.embed(doc, chunks)
+            vectors = self.embed(doc, chunks, extracted)
             for step in FORMAT_STEPS.get(extracted.kind, []):
                 step(self, doc, extracted)
             parts = [self.text_part(doc, extracted, chunks, vectors)]
@@ -201,7 +203,8 @@ class Pipeline:
             data, digest, size = fetch_job(doc.job, self.blobs, self.settings.max_file_bytes)
         note(input_bytes=size)
         s = self.settings
-        fp = fingerprint(digest, self.embedder.model_id, s.chunk_size, s.chunk_overlap)
+        model = self.embedder.model_id + ("#headers" if s.contextual_headers else "")
+        fp = fingerprint(digest, model, s.chunk_size, s.chunk_overlap)
         fp += page_fingerprint(s)  # page images on, or the pages collection off: redo
         return Fetched(data, size, digest, read_at, fp)
 
@@ -281,9 +284,16 @@ class Pipeline:
         note(chunks=len(chunks), tokens=sum(c.tokens for c in chunks))
         return chunks
 
-    def embed(self, doc: InFlight, chunks: list[Chunk]) -> np.ndarray:
+    def embed(
+        self, doc: InFlight, chunks: list[Chunk], extracted: Extracted | None = None
+    ) -> np.ndarray:
+        """The chunks' vectors; with ``contextual_headers``, of each chunk's text after
+        its document's title and section path (the stored text stays as it is)."""
+        texts = [c.text for c in chunks]
+        if self.settings.contextual_headers and extracted is not None:
+            texts = contextual_texts(chunks, extracted)
         with doc.stage("embed"):
-            return self.embedder.embed([c.text for c in chunks])
+            return self.embedder.embed(texts)
 
     def text_part(
         self, doc: InFlight, extracted: Extracted, chunks: list[Chunk], vectors: np.ndarray
@@ -423,3 +433,24 @@ def summarise_recording(pipeline: Pipeline, doc: InFlight, extracted: Extracted)
             llm_timeout=s.llm_timeout,
         )
     extracted.metadata.update(summary.as_dict())
+
+
+@after_embed("pdf")
+def describe_document(pipeline: Pipeline, doc: InFlight, extracted: Extracted) -> None:
+    """A PDF's title, summary, keywords, type and language (:mod:`conveyor.describe`):
+    an LLM's when one is configured, else offline; never fails the document."""
+    s = pipeline.settings
+    if not s.describe_documents:
+        return
+    llm = None
+    if s.llm_base_url and s.llm_model:
+        llm = LlmConfig(
+            s.llm_base_url, s.llm_model, s.llm_api_key, s.llm_timeout, s.llm_max_input_tokens
+        )
+    with doc.stage("describe"):
+        sections = [(section.page, section.text) for section in extracted.sections]
+        found = describe(extracted.metadata, sections, pipeline.embedder, llm)
+    own = extracted.metadata.get("title")
+    if own and found.title and own != found.title:
+        extracted.metadata["pdf_title"] = own  # the file's own, kept beside the described
+    extracted.metadata.update(found.as_metadata())

@@ -138,6 +138,15 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_api_key: str | None = Field(None, repr=False)
     llm_timeout: float = Field(30.0, gt=0)
+    llm_max_input_tokens: int = Field(
+        3000, ge=100, description="document metadata: tokens of a PDF's first pages sent (estimate)"
+    )
+    describe_documents: bool = Field(
+        True, description="PDFs: title, summary, keywords, type and language (LLM or offline)"
+    )
+    contextual_headers: bool = Field(
+        True, description="embed each chunk with its document's title and section path before it"
+    )
 
     embedding_url: str | None = Field(
         None,

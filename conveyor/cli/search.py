@@ -49,7 +49,8 @@ def filter_options(func: F) -> F:
                 "--where",
                 multiple=True,
                 metavar="KEY=VALUE",
-                help="Only chunks whose metadata KEY is VALUE (repeat for several).",
+                help="Only chunks whose metadata KEY is VALUE (repeat for several); a PDF's "
+                "described type and language too: type=invoice, language=de.",
             ),
         ]
     ):
@@ -139,6 +140,7 @@ def search(
       conveyor search "wiring diagram" --collection manuals_pages    # whole PDF pages
       conveyor search "refund policy" --source ./docs/policies --kind pdf --pages 1-3
       conveyor search "budget" --where team=finance --where year=2024 --json | jq '.[0].source'
+      conveyor search "amount due" --where type=invoice --where language=en
       printf 'first question\\nsecond question\\n' | conveyor search --batch - -k 3
     """
     if query is None and batch is None:
