@@ -25,7 +25,7 @@ WORKDIR /app
 RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY conveyor ./conveyor
-RUN pip install ".[audio,onnx,server,postgres,aws,chroma,qdrant,otel]"
+RUN pip install ".[audio,onnx,server,postgres,aws,chroma,qdrant,otel,llm]"
 
 # Export the ONNX model at build time so the first job doesn't pay for it.
 RUN CONVEYOR_HOME=/opt/conveyor conveyor models export
