@@ -51,6 +51,7 @@ OPERATIONS = [
     ("GET", "/documents/{document_id}/history"),
     ("POST", "/ingest"),
     ("GET", "/documents/{document_id}/artifacts/{name}"),
+    ("GET", "/documents/{document_id}/pages/{number}"),
     ("GET", "/timings"),
     ("GET", "/search"),
     ("GET", "/queue"),
