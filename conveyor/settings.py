@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     whisper_compute_type: str = Field("int8", description="CTranslate2 compute type")
     whisper_language: str | None = Field(None, description="spoken language; None: detect")
     whisper_threads: int = Field(0, ge=0, description="CPU threads for Whisper; 0: all")
+    diarize: bool = Field(True, description="label a recording's speakers (resemblyzer)")
+    speakers: int | None = Field(
+        None, ge=1, description="how many speakers a recording has; None: found"
+    )
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible API for summaries")
     llm_model: str | None = None

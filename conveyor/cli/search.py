@@ -177,6 +177,8 @@ def search(
             place += f" (page {hit.page})"
         if hit.metadata.get("start_s") is not None:
             place += f" ({_mmss(hit.metadata['start_s'])}–{_mmss(hit.metadata['end_s'])})"
+        if hit.metadata.get("speakers"):
+            place += "  " + ", ".join(hit.metadata["speakers"])
         click.secho(f"{rank}. {hit.score:.3f}  {place}  chunk {hit.chunk_index + 1}", bold=True)
         text = " ".join(hit.text.split())
         click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))
