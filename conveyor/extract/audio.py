@@ -222,9 +222,7 @@ def extract_audio(data: bytes, options: dict[str, Any]) -> Extracted:
         turns = diarizer.turns()
         segments = label_segments(segments, turns)
         speakers = {"speakers": talk_time(turns), "speaker_turns": len(turns)}
-        transcript_turns = [
-            {"start": t.start, "end": t.end, "speaker": t.speaker} for t in turns
-        ]
+        transcript_turns = [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in turns]
 
     transcript = {
         "language": detected,

@@ -2,7 +2,8 @@
 
 The transcriber hands each decoded window here (:meth:`Diarizer.add`). Its
 speech (Silero VAD, as Whisper's, with finer pauses) is cut into partial
-utterances of 1.6 s every ``hop`` seconds, each embedded by resemblyzer's
+utterances of 1.6 s every ``hop`` seconds (1.6: they tile it; the last one
+of a stretch ends with it; a stretch under 1.6 s is one), each embedded by resemblyzer's
 voice encoder (a 3-layer LSTM whose weights ship inside the PyPI wheel: no
 download). Only the 256-float embeddings are kept, about 2 KiB per second of
 speech, so memory stays bounded by the window. At the end
@@ -74,7 +75,7 @@ class Diarizer:
     """Collects speaker embeddings window by window, then finds the turns."""
 
     def __init__(
-        self, speakers: int | None = None, *, hop: float = 0.8, threshold: float = 0.3
+        self, speakers: int | None = None, *, hop: float = 1.6, threshold: float = 0.3
     ) -> None:
         if speakers is not None and speakers < 1:
             raise ValueError("speakers must be at least 1")
