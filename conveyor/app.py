@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import deletion, runner
+from . import deletion, routing, runner
 from .blobstore import source_path
 from .components import Components, onnx_folder
 from .deadletters import DeadLetters
@@ -94,7 +94,7 @@ class Conveyor:
         c = self.components
         c.catalog.start_run(run, collection, len(jobs) + len(expanded.missing))
         self._documents.queued(docs, run)
-        c.queue.send_many([j.message() for j in jobs])
+        routing.send(c, [j.message() for j in jobs])  # the long ones to the long queue
         for path in expanded.missing:
             self._not_found(path, collection, run)
         deleted: list[str] = []
@@ -229,7 +229,10 @@ class Conveyor:
         started = time.perf_counter()
         s = self.settings
         if wait and not (s.embedding_url or s.remote_embedder):  # int8 into fp32: fail now
-            info = self.components.vectors.collection(collection or s.collection)
+            generations = self.components.generations
+            info = self.components.vectors.collection(
+                generations.target(collection or s.collection)
+            )
             ours = self.components.local_embedder.model_id
             if info is not None and info.model_id.removesuffix(INT8) == ours.removesuffix(INT8):
                 _check_model(info.name, info.model_id, ours)
@@ -312,13 +315,23 @@ class Conveyor:
         collection = collection or self.settings.collection
         mode = mode or self.settings.search_mode
         c = self.components
-        info = self._require_collection(collection)
-        if mode != "lexical":
-            _check_model(collection, info.model_id, c.query_embedder.model_id)
-        return c.searcher.search(queries, k, collection=collection, mode=mode, where=where)
+        name = c.generations.resolve(collection)  # the generation that answers now
+        info = c.vectors.collection(name)
+        if info is None:  # perhaps switched since this process looked
+            c.generations.lineage(collection, fresh=True)
+            name = c.generations.resolve(collection)
+            info = self._require_collection(collection, name)
+        embedder = c.query_embedder
+        if mode != "lexical" and info.model_id != embedder.model_id:
+            # a rebuild under new settings is under way: the old generation's own model
+            embedder = c.query_embedder_for(info.model_id) or embedder
+            _check_model(collection, info.model_id, embedder.model_id)
+        return c.searcher.search(
+            queries, k, collection=name, mode=mode, where=where, embedder=embedder
+        )
 
-    def _require_collection(self, collection: str) -> CollectionInfo:
-        info = self.components.vectors.collection(collection)
+    def _require_collection(self, collection: str, name: str | None = None) -> CollectionInfo:
+        info = self.components.vectors.collection(name or collection)
         if info is None:
             known = ", ".join(i.name for i in self.components.vectors.collections()) or "none yet"
             raise ConveyorError(
@@ -344,6 +357,7 @@ class Conveyor:
                 {"name": i.name, "chunks": i.count, "model": i.model_id, "dim": i.dim}
                 for i in c.vectors.collections()
             ],
+            "generations": c.generations.report(c.catalog),
             "compactions": c.catalog.compactions(limit=5),
             "running": [
                 {"id": d["id"], "source": d["source"], "stage": d["stage"]}
@@ -405,8 +419,9 @@ class Conveyor:
     def export(self, collection: str | None = None) -> Iterator[dict[str, Any]]:
         """Every chunk with its vector, for moving to another store or checking."""
         collection = collection or self.settings.collection
-        self._require_collection(collection)
-        for rec in self.components.vectors.iter_chunks(collection, vectors=True):
+        name = self.components.generations.resolve(collection)
+        self._require_collection(collection, name)
+        for rec in self.components.vectors.iter_chunks(name, vectors=True):
             yield {
                 "id": rec.id,
                 "document_id": rec.document_id,
@@ -444,9 +459,11 @@ def _check_model(collection: str, have: str, configured: str) -> None:
             f"collection {collection!r} holds {'int8' if have.endswith(INT8) else 'fp32'} "
             f"vectors of {have.removesuffix(INT8)}, the configured backend makes "
             f"{'int8' if configured.endswith(INT8) else 'fp32'} ones; set "
-            f"CONVEYOR_EMBEDDING_BACKEND={backend}, or use another collection"
+            f"CONVEYOR_EMBEDDING_BACKEND={backend}, use another collection, or rebuild "
+            f"it with `conveyor reindex -c {collection}`"
         )
     raise ConveyorError(
         f"collection {collection!r} was embedded with {have}, but the configured model "
-        f"is {configured}; set CONVEYOR_MODEL to match"
+        f"is {configured}; set CONVEYOR_MODEL to match, or rebuild it with "
+        f"`conveyor reindex -c {collection}`"
     )

@@ -31,15 +31,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from . import deltas
+from . import deltas, tracing
 from .blobstore import BlobStore
 from .catalog import Catalog
 from .deltas import Delta
 from .documents import Documents
-from .exceptions import NoSpace, PermanentError, no_space, safe_summary
+from .exceptions import ConveyorError, NoSpace, PermanentError, no_space, safe_summary
 from .filters import text_value
+from .generations import Generations
 from .lexical import LexicalIndex
 from .manifests import Manifests
 from .vectorstore import ChunkRecord, VectorStore
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 LOCK_TTL = 60.0
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 60.0
+SETTLE_EVERY = 5.0  # seconds between looks for a rebuilt generation to switch to
 MAX_ATTEMPTS = 5  # failures of one delta after which each further one is logged as an error
 
 
@@ -112,6 +115,8 @@ class Compactor:
         batch: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.generations = Generations(blobs)
+        self._settled_at = -math.inf
         self.catalog = catalog
         self.vectors = vectors
         self.lexical = lexical
@@ -145,6 +150,9 @@ class Compactor:
                 applied += self._collection(collection, lock)
             finally:
                 self.catalog.release_lock(lock, self.owner)
+        if applied or self.clock() - self._settled_at > SETTLE_EVERY:
+            self._settled_at = self.clock()
+            self.generations.settle(self.catalog, self.vectors, self.lexical)
         return applied
 
     def _index_collections(self) -> None:
@@ -242,6 +250,18 @@ class Compactor:
         self.catalog.finish_delta(delta.id, "failed", reason)
 
     def _apply(self, collection: str, delta: Delta) -> int:
+        header = delta.header
+        with tracing.span(
+            "merge",
+            parent=header.trace,
+            document=delta.document_id,
+            collection=collection,
+            chunks=len(delta.chunks),
+            deleted=header.deleted,
+        ):
+            return self._apply_traced(collection, delta)
+
+    def _apply_traced(self, collection: str, delta: Delta) -> int:
         header, doc_id = delta.header, delta.document_id
         t = time.perf_counter()
         newest = self.catalog.newest_applied_read(doc_id, collection)
@@ -250,8 +270,13 @@ class Compactor:
             # holds what a later read of the source produced; the older one must not win
             self.catalog.finish_delta(delta.id, "applied", "superseded by a newer read")
             return 0
+        try:
+            targets = self.generations.targets(collection, header)
+        except ConveyorError as exc:  # a worker still on the settings being replaced
+            self._reject(delta, safe_summary(exc))
+            return 0
         if header.deleted:
-            return self._delete(collection, delta)
+            return self._delete(collection, delta, targets)
         shared = _filterable(header)
         try:
             vectors = delta.matrix()
@@ -272,11 +297,16 @@ class Compactor:
             self._reject(delta, f"could not merge: the delta is damaged ({safe_summary(exc)})")
             return 0
         try:
-            self.vectors.ensure_collection(collection, dim=header.dim, model_id=header.model)
-            self.vectors.replace_document(collection, doc_id, records)
-            if self.lexical is not None:  # the same chunks, before the delta counts as applied
-                self._ensure_lexical(collection)
-                self.lexical.replace_document(collection, doc_id, records)
+            for target in targets:  # the generation answering, or the one being built
+                rows = [
+                    replace(r, id=self.generations.chunk_id(r.id, target, collection))
+                    for r in records
+                ]
+                self.vectors.ensure_collection(target, dim=header.dim, model_id=header.model)
+                self.vectors.replace_document(target, doc_id, rows)
+                if self.lexical is not None:  # the same chunks, before the delta counts
+                    self._ensure_lexical(target)
+                    self.lexical.replace_document(target, doc_id, rows)
         except PermanentError as exc:
             self._reject(delta, safe_summary(exc))
             return 0
@@ -301,15 +331,17 @@ class Compactor:
         )
         return len(records)
 
-    def _delete(self, collection: str, delta: Delta) -> int:
-        """A tombstone: the document's rows leave the collection, and once every part of
-        the deletion is merged, the document leaves the catalog."""
+    def _delete(self, collection: str, delta: Delta, targets: list[str]) -> int:
+        """A tombstone: the document's rows leave the collection (each generation of
+        it), and once every part of the deletion is merged, the document leaves the
+        catalog."""
         doc_id = delta.document_id
         removed = 0
-        if self.vectors.collection(collection) is not None:
-            removed = self.vectors.delete(collection, document_id=doc_id)
-        if self.lexical is not None:  # gone from both, before the tombstone counts
-            self.lexical.replace_document(collection, doc_id, [])
+        for target in targets:
+            if self.vectors.collection(target) is not None:
+                removed += self.vectors.delete(target, document_id=doc_id)
+            if self.lexical is not None:  # gone from both, before the tombstone counts
+                self.lexical.replace_document(target, doc_id, [])
         if self._keeper is not None and self._keeper.lost.is_set():
             return 0
         delivery = delta.header.delivery

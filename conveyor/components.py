@@ -11,6 +11,7 @@ wrong URL.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -30,8 +31,11 @@ from .vectorstore import VectorStore, open_vectorstore
 if TYPE_CHECKING:  # imported where built: a search never loads the parsers (pypdf, audio)
     from .compactor import Compactor
     from .extract import Extractor
+    from .generations import Generations
     from .pipeline import Pipeline
     from .worker import Processor, WorkerPool
+
+log = logging.getLogger(__name__)
 
 
 def onnx_folder(settings: Settings) -> Path:
@@ -64,7 +68,19 @@ class Components:
     def queue(self) -> JobQueue:
         s = self.settings
         url = s.queue_url or f"sqlite://{s.database_path.resolve()}"
-        return open_queue(url, max_receives=s.max_receives)
+        from .scaling import queue_options
+
+        return open_queue(url, **queue_options(url, s))
+
+    @cached_property
+    def long_queue(self) -> JobQueue:
+        """The queue for jobs predicted to run long (``CONVEYOR_LONG_QUEUE_URL``)."""
+        s = self.settings
+        if not s.long_queue_url:
+            raise ConfigurationError("no long queue: set CONVEYOR_LONG_QUEUE_URL")
+        from .scaling import queue_options
+
+        return open_queue(s.long_queue_url, **queue_options(s.long_queue_url, s))
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -127,6 +143,37 @@ class Components:
         from .embedding.local import LocalEmbedder
 
         return LocalEmbedder(s.model, device=s.device, batch_size=s.embed_batch_size)
+
+    def query_embedder_for(self, model_id: str) -> Embedder | None:
+        """A local model making ``model_id``'s vectors, for a collection that answers
+        from a generation built under other settings (a rebuild is under way); None when
+        no local model makes them (a remote provider's)."""
+        from .embedding import INT8
+
+        others: dict[str, Embedder | None] = self.__dict__.setdefault("_other_models", {})
+        if model_id not in others:
+            s = self.settings
+            backend = "onnx-int8" if model_id.endswith(INT8) else "onnx"
+            if backend == "onnx" and s.embedding_backend == "torch":
+                backend = "torch"
+            update = {"model": model_id.removesuffix(INT8), "embedding_backend": backend}
+            try:
+                model: Embedder | None = Components(s.model_copy(update=update)).local_embedder
+            except Exception as exc:
+                log.warning("no local model makes %s's vectors: %s", model_id, exc)
+                model = None
+            if model is not None and model.model_id != model_id:
+                model.close()
+                model = None
+            others[model_id] = model
+        return others[model_id]
+
+    @cached_property
+    def generations(self) -> Generations:
+        """Which generation of each collection answers, and which is being built."""
+        from .generations import Generations
+
+        return Generations(self.blobs)
 
     @cached_property
     def tokenizer(self) -> Tokenizer:
@@ -238,9 +285,12 @@ class Components:
                 closed.add(id(embedder))
                 embedder.close()
                 embedder = getattr(embedder, "inner", None)
+        for other in self.__dict__.get("_other_models", {}).values():
+            if other is not None:
+                other.close()
         if "extractor" in self.__dict__:
             self.__dict__["extractor"].close()
-        for name in ("lexical", "queue", "catalog", "vectors", "blobs"):
+        for name in ("lexical", "queue", "long_queue", "catalog", "vectors", "blobs"):
             closer = getattr(self.__dict__.get(name), "close", None)
             if closer is not None:
                 closer()

@@ -113,6 +113,8 @@ class Header:
     part: int
     deleted: bool = False
     """A tombstone: remove the document (no chunks)."""
+    trace: str | None = None
+    """The job's span as a W3C ``traceparent`` when tracing is on: the merge joins it."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -156,6 +158,7 @@ class Header:
             ),
             part=int(data["part"]),
             deleted=bool(data.get("deleted", False)),
+            trace=data.get("trace"),
         )
 
 

@@ -35,6 +35,7 @@ from .chunking import ChunkPlan
 from .embedding import Tokenizer
 from .exceptions import ConveyorError, PermanentError
 from .extract import Extracted, Input, extract
+from .measure import note, peak_rss_mb, reset_peak
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class ExtractorCrashed(PermanentError):
 
 
 def _child(requests: Connection, replies: Connection, memory_bytes: int | None) -> None:
-    """The child's loop: receive (data, name, kind, options), send back a result."""
+    """The child's loop: receive (data, name, kind, options), send back a result (after
+    its peak memory for the document, for :mod:`conveyor.measure`)."""
     if memory_bytes:
         import resource
 
@@ -81,14 +83,17 @@ def _child(requests: Connection, replies: Connection, memory_bytes: int | None) 
         def progress(message: str) -> None:
             replies.send(("progress", message))
 
+        reset_peak()  # this document's peak memory, not the child's life's
         try:
             result = extract(
                 data, name=name, kind=kind, options=options, progress=progress, chunking=plan
             )
+            replies.send(("peak", peak_rss_mb()))
             replies.send(("ok", result))
         except MemoryError:
             replies.send(("memory", None))
         except ConveyorError as exc:
+            replies.send(("peak", peak_rss_mb()))
             replies.send(("error", exc))
         except BaseException as exc:  # report, keep serving
             replies.send(("error", PermanentError(f"{type(exc).__name__}: {exc}")))
@@ -264,6 +269,9 @@ class IsolatedExtractor:
                 status, payload = slot.replies.recv()
             except (EOFError, OSError):
                 raise self._crashed(slot) from None
+            if status == "peak":  # the child's peak memory for this document
+                note(child_peak_mb=payload)
+                continue
             if status != "progress":
                 return status, payload
             if progress is not None:

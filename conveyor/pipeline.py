@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from . import deltas
+from . import deltas, tracing
 from .blobstore import BlobStore
 from .catalog import Catalog
 from .chunking import Chunk, ChunkPlan, chunk_document
@@ -39,6 +39,7 @@ from .extract import Extracted, Extractor, Input
 from .ids import chunk_id
 from .jobs import Job
 from .manifests import Manifests
+from .measure import note
 from .settings import Settings
 from .sources import fetch_job
 from .summary import summarise
@@ -87,7 +88,8 @@ class InFlight:
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
-        yield
+        with tracing.span(name, document=self.id):
+            yield
         self.timings[name] = time.perf_counter() - started
 
 
@@ -155,6 +157,9 @@ class Pipeline:
             self.documents.queued([(document_id, job.collection, job.source)], job.run)
         self.documents.started(document_id, previous.get("state"), attempts=attempts)
         doc = InFlight(job, document_id, job_id, previous, self.documents)
+        note(document_id=document_id, collection=job.collection, run=job.run, kind=job.kind)
+        note(stages=doc.timings)  # filled in as the stages run (conveyor.measure)
+        tracing.annotate(document=document_id, collection=job.collection, source=job.source)
 
         fetched = self.fetch(doc)
         if self.unchanged(doc, fetched):
@@ -163,6 +168,12 @@ class Pipeline:
             return self.skip(doc, fetched)
         extracted = self.extract(doc, fetched)
         chunks = self.chunk(doc, extracted)
+        tracing.annotate(
+            kind=extracted.kind,
+            bytes=fetched.size,
+            chunks=len(chunks),
+            tokens=sum(c.tokens for c in chunks),
+        )
         with metered() as usage:  # what a remote provider bills for this document
             vectors = self.embed(doc, chunks)
             for step in FORMAT_STEPS.get(extracted.kind, []):
@@ -180,6 +191,7 @@ class Pipeline:
         with doc.timed("fetch"):
             read_at = self.catalog.now()
             data, digest, size = fetch_job(doc.job, self.blobs, self.settings.max_file_bytes)
+        note(input_bytes=size)
         s = self.settings
         fp = fingerprint(digest, self.embedder.model_id, s.chunk_size, s.chunk_overlap)
         return Fetched(data, size, digest, read_at, fp)
@@ -221,6 +233,9 @@ class Pipeline:
                 progress=lambda message: self.documents.stage(doc.id, message),
                 chunking=self.chunk_plan(),
             )
+        found = extracted.metadata
+        note(kind=extracted.kind, pages=found.get("page_count"))
+        note(audio_seconds=found.get("duration") if extracted.kind == "audio" else None)
         if isinstance(job.options.get("metadata"), dict):  # the uploader's, kept as given
             extracted.metadata["user"] = job.options["metadata"]
         if extracted.artifacts:
@@ -243,11 +258,13 @@ class Pipeline:
         if chunks is not None:  # what was learnt is recorded as the stage would
             self.documents.stage(doc.id, "chunk", kind=extracted.kind, mime=extracted.mime)
             doc.timings["chunk"] = extracted.chunk_seconds
+            tracing.past("chunk", extracted.chunk_seconds, document=doc.id, where="extraction")
         else:
             with doc.stage("chunk", kind=extracted.kind, mime=extracted.mime):
                 chunks = chunk_document(extracted.sections, self.chunk_plan())
         if not chunks:
             raise EmptyDocument("no text to index after extraction")
+        note(chunks=len(chunks), tokens=sum(c.tokens for c in chunks))
         return chunks
 
     def embed(self, doc: InFlight, chunks: list[Chunk]) -> np.ndarray:
@@ -338,6 +355,7 @@ class Pipeline:
                 metadata=extracted.metadata,
                 delivery=delivery,
                 part=number,
+                trace=tracing.traceparent(),
             )
             deltas.write(self.catalog, part.collection, doc.id, header, part.rows, part.vectors)
         self.documents.merging(

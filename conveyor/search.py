@@ -134,8 +134,10 @@ class Searcher:
         collection: str,
         mode: Mode,
         where: Filter | None = None,
+        embedder: Embedder | None = None,
     ) -> list[Results]:
-        """The ``k`` best hits of each query in ``collection`` that meet ``where``."""
+        """The ``k`` best hits of each query in ``collection`` that meet ``where``;
+        the queries are embedded by ``embedder`` (default: the configured query model)."""
         if mode not in MODES:
             raise ConveyorError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
         prepared = [self.prepare(q) for q in queries]
@@ -153,7 +155,7 @@ class Searcher:
                 for text, _ in prepared
             ]
         vectors = (
-            self.embedder.embed([text for text, _ in prepared])
+            (embedder or self.embedder).embed([text for text, _ in prepared])
             if mode != "lexical" and prepared
             else None
         )

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     concurrency: int = Field(2, ge=1, description="jobs in flight per process")
     visibility_timeout: float = Field(60.0, gt=0, description="lease length, seconds")
     max_receives: int = Field(5, ge=1, description="deliveries before dead-letter")
+    long_queue_url: str | None = Field(
+        None, description="queue for jobs predicted to run long (ECS workers serve it)"
+    )
+    long_job_seconds: float = Field(
+        600.0, gt=0, description="jobs predicted to run longer go to the long queue"
+    )
+    max_in_flight: int = Field(
+        0, ge=0, description="jobs running at once across all workers (SQL queues); 0: no cap"
+    )
     retry_base_seconds: float = Field(2.0, ge=0)
     lambda_reserve_seconds: float = Field(
         10.0, ge=0, description="Lambda: time kept for merging and replying; no record starts later"

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
 import uuid
 from typing import Any
 
+from . import measure, tracing
 from .exceptions import NoSpace, classify, no_space, safe_summary
 from .ids import document_id
 from .jobs import Job, document_of, s3_event_jobs
@@ -40,8 +42,31 @@ class Processor:
         self.queue = queue
         self.settings = pipeline.settings
         self.retry = RetryPolicy(base=pipeline.settings.retry_base_seconds)
+        self.runtime = measure.runtime()
+        """Where jobs run, as their measurements say: worker, lambda or run-job."""
 
     def process(self, lease: Lease) -> Outcome:
+        """One job, traced and measured (:mod:`conveyor.measure`): its record goes to
+        the catalog whatever became of it."""
+        outcome: Outcome | None = None
+        with measure.measuring(self.runtime) as measured:
+            measured.job_id = lease.job_id
+            try:
+                with tracing.span("job", job=lease.job_id, attempt=lease.receive_count):
+                    outcome = self._process(lease)
+                    tracing.annotate(
+                        status=outcome.status,
+                        document=outcome.document_id,
+                        chunks=outcome.chunks,
+                        error=outcome.error,
+                    )
+            finally:
+                measured.outcome = outcome.status if outcome is not None else "failed"
+        if measured.document_id is not None:
+            measure.record(self.pipeline.catalog, measured)
+        return outcome
+
+    def _process(self, lease: Lease) -> Outcome:
         doc_id: str | None = None
         job: Job | None = None
         try:
@@ -72,6 +97,7 @@ class Processor:
                 raise full from exc
             return self._fail(lease, job, doc_id, exc)
         extra = {"job": lease.job_id, "document": doc_id}
+        measure.settled()
         self._ack(lease, extra)
         if outcome.status == "skipped":
             log.info("unchanged, skipped", extra=extra)
@@ -150,6 +176,7 @@ class Processor:
                 )
             else:
                 documents.retrying(doc_id, summary, kind)
+        measure.settled()
         try:
             if decision.delay is None:
                 self.queue.dead_letter(lease, summary)
@@ -321,6 +348,10 @@ class WorkerPool:
                     self.jobs_failed += 1
                 elif outcome.status in ("merge", "skipped"):
                     self.jobs_done += 1
+            if getattr(self.queue, "max_in_flight", None):
+                # a capped queue (CONVEYOR_MAX_IN_FLIGHT): a place just freed goes to any
+                # receiver in the fleet, not straight back to this thread (no starving)
+                self.stopping.wait(random.uniform(0, self.poll_interval))
 
     def _out_of_space(self, exc: Exception) -> bool:
         """On a full disk: stop taking work (once, logged once); True if it was that."""

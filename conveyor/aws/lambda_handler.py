@@ -22,6 +22,9 @@ What comes back to SQS, per record:
   policy dead-letters it in the end.
 * not started because the invocation was running out of time — listed too,
   and left alone in the catalog: it is not a failure.
+* predicted to need more than the time left, with ``CONVEYOR_LONG_QUEUE_URL``
+  set — sent to the long queue (ECS workers serve it) and not listed
+  (:mod:`conveyor.routing`).
 
 Time: a record is started only while more than ``CONVEYOR_LAMBDA_RESERVE_SECONDS``
 plus the longest record so far (in this container) remain; the first record of
@@ -52,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import routing, tracing
 from ..compactor import Compactor
 from ..components import Components
 from ..documents import Documents
@@ -158,7 +162,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
             "not an SQS event (no 'Records' list): conveyor's Lambda handler expects an SQS "
             "event source mapping with ReportBatchItemFailures"
         )
-    return Batch(state, Clock(context)).run(records)
+    try:
+        return Batch(state, Clock(context)).run(records)
+    finally:  # the runtime may freeze the process before a batch timer sends the spans
+        tracing.flush()
 
 
 class Batch:
@@ -258,7 +265,7 @@ class Batch:
         s, state = self.c.settings, self.state
         # the processor acks into this batch: SQS itself is Lambda's to answer
         processor = Processor(self.c.pipeline(), self.queue)
-        counts = {"done": 0, "failed": 0, "unstarted": 0}
+        counts = {"done": 0, "failed": 0, "unstarted": 0, "moved": 0}
         started = 0
         while True:
             # the first record needs only the reserve: a container whose slowest record
@@ -280,6 +287,14 @@ class Batch:
             if not leases:
                 return counts
             lease, started = leases[0], started + 1
+            moved = routing.move_if_long(self.c, lease.body, room=left - state.reserve)
+            if moved is not None:  # predicted past the time left: the long queue has it
+                self.queue.ack(lease)
+                log.info(
+                    "predicted %.0fs: moved to the long queue", moved, extra={"job": lease.job_id}
+                )
+                counts["moved"] += 1
+                continue
             began = time.monotonic()
             try:
                 self.queue.current = lease  # jobs it fans out into belong to it

@@ -170,6 +170,7 @@ def run_one(
     job_id = uuid.uuid4().hex
     queue.deliver(job_id, job.message())
     processor = Processor(c.pipeline(), queue)
+    processor.runtime = "run-job"  # in its measurements (conveyor.measure)
     extra = {"job": job_id, "document": doc_id, "run": job.run}
     while True:
         leases = queue.receive(1, visibility_timeout=c.settings.visibility_timeout)

@@ -186,6 +186,25 @@ class Catalog(Protocol):
 
     def release_lock(self, name: str, owner: str) -> None: ...
 
+    # -- measurements (conveyor.catalog.measurements) ----------------------
+
+    def record_measurement(self, record: dict[str, Any]) -> None:
+        """Store one job's measurements (the fields of
+        :class:`conveyor.measure.Measurement`; ``stages`` as a dict)."""
+        ...
+
+    def measurements(
+        self,
+        *,
+        run: str | None = None,
+        collection: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Jobs' measurements matching every filter given (``since``: finished at or
+        after), oldest first; ``limit`` keeps the newest."""
+        ...
+
     def close(self) -> None: ...
 
 

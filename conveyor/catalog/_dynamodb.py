@@ -21,6 +21,8 @@ table              key                  indexes (hash, range)
 ``cache``          ``model``, ``hash``
 ``workers``        ``id``
 ``locks``          ``name``
+``measurements``   ``id``               ``finished`` (all, finished_at), ``run`` (run,
+                                        finished_at)
 =================  ===================  =============================================
 """
 
@@ -32,6 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..exceptions import ConfigurationError
+from .measurements import DYNAMO_TABLE as DYNAMO_MEASUREMENTS
 
 S, N, B = "S", "N", "B"
 _FLOATS = {
@@ -71,6 +74,7 @@ TABLES: dict[str, tuple[list[tuple[str, str]], dict[str, tuple[str, str, str, st
     "cache": ([("model", S), ("hash", S)], {}),
     "workers": ([("id", S)], {}),
     "locks": ([("name", S)], {}),
+    "measurements": DYNAMO_MEASUREMENTS,  # jobs' measurements (conveyor.catalog.measurements)
 }
 
 

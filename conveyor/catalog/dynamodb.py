@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 
 from ..exceptions import ConfigurationError, safe_summary
 from ._dynamodb import DynamoTables, encode, ensure_tables, item, values_of
+from .measurements import DynamoMeasurements
 from .sql import DELTA_STATES, STATES
 
 ITEM_PAYLOAD = 300_000  # bytes of chunks and vectors kept in the item; more go to blobs
@@ -58,7 +59,7 @@ _DOC_COLUMNS = (
 _JSON = ("metadata", "timings")
 
 
-class DynamoCatalog(DynamoTables):
+class DynamoCatalog(DynamoMeasurements, DynamoTables):
     """See :class:`conveyor.catalog.Catalog` and this module's docstring."""
 
     def __init__(

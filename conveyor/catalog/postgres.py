@@ -30,6 +30,8 @@ from .._postgres import SERVER_NOW, Pool
 from ..exceptions import safe_summary
 from ..lexical.postgres import RELATIONS as LEXICAL_RELATIONS
 from ..lexical.postgres import SCHEMA as LEXICAL_SCHEMA
+from .measurements import POSTGRES_RELATIONS as MEASUREMENT_RELATIONS
+from .measurements import POSTGRES_SCHEMA as MEASUREMENT_SCHEMA
 from .sql import SqlCatalog
 
 SCHEMA = [
@@ -122,6 +124,7 @@ SCHEMA = [
         leased_until double precision NOT NULL
     )""",
     *LEXICAL_SCHEMA,  # the lexical index (conveyor.lexical.postgres)
+    *MEASUREMENT_SCHEMA,  # jobs' measurements (conveyor.catalog.measurements)
 ]
 # what SCHEMA creates: when all exist, nothing is created (or locked)
 RELATIONS = [
@@ -140,6 +143,7 @@ RELATIONS = [
     "workers",
     "locks",
     *LEXICAL_RELATIONS,
+    *MEASUREMENT_RELATIONS,
 ]
 
 _NOW = re.compile(r"(?<!:):now\b")

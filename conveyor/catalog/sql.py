@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ..documents import State
+from .measurements import SqlMeasurements
 
 STATES = tuple(s.value for s in State)
 
@@ -54,7 +55,7 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class SqlCatalog:
+class SqlCatalog(SqlMeasurements):
     """The catalog's methods over a :class:`Session`; see :class:`conveyor.catalog.Catalog`."""
 
     # -- what a backend supplies -----------------------------------------

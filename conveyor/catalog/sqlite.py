@@ -17,6 +17,7 @@ from typing import Any
 
 from .._sqlite import connect, table_exists, transaction
 from ..lexical.sqlite import SCHEMA as LEXICAL_SCHEMA
+from .measurements import ensure_sqlite
 from .sql import SqlCatalog
 
 SCHEMA = [
@@ -162,6 +163,7 @@ class SqliteCatalog(SqlCatalog):
                 _add_delta_columns(conn)
                 for statement in SCHEMA:
                     conn.execute(statement)
+        ensure_sqlite(self._conn())  # jobs' measurements (conveyor.catalog.measurements)
 
     def __repr__(self) -> str:
         return f"SqliteCatalog({self.path!r})"

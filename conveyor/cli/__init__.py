@@ -5,7 +5,7 @@ One module per family of commands; each registers its commands on :data:`main`.
 
 from __future__ import annotations
 
-from . import ingest, read, run, search
+from . import fleet, ingest, read, reindex, run, search
 from .common import main
 
-__all__ = ["ingest", "main", "read", "run", "search"]
+__all__ = ["fleet", "ingest", "main", "read", "reindex", "run", "search"]

@@ -57,6 +57,13 @@ def status(as_json: bool, home: Path | None) -> None:
     )
     for c in data["collections"]:
         click.echo(f"collection {c['name']}: {c['chunks']} chunks ({c['model']}, {c['dim']}d)")
+    for g in data.get("generations", []):
+        b = g["building"]
+        click.echo(
+            f"rebuild    {g['collection']}: generation {b['number']} ({b['model']}) "
+            f"{g['settled']}/{g['of']} documents, {g['failed']} failed; search answers "
+            f"from generation {g['active']} until it is complete"
+        )
     for r in data["compactions"]:
         when = _iso(r["finished_at"]) or "running"
         click.echo(

@@ -174,6 +174,17 @@ class MemoryQueue:
                     delayed += 1
         return QueueDepth(visible=visible, in_flight=in_flight, delayed=delayed, dead=dead)
 
+    def oldest_visible_age(self) -> float | None:
+        """Seconds since the oldest visible job was sent; None when none is visible."""
+        with self._lock:
+            now = self._clock()
+            sent = [
+                j.enqueued_at
+                for j in self._jobs.values()
+                if j.state != _DEAD and j.visible_at <= now
+            ]
+        return max(0.0, now - min(sent)) if sent else None
+
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         with self._lock:
             dead = [job for job in self._jobs.values() if job.state == _DEAD]

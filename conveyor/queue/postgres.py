@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -150,6 +151,17 @@ SELECT
 FROM queue_jobs, (SELECT {NOW} AS now) AS t
 WHERE queue = %(queue)s"""
 
+# the fleet-wide cap (CONVEYOR_MAX_IN_FLIGHT): receivers count the leases not yet run
+# out under one advisory lock per queue, so two hosts cannot both take the last place
+CAP_LOCK = "SELECT pg_advisory_xact_lock(hashtext('conveyor queue cap ' || %(queue)s))"
+COUNT_IN_FLIGHT = f"""
+SELECT count(*) FROM queue_jobs
+WHERE queue = %(queue)s AND state = 'leased' AND visible_at > {NOW}"""
+
+OLDEST_VISIBLE = f"""
+SELECT {NOW} - min(enqueued_at) FROM queue_jobs
+WHERE queue = %(queue)s AND state <> 'dead' AND visible_at <= {NOW}"""
+
 SELECT_DEAD = """
 SELECT id, body, receive_count, last_error, enqueued_at, dead_at FROM queue_jobs
 WHERE queue = %(queue)s AND state = 'dead'
@@ -164,6 +176,11 @@ WHERE queue = %(queue)s AND state = 'dead'"""
 REDRIVE_ALL = _REDRIVE
 
 REDRIVE_SOME = _REDRIVE + " AND id = ANY(%(ids)s::text[])"
+
+
+def _capped(conn: Any, cap: int | None) -> AbstractContextManager[Any]:
+    """A transaction around a capped receive (the cap's lock lasts until it ends)."""
+    return conn.transaction() if cap else nullcontext()
 
 
 class PostgresQueue:
@@ -184,6 +201,7 @@ class PostgresQueue:
         max_receives: int = DEFAULT_MAX_RECEIVES,
         clock: Callable[[], float] | None = None,
         pool_size: int = 8,
+        max_in_flight: int | None = None,
     ) -> None:
         if max_receives < 1:
             raise ValueError(f"max_receives must be >= 1, got {max_receives!r}")
@@ -191,6 +209,8 @@ class PostgresQueue:
             raise ValueError("a queue name must not be empty")
         self.name = name
         self.max_receives = max_receives
+        self.max_in_flight = max_in_flight or None
+        """At most this many jobs leased at once, across every host (None: no cap)."""
         self._clock = clock
         self._pool = Pool(url, what="queue", ddl=SCHEMA, relations=RELATIONS, max_size=pool_size)
 
@@ -234,7 +254,11 @@ class PostgresQueue:
         params = self._params(
             max_receives=self.max_receives, timeout=visibility_timeout, expired=EXPIRED
         )
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, _capped(conn, self.max_in_flight):
+            if self.max_in_flight:
+                conn.execute(CAP_LOCK, params)  # held until this transaction ends
+                row = conn.execute(COUNT_IN_FLIGHT, params).fetchone()
+                max_jobs = min(max_jobs, self.max_in_flight - int(row[0] if row else 0))
             while len(leases) < max_jobs:
                 params["limit"] = max_jobs - len(leases)
                 params["receipts"] = [uuid.uuid4().hex for _ in range(params["limit"])]
@@ -293,6 +317,12 @@ class PostgresQueue:
         assert row is not None  # aggregates: always one row
         visible, in_flight, delayed, dead = (int(n) for n in row)
         return QueueDepth(visible=visible, in_flight=in_flight, delayed=delayed, dead=dead)
+
+    def oldest_visible_age(self) -> float | None:
+        """Seconds since the oldest visible job was sent; None when none is visible."""
+        with self._pool.connection() as conn:
+            row = conn.execute(OLDEST_VISIBLE, self._params()).fetchone()
+        return None if row is None or row[0] is None else max(0.0, float(row[0]))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         with self._pool.connection() as conn:

@@ -108,6 +108,14 @@ SELECT
     coalesce(sum(state = 'dead'), 0) AS dead
 FROM queue_jobs WHERE queue = :queue"""
 
+# the fleet-wide cap (CONVEYOR_MAX_IN_FLIGHT): leases not yet run out
+COUNT_IN_FLIGHT = """
+SELECT count(*) FROM queue_jobs WHERE queue = :queue AND state = 'leased' AND visible_at > :now"""
+
+OLDEST_VISIBLE = """
+SELECT min(enqueued_at) FROM queue_jobs WHERE queue = :queue AND state != 'dead'
+AND visible_at <= :now"""
+
 SELECT_DEAD = """
 SELECT id, body, receive_count, last_error, enqueued_at, dead_at FROM queue_jobs
 WHERE queue = :queue AND state = 'dead'
@@ -140,7 +148,10 @@ class SqliteQueue:
         *,
         max_receives: int = DEFAULT_MAX_RECEIVES,
         clock: Callable[[], float] = time.time,
+        max_in_flight: int | None = None,
     ) -> None:
+        """``max_in_flight``: at most this many jobs leased at once from this queue, by
+        every process that opens it (``CONVEYOR_MAX_IN_FLIGHT``); None: no cap."""
         if max_receives < 1:
             raise ValueError(f"max_receives must be >= 1, got {max_receives!r}")
         if not name:
@@ -159,6 +170,7 @@ class SqliteQueue:
             self._where = path
         self.name = name
         self.max_receives = max_receives
+        self.max_in_flight = max_in_flight or None
         self._clock = clock
         self._closed = False
         self._reset_connections()
@@ -244,6 +256,9 @@ class SqliteQueue:
         with transaction(conn):
             now = self._clock()  # read after taking the write lock
             leased_until = now + visibility_timeout
+            if self.max_in_flight:  # the write lock makes count-then-lease atomic
+                held = conn.execute(COUNT_IN_FLIGHT, {"queue": self.name, "now": now})
+                max_jobs = min(max_jobs, self.max_in_flight - int(held.fetchone()[0]))
             while len(leases) < max_jobs:
                 rows = conn.execute(
                     SELECT_VISIBLE,
@@ -314,6 +329,12 @@ class SqliteQueue:
             delayed=row["delayed"],
             dead=row["dead"],
         )
+
+    def oldest_visible_age(self) -> float | None:
+        """Seconds since the oldest visible job was sent; None when none is visible."""
+        now = self._clock()
+        row = self._conn().execute(OLDEST_VISIBLE, {"queue": self.name, "now": now}).fetchone()
+        return None if row[0] is None else max(0.0, now - float(row[0]))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = (

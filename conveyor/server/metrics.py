@@ -62,6 +62,9 @@ class ApiMetrics:
         self.started = time.time()
         if conveyor is not None:
             self.registry.register(CatalogCollector(conveyor))
+            from ..scaling import ScalingCollector  # backlog age, per worker, tokens
+
+            self.registry.register(ScalingCollector(conveyor))
         r = self.registry
         self.jobs = Counter(
             "conveyor_jobs_total",

@@ -146,6 +146,16 @@ class ThroughputPoint(BaseModel):
     chunks: int
 
 
+class Rebuild(BaseModel):
+    collection: str
+    generation: int = Field(description="the generation being built")
+    model: str = Field(description="the model it is built with")
+    answering: int = Field(description="the generation search answers from meanwhile")
+    settled: int = Field(description="documents of the rebuild done, unchanged or failed")
+    failed: int
+    of: int = Field(description="documents in the rebuild")
+
+
 class Overview(BaseModel):
     queue: QueueDepth
     states: list[State] = Field(description="every state a document can be in, in order")
@@ -155,6 +165,7 @@ class Overview(BaseModel):
     recent: list[DocumentSummary]
     failures: list[DeadLetter]
     in_process_workers: int
+    rebuilds: list[Rebuild] = Field(description="collections being re-indexed (`reindex`)")
 
 
 class HistoryEntry(BaseModel):

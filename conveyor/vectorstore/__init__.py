@@ -110,6 +110,11 @@ class VectorStore(Protocol):
 
     def count(self, collection: str, *, document_id: str | None = None) -> int: ...
 
+    def drop_collection(self, name: str) -> bool:
+        """Remove ``name`` and all it holds (a retired generation); False when it did
+        not exist."""
+        ...
+
     def iter_chunks(self, collection: str, *, vectors: bool = True) -> Iterator[ChunkRecord]:
         """Every chunk, ordered by document and chunk index (for export)."""
         ...

@@ -260,6 +260,12 @@ class ChromaStore:
         have_dim, have_model = self._own(name, col)
         check_model(name, have_dim, have_model, dim, model_id)
 
+    def drop_collection(self, name: str) -> bool:
+        if self._get(name) is None:
+            return False
+        self._client.delete_collection(chroma_name(name))
+        return True
+
     def _info(self, col: Collection, name: str) -> CollectionInfo:
         dim, model_id = self._own(name, col)
         return CollectionInfo(name, dim, model_id, int(col.count()))

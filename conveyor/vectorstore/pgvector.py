@@ -265,6 +265,17 @@ class PgvectorStore:
         info = found[1]
         check_model(name, info.dim, info.model_id, dim, model_id)
 
+    def drop_collection(self, name: str) -> bool:
+        self._collections.pop(name, None)
+        found = self._info(name)
+        if found is None:
+            return False
+        with self._connection() as conn, conn.transaction():
+            conn.execute(f"DROP TABLE IF EXISTS vs_chunks_{int(found[0])}")
+            conn.execute("DELETE FROM vs_collections WHERE id = %s", (found[0],))
+        self._collections.pop(name, None)
+        return True
+
     def collection(self, name: str) -> CollectionInfo | None:
         found = self._info(name)
         if found is None:

@@ -243,6 +243,16 @@ class QdrantStore:
             known = (dim, model_id)
         check_model(name, known[0], known[1], dim, model_id)
 
+    def drop_collection(self, name: str) -> bool:
+        if self._registered(name) is None:
+            return False
+        if self._client.collection_exists(name):
+            self._client.delete_collection(name)
+        self._client.delete(
+            REGISTRY, points_selector=self._m.PointIdsList(points=[point_id(name)]), wait=True
+        )
+        return True
+
     def _require(self, name: str) -> tuple[int, str]:
         known = self._registered(name)
         if known is None:

@@ -132,6 +132,17 @@ class SqliteVecStore:
         rows = self._conn().execute("SELECT name FROM vs_collections ORDER BY name").fetchall()
         return [c for r in rows if (c := self.collection(r["name"])) is not None]
 
+    def drop_collection(self, name: str) -> bool:
+        found = self._info(name)
+        if found is None:
+            return False
+        cid = int(found[0])
+        with transaction(self._conn()) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS vs_vec_{cid}")
+            conn.execute("DELETE FROM vs_chunks WHERE collection_id = ?", (cid,))
+            conn.execute("DELETE FROM vs_collections WHERE id = ?", (cid,))
+        return True
+
     def _delete(self, conn: Connection, cid: int, document_id: str) -> int:
         rows = conn.execute(
             "SELECT rowid FROM vs_chunks WHERE collection_id = ? AND document_id = ?",

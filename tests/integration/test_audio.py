@@ -176,6 +176,12 @@ def test_ingest_then_search_gives_the_time_range(
         assert doc["metadata"]["summary_method"] == "extractive"
         key = doc["metadata"]["artifacts"]["transcript.vtt"]
         assert cv.components.blobs.get(key).startswith(b"WEBVTT")
+        # the job's measurements: the minutes of audio, the tokens, Whisper's memory
+        [measured] = cv.components.catalog.measurements()
+        assert measured["kind"] == "audio" and measured["pages"] is None
+        assert measured["audio_seconds"] == pytest.approx(len(samples) / RATE, abs=0.1)
+        assert measured["tokens"] > 0 and measured["stages"]["extract"] > 0
+        assert measured["child_peak_mb"] > 50  # the child loaded Whisper
 
 
 def test_whisper_is_imported_only_when_audio_arrives() -> None:

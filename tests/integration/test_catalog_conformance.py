@@ -423,3 +423,66 @@ def test_dynamodb_hot_path_never_scans(dynamo: tuple[Catalog, LocalBlobStore]) -
     catalog.worker_beat("w", host="h", pid=1, concurrency=1)
     assert catalog.counts()["done"] == 1 and catalog.documents(state="done")[0]["id"] == "d"
     assert calls and "Scan" not in calls, calls
+
+
+def test_measurements_are_kept_per_job_and_read_back_by_filter(
+    make_catalog: MakeCatalog, clock: FakeClock
+) -> None:
+    """Jobs' measurements (conveyor.measure) in a table of their own: every field back as
+    written, filtered by run, collection and finish time, oldest first."""
+    catalog = make_catalog(clock=clock)
+    assert catalog.measurements() == []
+    base = {
+        "document_id": "d1",
+        "job_id": "j1",
+        "collection": "c",
+        "run": "r1",
+        "kind": "audio",
+        "outcome": "merge",
+        "runtime": "lambda",
+        "worker": "host:12",
+        "started_at": T0,
+        "finished_at": T0 + 95.5,
+        "seconds": 95.5,
+        "input_bytes": 6_000_000_000,  # bigger than a 32-bit integer
+        "pages": None,
+        "audio_seconds": 612.25,
+        "chunks": 40,
+        "tokens": 9_000,
+        "child_peak_mb": 812.5,
+        "worker_peak_mb": 1430.0,
+        "stages": {"fetch": 0.5, "extract": 80.25, "embed": 12.0},
+    }
+    catalog.record_measurement(base)
+    catalog.record_measurement(
+        {
+            **base,
+            "document_id": "d2",
+            "run": "r2",
+            "collection": "other",
+            "pages": 12,
+            "kind": "pdf",
+            "audio_seconds": None,
+            "started_at": T0 + 200,
+            "finished_at": T0 + 210.0,
+            "outcome": "failed",
+            "stages": {},
+        }
+    )
+    catalog.record_measurement({**base, "document_id": "d3", "finished_at": T0 + 300.0})
+    with pytest.raises(ValueError, match="unknown measurement fields: colour"):
+        catalog.record_measurement({**base, "colour": "red"})
+
+    everything = catalog.measurements()
+    assert [m["document_id"] for m in everything] == ["d1", "d2", "d3"]
+    first = everything[0]
+    assert {k: first[k] for k in base} == base
+    assert everything[1]["pages"] == 12 and everything[1]["audio_seconds"] is None
+    assert everything[1]["stages"] == {}
+    assert [m["document_id"] for m in catalog.measurements(run="r1")] == ["d1", "d3"]
+    assert [m["document_id"] for m in catalog.measurements(collection="other")] == ["d2"]
+    assert [m["document_id"] for m in catalog.measurements(since=T0 + 210)] == ["d2", "d3"]
+    assert [m["document_id"] for m in catalog.measurements(run="r1", since=T0 + 100)] == ["d3"]
+    assert [m["document_id"] for m in catalog.measurements(limit=2)] == ["d2", "d3"]
+    # another process (a fresh catalog object) reads the same records
+    assert len(make_catalog(clock=clock).measurements()) == 3

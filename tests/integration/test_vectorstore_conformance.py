@@ -228,6 +228,25 @@ def test_collections_are_separate(store: VectorStore) -> None:
     assert (infos["wide"].dim, infos["wide"].model_id) == (6, "m2")
 
 
+def test_a_dropped_collection_is_gone_and_the_others_stay(store: VectorStore) -> None:
+    # a retired generation ("docs" after "docs__g1" replaced it) and its unit collection
+    before = {i.name for i in store.collections()}
+    for n, name in enumerate(("docs", "docs_lines", "docs__g1")):
+        store.ensure_collection(name, dim=4, model_id="m")
+        store.upsert(name, [_rec(f"a{n}", 0, [1, 0, 0, 0]), _rec(f"b{n}", 0, [0, 1, 0, 0])])
+    assert store.drop_collection("docs") is True
+    assert store.drop_collection("docs") is False
+    assert store.drop_collection("never") is False
+    assert store.collection("docs") is None
+    assert store.query("docs", np.array([1, 0, 0, 0], np.float32), k=5) == []
+    assert {i.name for i in store.collections()} - before == {"docs__g1", "docs_lines"}
+    assert store.count("docs__g1") == 2 and store.count("docs_lines") == 2
+    # the name can be made again, for another model, and starts empty
+    store.ensure_collection("docs", dim=6, model_id="m2")
+    info = store.collection("docs")
+    assert info is not None and (info.dim, info.model_id, info.count) == (6, "m2", 0)
+
+
 def test_thousand_vectors_nearest_neighbour_matches_brute_force(store: VectorStore) -> None:
     rng = np.random.default_rng(7)
     dim, n = 32, 1200

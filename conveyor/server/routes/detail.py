@@ -77,13 +77,16 @@ def detail(
         manifest = Manifests(c.blobs).read(doc["run"], doc["id"])
         if manifest is not None:
             manifest_key = f"ingestion_output/{doc['run']}/results/{doc['id']}.json"
-    stored = c.vectors.count(doc["collection"], document_id=doc["id"])
+    answering = c.generations.resolve(doc["collection"])  # the generation search reads
+    stored = c.vectors.count(answering, document_id=doc["id"])
     letter = _dead_letter(api, doc)
     return {
         "document": schemas.status(doc),
         "history": _history(doc, manifest, letter),
         "stored_chunks": stored,
-        "first_chunks": [_preview(r) for r in first_chunks(c.vectors, doc, stored, chunks)],
+        "first_chunks": [
+            _preview(r) for r in first_chunks(c.vectors, answering, doc, stored, chunks)
+        ],
         "manifest": manifest,
         "manifest_key": manifest_key,
         "artifacts": [
@@ -98,13 +101,15 @@ def detail(
     }
 
 
-def first_chunks(store: VectorStore, doc: dict[str, Any], stored: int, n: int) -> list[ChunkRecord]:
+def first_chunks(
+    store: VectorStore, collection: str, doc: dict[str, Any], stored: int, n: int
+) -> list[ChunkRecord]:
     """The document's first ``n`` chunks by index. The store lists a collection ordered
     by document and index, so the walk stops once it has passed this document."""
     if not stored or not n:
         return []
     found: list[ChunkRecord] = []
-    for record in store.iter_chunks(doc["collection"], vectors=False):
+    for record in store.iter_chunks(collection, vectors=False):
         if record.document_id == doc["id"]:
             found.append(record)
             if len(found) >= n:

@@ -69,4 +69,16 @@ def overview(api: Api) -> Any:
         "recent": [schemas.summary(d) for d in c.catalog.documents(limit=25)],
         "failures": api.failures.get(depth.dead),
         "in_process_workers": api.workers,
+        "rebuilds": [
+            {
+                "collection": g["collection"],
+                "generation": g["building"]["number"],
+                "model": g["building"]["model"],
+                "answering": g["active"],
+                "settled": g["settled"],
+                "failed": g["failed"],
+                "of": g["of"],
+            }
+            for g in c.generations.report(c.catalog)
+        ],
     }

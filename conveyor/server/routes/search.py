@@ -54,7 +54,7 @@ def search(
         raise HttpError(422, "the query is empty: give some words to search for")
     try:
         vectors = api.cv.components.vectors
-        if vectors.collection(name) is None:
+        if vectors.collection(api.cv.components.generations.resolve(name)) is None:
             known = ", ".join(sorted(i.name for i in vectors.collections())) or "none yet"
             raise HttpError(
                 404, f"collection {name!r} does not exist (collections: {known}); ingest first"
