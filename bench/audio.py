@@ -85,7 +85,8 @@ def main() -> None:
     der = error_rate(truth, [(x.start, x.end, x.speaker) for x in turns])
     found = len(result.metadata["speakers"])
     print(
-        f"with diarization:  {both:6.2f} s  {len(result.sections)} segments  (best of {args.repeat})"
+        f"with diarization:  {both:6.2f} s  {len(result.sections)} segments  "
+        f"(best of {args.repeat})"
     )
     print(f"real-time factor:  {seconds / both:6.1f}x")
     print(
