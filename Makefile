@@ -84,6 +84,7 @@ bench: install
 	$(BIN)/python bench/ocr.py
 	$(BIN)/python bench/embed_server.py
 	$(BIN)/python bench/audio.py
+	$(BIN)/python bench/speakers.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache *.egg-info
