@@ -27,7 +27,7 @@ COPY pyproject.toml README.md ./
 COPY conveyor ./conveyor
 # gcc builds webrtcvad (resemblyzer's dependency; PyPI has it only as source), then goes.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && pip install ".[audio,onnx,server,postgres,aws,chroma,qdrant,otel]" "torch==2.13.0" \
+    && pip install ".[audio,onnx,server,postgres,aws,chroma,qdrant,otel,llm]" "torch==2.13.0" \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 # Export the ONNX model at build time so the first job doesn't pay for it.

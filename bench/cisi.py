@@ -12,6 +12,7 @@ for ingest starts.
     python bench/cisi.py
     python bench/cisi.py --backend onnx-int8 --json
     python bench/cisi.py --data /elsewhere/cisi
+    CONVEYOR_CONTEXTUAL_HEADERS=true python bench/cisi.py --markdown
 
 all-MiniLM-L6-v2 (torch), 1,460 documents in 1,823 chunks, 76 judged queries:
 nDCG@10 0.4299, recall@10 0.1464, MRR@10 0.6218, the same with the
@@ -69,7 +70,9 @@ def read_judgments(path: Path) -> dict[str, set[str]]:
     return relevant
 
 
-def evaluate(data: Path, home: Path, corpus: Path, k: int, chunks: int) -> dict[str, Any]:
+def evaluate(
+    data: Path, home: Path, corpus: Path, k: int, chunks: int, markdown: bool = False
+) -> dict[str, Any]:
     import conveyor
 
     documents = read_records(data / "CISI.ALL")
@@ -77,8 +80,12 @@ def evaluate(data: Path, home: Path, corpus: Path, k: int, chunks: int) -> dict[
     judgments = read_judgments(data / "CISI.REL")
     corpus.mkdir(parents=True)
     for doc_id, doc in documents.items():
-        text = f"{doc.get('T', '')}\n\n{doc.get('W', '')}\n"
-        (corpus / f"{doc_id}.txt").write_text(text, encoding="utf-8")
+        if markdown:  # the title as a heading: extraction knows it (contextual headers)
+            text = f"# {doc.get('T', '')}\n\n{doc.get('W', '')}\n"
+            (corpus / f"{doc_id}.md").write_text(text, encoding="utf-8")
+        else:
+            text = f"{doc.get('T', '')}\n\n{doc.get('W', '')}\n"
+            (corpus / f"{doc_id}.txt").write_text(text, encoding="utf-8")
     judged = [q for q in queries if judgments.get(q)]
 
     with conveyor.open(home) as cv:
@@ -106,6 +113,8 @@ def evaluate(data: Path, home: Path, corpus: Path, k: int, chunks: int) -> dict[
         "model": cv.settings.model,
         "documents": len(documents),
         "chunks": summary.chunks,
+        "format": "markdown" if markdown else "text",
+        "contextual_headers": cv.settings.contextual_headers,
         "queries": len(judged),
         f"ndcg@{k}": round(mean(ndcg), 4),
         f"recall@{k}": round(mean(recall), 4),
@@ -128,6 +137,12 @@ def main() -> None:
     parser.add_argument(
         "--chunks", type=int, default=30, help="nearest chunks fetched per query (default 30)"
     )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="write each document as Markdown with its title as a heading (so extraction "
+        "knows the title; compare CONVEYOR_CONTEXTUAL_HEADERS=true and false)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if args.backend:
@@ -137,7 +152,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="conveyor-cisi-") as tmp:
         result = evaluate(
-            args.data, Path(tmp) / "home", Path(tmp) / "corpus", args.k, max(args.chunks, args.k)
+            args.data,
+            Path(tmp) / "home",
+            Path(tmp) / "corpus",
+            args.k,
+            max(args.chunks, args.k),
+            args.markdown,
         )
     if args.json:
         print(json.dumps(result))

@@ -37,6 +37,10 @@ __all__ = ["Components", "Conveyor", "Enqueued", "IngestSummary", "onnx_folder",
 log = logging.getLogger(__name__)
 
 
+DESCRIBED = ("title", "keywords", "type", "outline")
+"""Metadata a document listing shows beside the recordings' (``conveyor documents``)."""
+
+
 class Conveyor:
     """One conveyor home: its queue, catalog, blobs, vectors and model."""
 
@@ -379,6 +383,11 @@ class Conveyor:
             for key in ("duration", "language", "summary", "topics"):  # recordings
                 if key in d["metadata"]:
                     d[key] = d["metadata"][key]
+            for key in DESCRIBED:  # PDFs: their description and structure
+                if key in d["metadata"]:
+                    d[key] = d["metadata"][key]
+            if "links_with_pages" in d["metadata"]:
+                d["links"] = d["metadata"]["links_with_pages"]
         return docs
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:

@@ -44,6 +44,7 @@ from .filters import text_value
 from .generations import Generations
 from .lexical import LexicalIndex
 from .manifests import Manifests
+from .pages import remove_page_images
 from .vectorstore import ChunkRecord, VectorStore
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,24 @@ SETTLE_EVERY = 5.0  # seconds between looks for a rebuilt generation to switch t
 MAX_ATTEMPTS = 5  # failures of one delta after which each further one is logged as an error
 
 
+DESCRIBED = ("type", "language")
+"""What a document's description (:mod:`conveyor.describe`) adds to its chunks' filters."""
+
+
 def _filterable(header: deltas.Header) -> dict[str, Any]:
-    """What every chunk of a document carries for search filters: the document's kind
-    and the uploader's scalar metadata (``--where key=value``); a chunk's own fields win."""
+    """What every chunk of a document carries for search filters: the document's kind,
+    its described type and language, and the uploader's scalar metadata (``--where
+    key=value``); a chunk's own fields win."""
     user = header.metadata.get("user")
     shared = {
         key: value
         for key, value in (user.items() if isinstance(user, dict) else ())
         if text_value(value) is not None
     }
+    for key in DESCRIBED:
+        value = header.metadata.get(key)
+        if isinstance(value, str) and value:
+            shared[key] = value
     if header.kind:
         shared["kind"] = header.kind
     return shared
@@ -123,6 +133,7 @@ class Compactor:
         self._lexical_ready: set[str] = set()
         self.documents = Documents(catalog)
         self.manifests = Manifests(blobs)
+        self.blobs = blobs
         self.batch = batch
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
@@ -342,6 +353,8 @@ class Compactor:
                 removed += self.vectors.delete(target, document_id=doc_id)
             if self.lexical is not None:  # gone from both, before the tombstone counts
                 self.lexical.replace_document(target, doc_id, [])
+        if delta.header.part == 0:  # the document's own collection: its page images go too
+            remove_page_images(self.blobs, doc_id)
         if self._keeper is not None and self._keeper.lost.is_set():
             return 0
         delivery = delta.header.delivery

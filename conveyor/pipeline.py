@@ -31,15 +31,18 @@ from . import deltas, tracing
 from .blobstore import BlobStore
 from .catalog import Catalog
 from .chunking import Chunk, ChunkPlan, chunk_document
+from .describe import LlmConfig, describe
 from .documents import SEARCHABLE, Documents, State
 from .embedding import Embedder, Tokenizer
 from .embedding.remote import metered
 from .exceptions import EmptyDocument
-from .extract import Extracted, Extractor, Input
+from .extract import Extracted, Extractor, Input, Section
+from .headers import contextual_texts
 from .ids import chunk_id
 from .jobs import Job
 from .manifests import Manifests
 from .measure import note
+from .pages import page_fingerprint, page_vectors, rendering, store_page_images
 from .settings import Settings
 from .sources import fetch_job
 from .summary import summarise
@@ -113,6 +116,11 @@ class Part:
     vectors: np.ndarray
 
 
+UnitVectors = Callable[[list[Section], list[Chunk], np.ndarray], tuple[list[Section], np.ndarray]]
+UNIT_VECTORS: dict[str, UnitVectors] = {"pages": page_vectors}
+"""Unit collections whose vectors come from the text's chunks (no model call): a
+page's is the mean of its chunks' (:mod:`conveyor.pages`)."""
+
 FormatStep = Callable[["Pipeline", InFlight, Extracted], None]
 FORMAT_STEPS: dict[str, list[FormatStep]] = {}
 
@@ -175,11 +183,13 @@ class Pipeline:
             tokens=sum(c.tokens for c in chunks),
         )
         with metered() as usage:  # what a remote provider bills for this document
-            vectors = self.embed(doc, chunks)
+            vectors = self.embed(doc, chunks, extracted)
             for step in FORMAT_STEPS.get(extracted.kind, []):
                 step(self, doc, extracted)
             parts = [self.text_part(doc, extracted, chunks, vectors)]
-            parts += self.unit_parts(doc, extracted, dim=int(vectors.shape[1]))
+            parts += self.unit_parts(
+                doc, extracted, dim=int(vectors.shape[1]), text=(chunks, vectors)
+            )
         if usage.requests:
             extracted.metadata["usage"] = usage.as_dict()
         self.deliver(doc, fetched, extracted, parts)
@@ -193,7 +203,9 @@ class Pipeline:
             data, digest, size = fetch_job(doc.job, self.blobs, self.settings.max_file_bytes)
         note(input_bytes=size)
         s = self.settings
-        fp = fingerprint(digest, self.embedder.model_id, s.chunk_size, s.chunk_overlap)
+        model = self.embedder.model_id + ("#headers" if s.contextual_headers else "")
+        fp = fingerprint(digest, model, s.chunk_size, s.chunk_overlap)
+        fp += page_fingerprint(s)  # page images on, or the pages collection off: redo
         return Fetched(data, size, digest, read_at, fp)
 
     def unchanged(self, doc: InFlight, fetched: Fetched) -> bool:
@@ -224,15 +236,20 @@ class Pipeline:
 
     def extract(self, doc: InFlight, fetched: Fetched) -> Extracted:
         job = doc.job
-        with doc.stage("extract", content_hash=fetched.digest, size=fetched.size):
+        with (
+            doc.stage("extract", content_hash=fetched.digest, size=fetched.size),
+            rendering(self.settings, doc.id) as pages,  # page images: where, at what size
+        ):
             extracted = self.extractor.extract(
                 fetched.data,
                 name=PurePosixPath(urlparse(job.source).path).name or None,
                 kind=job.kind,
-                options={"image_id": doc.id, **self.extract_options(), **job.options},
+                options={"image_id": doc.id, **self.extract_options(), **job.options, **pages},
                 progress=lambda message: self.documents.stage(doc.id, message),
                 chunking=self.chunk_plan(),
             )
+            earlier = "page_images" in (doc.previous.get("metadata") or {})
+            store_page_images(self.blobs, doc.id, pages, extracted, earlier=earlier)
         found = extracted.metadata
         note(kind=extracted.kind, pages=found.get("page_count"))
         note(audio_seconds=found.get("duration") if extracted.kind == "audio" else None)
@@ -267,9 +284,16 @@ class Pipeline:
         note(chunks=len(chunks), tokens=sum(c.tokens for c in chunks))
         return chunks
 
-    def embed(self, doc: InFlight, chunks: list[Chunk]) -> np.ndarray:
+    def embed(
+        self, doc: InFlight, chunks: list[Chunk], extracted: Extracted | None = None
+    ) -> np.ndarray:
+        """The chunks' vectors; with ``contextual_headers``, of each chunk's text after
+        its document's title and section path (the stored text stays as it is)."""
+        texts = [c.text for c in chunks]
+        if self.settings.contextual_headers and extracted is not None:
+            texts = contextual_texts(chunks, extracted)
         with doc.stage("embed"):
-            return self.embedder.embed([c.text for c in chunks])
+            return self.embedder.embed(texts)
 
     def text_part(
         self, doc: InFlight, extracted: Extracted, chunks: list[Chunk], vectors: np.ndarray
@@ -296,9 +320,17 @@ class Pipeline:
         ]
         return Part(doc.job.collection, rows, vectors)
 
-    def unit_parts(self, doc: InFlight, extracted: Extracted, *, dim: int) -> list[Part]:
+    def unit_parts(
+        self,
+        doc: InFlight,
+        extracted: Extracted,
+        *,
+        dim: int,
+        text: tuple[list[Chunk], np.ndarray] | None = None,
+    ) -> list[Part]:
         """One part per unit collection (``<collection>_lines``…) this version fills or an
-        earlier one filled: an empty part clears what the document no longer has."""
+        earlier one filled: an empty part clears what the document no longer has. Units
+        named in :data:`UNIT_VECTORS` take their vectors from the ``text``'s chunks."""
         earlier = (doc.previous.get("metadata") or {}).get("unit_collections") or []
         names = sorted(set(extracted.units) | set(earlier))
         extracted.metadata["unit_collections"] = sorted(
@@ -307,12 +339,14 @@ class Pipeline:
         parts = []
         for name in names:
             units = extracted.units.get(name, [])
+            derive = UNIT_VECTORS.get(name)
             with doc.timed(f"embed_{name}"):
-                vectors = (
-                    self.embedder.embed([u.text for u in units])
-                    if units
-                    else np.zeros((0, dim), dtype=np.float32)
-                )
+                if units and derive is not None and text is not None:
+                    units, vectors = derive(units, *text)
+                elif units:
+                    vectors = self.embedder.embed([u.text for u in units])
+                else:
+                    vectors = np.zeros((0, dim), dtype=np.float32)
             rows = [
                 deltas.Chunk(
                     id=chunk_id(f"{doc.id}/{name}", i),
@@ -380,6 +414,7 @@ class Pipeline:
         }
         if s.max_pdf_pages:
             options["max_pages"] = s.max_pdf_pages
+        options["pdf_pages"] = s.pdf_pages
         return options
 
 
@@ -400,3 +435,24 @@ def summarise_recording(pipeline: Pipeline, doc: InFlight, extracted: Extracted)
             llm_timeout=s.llm_timeout,
         )
     extracted.metadata.update(summary.as_dict())
+
+
+@after_embed("pdf")
+def describe_document(pipeline: Pipeline, doc: InFlight, extracted: Extracted) -> None:
+    """A PDF's title, summary, keywords, type and language (:mod:`conveyor.describe`):
+    an LLM's when one is configured, else offline; never fails the document."""
+    s = pipeline.settings
+    if not s.describe_documents:
+        return
+    llm = None
+    if s.llm_base_url and s.llm_model:
+        llm = LlmConfig(
+            s.llm_base_url, s.llm_model, s.llm_api_key, s.llm_timeout, s.llm_max_input_tokens
+        )
+    with doc.stage("describe"):
+        sections = [(section.page, section.text) for section in extracted.sections]
+        found = describe(extracted.metadata, sections, pipeline.embedder, llm)
+    own = extracted.metadata.get("title")
+    if own and found.title and own != found.title:
+        extracted.metadata["pdf_title"] = own  # the file's own, kept beside the described
+    extracted.metadata.update(found.as_metadata())

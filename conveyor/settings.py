@@ -117,6 +117,18 @@ class Settings(BaseSettings):
     ocr_orientation: bool = Field(True, description="detect pages turned by 90/180/270")
     max_image_pixels: int = Field(50_000_000, ge=1, description="larger images fail")
 
+    pdf_pages: bool = Field(
+        True, description="PDFs also fill <collection>_pages, one entry per page"
+    )
+    page_images: bool = Field(
+        False, description="render every PDF page to artifacts/<document>/pages/<n>.png"
+    )
+    page_dpi: int = Field(110, ge=10, le=600, description="resolution of page images")
+    page_image_format: Literal["png", "webp"] = Field("png", description="page image format")
+    page_max_pixels: int = Field(
+        10_000_000, ge=10_000, description="a larger page image is rendered smaller to fit"
+    )
+
     whisper_model: str = Field("tiny.en", description="faster-whisper model name or folder")
     whisper_compute_type: str = Field("int8", description="CTranslate2 compute type")
     whisper_language: str | None = Field(None, description="spoken language; None: detect")
@@ -130,6 +142,15 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_api_key: str | None = Field(None, repr=False)
     llm_timeout: float = Field(30.0, gt=0)
+    llm_max_input_tokens: int = Field(
+        3000, ge=100, description="document metadata: tokens of a PDF's first pages sent (estimate)"
+    )
+    describe_documents: bool = Field(
+        True, description="PDFs: title, summary, keywords, type and language (LLM or offline)"
+    )
+    contextual_headers: bool = Field(
+        True, description="embed each chunk with its document's title and section path before it"
+    )
 
     embedding_url: str | None = Field(
         None,

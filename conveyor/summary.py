@@ -69,8 +69,11 @@ def _candidates(text: str, longest: int = 3, keep: int = 400) -> list[str]:
     return ranked[:keep]
 
 
-def extractive(text: str, embedder: Embedder, *, sentences: int = 3, topics: int = 5) -> Summary:
-    """The central sentences and phrases of ``text`` by the embedding model."""
+def extractive(
+    text: str, embedder: Embedder, *, sentences: int = 3, topics: int = 5, candidates: int = 400
+) -> Summary:
+    """The central sentences and phrases of ``text`` by the embedding model, chosen among
+    its ``candidates`` most frequent phrases."""
     parts = [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= 3]
     if not parts:
         return Summary(text.strip()[:300], [], "extractive")
@@ -80,7 +83,7 @@ def extractive(text: str, embedder: Embedder, *, sentences: int = 3, topics: int
     best = sorted(np.argsort(-(vectors @ centre))[:sentences])
     summary = " ".join(parts[i] for i in best)
 
-    phrases = _candidates(text)
+    phrases = _candidates(text, keep=candidates)
     chosen: list[str] = []
     if phrases:
         pv = embedder.embed(phrases)

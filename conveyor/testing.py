@@ -272,3 +272,64 @@ def wav(samples: np.ndarray, rate: int = 16_000) -> bytes:
         w.setframerate(rate)
         w.writeframes(samples.astype(np.int16).tobytes())
     return buffer.getvalue()
+
+
+MANUAL = [
+    ("1 Introduction", 0, "This manual explains how to keep the bicycle safe to ride."),
+    ("2 Maintenance", 0, "Check the whole bicycle every month before a long ride."),
+    (
+        "2.1 Brakes",
+        1,
+        "Replace the brake pads when the groove is worn away. Torque the caliper "
+        "bolts to six newton metres.",
+    ),
+    ("2.2 Chain", 1, "Oil the chain every two hundred kilometres and wipe off what is left."),
+    ("3 Warranty", 0, "The frame is guaranteed for five years against defects."),
+]
+"""The sections of :func:`make_structured_pdf`: (heading, level, body)."""
+
+
+def make_structured_pdf(
+    path: str, *, outline: bool = True, title: str | None = "Bike Manual", body_lines: int = 3
+) -> None:
+    """A PDF of :data:`MANUAL`: headings in bold (18 pt top level, 14 pt below) over 10 pt
+    text, ``2.1 Brakes`` starting page 2 and ``3 Warranty`` page 3; with ``outline``, a
+    bookmark per heading. Page 2 has a web link and a link to page 1; page 3 a link to
+    a named destination on page 2. A running footer repeats on every page."""
+    import textwrap
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(path, pagesize=A4)
+    if title:
+        c.setTitle(title)
+    y = 800.0
+    for n, (heading, level, body) in enumerate(MANUAL):
+        if n in (2, 4):
+            c.setFont("Helvetica", 8)
+            c.drawString(50, 20, "Acme Bikes - service manual")
+            c.showPage()
+            y = 800.0
+        c.setFont("Helvetica-Bold", 18 if level == 0 else 14)
+        c.drawString(50, y, heading)
+        key = f"h{n}"
+        c.bookmarkPage(key, fit="XYZ", top=y + 20)
+        if outline:
+            c.addOutlineEntry(heading, key, level=level)
+        y -= 28
+        c.setFont("Helvetica", 10)
+        for _ in range(body_lines):
+            for line in textwrap.wrap(body, 90):
+                c.drawString(50, y, line)
+                y -= 14
+        y -= 12
+        if n == 2:
+            c.linkURL("https://example.com/brakes", (50, 60, 300, 75))
+            c.linkAbsolute("back to the introduction", "h0", (50, 80, 300, 95))
+        if n == 4:
+            c.linkAbsolute("see the brakes", "h2", (50, 60, 300, 75))
+    c.setFont("Helvetica", 8)
+    c.drawString(50, 20, "Acme Bikes - service manual")
+    c.showPage()
+    c.save()

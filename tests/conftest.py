@@ -27,6 +27,7 @@ pytest_plugins = [
     "servers.pgvector",
     "servers.aws",
     "servers.providers",
+    "servers.llm",
 ]
 
 from support import conveyor_variables, onnx_settings  # noqa: E402 (after the assert rewriting above)

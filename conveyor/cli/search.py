@@ -49,7 +49,8 @@ def filter_options(func: F) -> F:
                 "--where",
                 multiple=True,
                 metavar="KEY=VALUE",
-                help="Only chunks whose metadata KEY is VALUE (repeat for several).",
+                help="Only chunks whose metadata KEY is VALUE (repeat for several); a PDF's "
+                "described type and language too: type=invoice, language=de.",
             ),
         ]
     ):
@@ -136,8 +137,10 @@ def search(
     Examples:
       conveyor search "how do I rotate the keys?" -k 5
       conveyor search "error E-4412" --mode lexical
+      conveyor search "wiring diagram" --collection manuals_pages    # whole PDF pages
       conveyor search "refund policy" --source ./docs/policies --kind pdf --pages 1-3
       conveyor search "budget" --where team=finance --where year=2024 --json | jq '.[0].source'
+      conveyor search "amount due" --where type=invoice --where language=en
       printf 'first question\\nsecond question\\n' | conveyor search --batch - -k 3
     """
     if query is None and batch is None:
@@ -182,6 +185,8 @@ def search(
         click.secho(f"{rank}. {hit.score:.3f}  {place}  chunk {hit.chunk_index + 1}", bold=True)
         text = " ".join(hit.text.split())
         click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))
+        if hit.metadata.get("page_image"):  # CONVEYOR_PAGE_IMAGES: the page, in the blob store
+            click.echo(f"   page image: {hit.metadata['page_image']}")
 
 
 @main.command("eval")

@@ -29,7 +29,9 @@ from conveyor.exceptions import (
     safe_summary,
 )
 
-from . import Extracted, Section, register, report_progress
+from . import Extracted, Section, outline, register, report_progress
+from . import links as pdf_links
+from .pages import add_pages
 
 NO_TEXT_LAYER = (
     "PDF has no text layer (a scanned document?) and OCR is not available; "
@@ -173,21 +175,6 @@ def _metadata(reader: PdfReader) -> dict[str, Any]:
     return found
 
 
-def _page_links(page: Any) -> list[str]:
-    links: list[str] = []
-    annotations = page.get("/Annots")
-    if annotations is None:
-        return links
-    for reference in annotations.get_object():
-        annotation = reference.get_object()
-        if annotation.get("/Subtype") != "/Link" or "/A" not in annotation:
-            continue
-        action = annotation["/A"]  # pypdf resolves indirect objects on []
-        if action.get("/S") == "/URI" and "/URI" in action:
-            links.append(str(action["/URI"]).strip())
-    return links
-
-
 def _inflate_limit() -> int:
     try:
         from pypdf.filters import ZLIB_MAX_OUTPUT_LENGTH
@@ -244,6 +231,10 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
     without_text: list[int] = []
     page_errors: list[dict[str, Any]] = []
     links: list[str] = []
+    found_links: list[dict[str, Any]] = []
+    numbers = pdf_links.PageNumbers(reader)
+    headings = outline.read_outline(reader)
+    fonts = None if headings else outline.FontLines()  # headings from the fonts, then
     first: dict[tuple[str, ...], int] = {}  # a page's key → the first page like it
     same_as: dict[int, int] = {}  # a repeated page → the first page like it
     texts: dict[int, str] = {}
@@ -256,7 +247,11 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
                 text = texts.get(first[key], "")
             else:
                 first[key] = number
-                text = texts[number] = normalise_page_text(page.extract_text() or "")
+                visitor = fonts.visitor(number) if fonts is not None else None
+                raw = page.extract_text(visitor_text=visitor)
+                if visitor is not None:
+                    visitor.finish()
+                text = texts[number] = normalise_page_text(raw or "")
         except MemoryError:
             raise  # a decompression bomb: the memory limit's business, not a page error
         except LimitReachedError as exc:  # pypdf's own bomb guard: too large, not damaged
@@ -268,9 +263,11 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
             without_text.append(number)
             continue
         try:
-            links.extend(_page_links(page))
-        except Exception:  # a broken annotation loses its link, not the page
-            pass
+            on_page = pdf_links.page_links(page, number, numbers)
+        except Exception:  # broken annotations lose their links, not the page
+            on_page = []
+        found_links.extend(on_page[: pdf_links.MAX_LINKS - len(found_links)])
+        links.extend(link["uri"] for link in on_page if "uri" in link)
         if text.strip():
             sections.append(Section(text, page=number))
         else:
@@ -303,7 +300,14 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
         if ocr_pages:
             raise EmptyDocument("PDF has no text layer and OCR found no text on its pages")
         raise EmptyDocument(NO_TEXT_LAYER)
+    structure = outline.Structure(headings, "outline") if headings else outline.found(fonts)
+    sections = outline.split_sections(sections, structure.headings)
     metadata = _metadata(reader)
+    metadata.update(structure.as_metadata())
+    if found_links:
+        metadata["links_with_pages"] = found_links[: pdf_links.KEPT]
+        if len(found_links) > pdf_links.KEPT:
+            metadata["links_truncated"] = True
     metadata.update(
         page_count=page_count,
         links=list(dict.fromkeys(link for link in links if link)),
@@ -314,4 +318,7 @@ def extract_pdf(data: bytes, options: dict[str, Any]) -> Extracted:
         metadata["page_errors"] = page_errors
     if reader.is_encrypted:
         metadata["encrypted"] = True
-    return Extracted("pdf", "application/pdf", sections, metadata)
+    artifacts = {"links.json": pdf_links.encode(found_links)} if found_links else {}
+    extracted = Extracted("pdf", "application/pdf", sections, metadata, artifacts)
+    add_pages(data, extracted, options)  # the pages collection's units, page images
+    return extracted

@@ -39,7 +39,7 @@ from .auth import Keys, parse_keys
 from .guard import Guard
 from .live import Live
 from .metrics import ApiMetrics
-from .routes import detail, documents, events, health, page, queue, search
+from .routes import detail, documents, events, health, page, pages, queue, search
 from .state import PROTECTED, ApiState, RecentFailures
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ def create_api(
     app.include_router(health.metrics_router, **(PROTECTED if settings.metrics_need_key else {}))
     app.include_router(documents.router, **PROTECTED)
     app.include_router(detail.router, **PROTECTED)
+    app.include_router(pages.router, **PROTECTED)
     app.include_router(search.router, **PROTECTED)
     app.include_router(queue.router, **PROTECTED)
     app.include_router(events.router)  # the token needs a key; the stream a key or a token

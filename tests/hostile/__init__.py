@@ -91,6 +91,42 @@ def inflating_pdf(size: int = 100_000_000) -> bytes:
     )
 
 
+def looping_page_tree_pdf() -> bytes:
+    """A page tree whose node names itself among its kids (and one real page)."""
+    return _pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 300] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            b"<< /Length 44 >>\nstream\nBT /F1 12 Tf 20 150 Td (Otters sleep.) Tj ET\nendstream",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        ]
+    )
+
+
+def huge_image_pdf(side: int = 20_000) -> bytes:
+    """One page with a line of text and a ``side`` × ``side`` grey image (400 MB
+    decoded at 20,000; a few hundred KB compressed)."""
+    text = b"BT /F1 12 Tf 20 20 Td (A page with a very large picture.) Tj ET\n"
+    draw = b"q 500 0 0 700 50 60 cm /Im1 Do Q\n"
+    content = text + draw
+    pixels = zlib.compress(b"\x80" * side * side, 9)
+    return _pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> /XObject << /Im1 6 0 R >> >> >>",
+            b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+            b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
+            b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream"
+            % (side, side, len(pixels), pixels),
+        ]
+    )
+
+
 def png_header(width: int, height: int) -> bytes:
     """A few dozen bytes claiming a ``width`` × ``height`` PNG (a pixel bomb's header)."""
 
@@ -140,6 +176,21 @@ CORPUS = [
     Hostile(
         "pixels-400m.png", lambda: png_header(20_000, 20_000), "failed", "CONVEYOR_MAX_IMAGE_PIXELS"
     ),
+    Hostile(
+        "pages-10000.pdf",
+        lambda: distinct_blank_pages_pdf(10_000),
+        "failed",
+        "CONVEYOR_MAX_PDF_PAGES",
+        {"CONVEYOR_PAGE_IMAGES": "true"},
+    ),
+    Hostile(
+        "page-tree-loop.pdf",
+        looping_page_tree_pdf,
+        "failed",
+        "cyclic page references",
+        {"CONVEYOR_PAGE_IMAGES": "true"},
+    ),
+    Hostile("image-20000px.pdf", huge_image_pdf, "done", "", {"CONVEYOR_PAGE_IMAGES": "true"}),
     Hostile("utf16-no-bom.txt", utf16_without_bom, "done"),
     Hostile("normal.txt", lambda: b"Otters hold hands while they sleep.\n", "done"),
 ]

@@ -81,7 +81,9 @@ def test_manifest_per_document(cv: Conveyor, corpus: Path) -> None:
     for doc in cv.documents():
         data = json.loads(cv.components.blobs.get(f"ingestion_output/r1/results/{doc['id']}.json"))
         assert data["FileURI"] == doc["source"]
-        assert data["EmbeddingsGenerated"] == doc["chunks"] > 0
+        pages = cv.components.vectors.count("default_pages", document_id=doc["id"])
+        assert pages == (2 if doc["source"].endswith(".pdf") else 0)  # a PDF's pages too
+        assert data["EmbeddingsGenerated"] == doc["chunks"] + pages > 0
         assert data["status"] == "done" and data["content_hash"].startswith("sha256:")
         assert {"fetch", "extract", "chunk", "embed", "merge"} <= set(data["timings"])
     assert summary.run == "r1"
@@ -401,7 +403,7 @@ def test_compaction_runs_are_records_with_a_state(cv: Conveyor, corpus: Path) ->
     cv.ingest([corpus])
     runs = cv.status()["compactions"]
     assert runs and all(r["state"] == "applied" and r["finished_at"] for r in runs)
-    assert sum(r["deltas"] for r in runs) == 4
+    assert sum(r["deltas"] for r in runs) == 5  # four documents, and the PDF's pages
     doc = cv.documents()[0]
     add_delta(cv, doc, ["t"], read_at=time.time() + 9)
     outputs = cv.settings.blobs_path / "ingestion_output"  # an outage: no manifest fits

@@ -111,6 +111,7 @@ function facts(doc, detail) {
     ["attempts", doc.attempts], ["created", when(doc.created_at)], ["updated", when(doc.updated_at)],
   ];
   for (const [k, v] of Object.entries(doc.details || {})) {
+    if (Array.isArray(v) && v.length && v.every((x) => typeof x === "string")) rows.push([k, v.join(", ")]);  // keywords, topics
     if (k === "artifacts" || typeof v === "object") continue;
     rows.push([k, v]);
   }
