@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     extract_total_timeout: float = Field(
         1800.0, ge=0, description="seconds per file in all, progress or not; 0: no limit"
     )
-    extract_memory_mb: int = Field(2048, ge=0, description="MiB per extraction; 0: no limit")
+    extract_memory_mb: int = Field(4096, ge=0, description="MiB per extraction; 0: no limit")
 
     ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. eng+deu")
     ocr_timeout: float = Field(60.0, ge=0, description="seconds of OCR per page; 0: no limit")
