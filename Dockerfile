@@ -25,7 +25,10 @@ WORKDIR /app
 RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY conveyor ./conveyor
-RUN pip install ".[audio,onnx,server,postgres,aws,chroma,qdrant,otel,llm]"
+# gcc builds webrtcvad (resemblyzer's dependency; PyPI has it only as source), then goes.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install ".[audio,onnx,server,postgres,aws,chroma,qdrant,otel,llm]" "torch==2.13.0" \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 # Export the ONNX model at build time so the first job doesn't pay for it.
 RUN CONVEYOR_HOME=/opt/conveyor conveyor models export

@@ -25,10 +25,22 @@ PRODUCT_APT ?= tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
 
+# The audio extra's resemblyzer needs webrtcvad, which PyPI has only as source: a C compiler
+# and Python's headers build it.
+BUILD_APT ?= gcc python3-dev
+
 $(STAMP): pyproject.toml | $(VENV)/bin/python
+	@if ! command -v gcc >/dev/null 2>&1 || ! $(BIN)/python -c "import os, sys, sysconfig; \
+		sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(BUILD_APT); \
+		else \
+			echo "note: the audio extra builds webrtcvad: sudo apt-get install -y $(BUILD_APT)"; \
+		fi; \
+	fi
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]' "$(TORCH)"
 	touch $@
 
 install: $(STAMP)
@@ -72,6 +84,7 @@ bench: install
 	$(BIN)/python bench/ocr.py
 	$(BIN)/python bench/embed_server.py
 	$(BIN)/python bench/audio.py
+	$(BIN)/python bench/speakers.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -230,8 +230,14 @@ def _timed(
         section=number,
         start_s=segs[0].start_s,
         end_s=segs[-1].end_s,
-        metadata={"segments": len(segs)},
+        metadata={"segments": len(segs), **_speakers(segs)},
     )
+
+
+def _speakers(segs: Sequence[Section]) -> dict[str, Any]:
+    """A transcript chunk's speakers, in the order they first speak (none: no key)."""
+    found = dict.fromkeys(s.metadata["speaker"] for s in segs if s.metadata.get("speaker"))
+    return {"speakers": list(found)} if found else {}
 
 
 def _enforce_limit(chunks: list[Chunk], tokenizer: Tokenizer) -> list[Chunk]:

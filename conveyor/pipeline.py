@@ -405,6 +405,8 @@ class Pipeline:
             "compute_type": s.whisper_compute_type,
             "language": s.whisper_language,
             "threads": s.whisper_threads,
+            "diarize": s.diarize,
+            "speakers": s.speakers,
             "ocr_lang": s.ocr_lang,
             "ocr_timeout": s.ocr_timeout or None,
             "max_pixels": s.max_image_pixels,

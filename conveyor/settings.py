@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     extract_total_timeout: float = Field(
         1800.0, ge=0, description="seconds per file in all, progress or not; 0: no limit"
     )
-    extract_memory_mb: int = Field(2048, ge=0, description="MiB per extraction; 0: no limit")
+    extract_memory_mb: int = Field(4096, ge=0, description="MiB per extraction; 0: no limit")
 
     ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. eng+deu")
     ocr_timeout: float = Field(60.0, ge=0, description="seconds of OCR per page; 0: no limit")
@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     whisper_compute_type: str = Field("int8", description="CTranslate2 compute type")
     whisper_language: str | None = Field(None, description="spoken language; None: detect")
     whisper_threads: int = Field(0, ge=0, description="CPU threads for Whisper; 0: all")
+    diarize: bool = Field(True, description="label a recording's speakers (resemblyzer)")
+    speakers: int | None = Field(
+        None, ge=1, description="how many speakers a recording has; None: found"
+    )
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible API for summaries")
     llm_model: str | None = None

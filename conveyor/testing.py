@@ -208,6 +208,72 @@ def make_pdf(
     c.save()
 
 
+def spoken(text: str, voice: str = "en-us", rate: int = 160) -> np.ndarray:
+    """``text`` said by espeak-ng (``make test`` installs it) as 16 kHz mono int16 samples."""
+    import io
+    import subprocess
+    import wave
+
+    out = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(rate), "--stdout", text],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with wave.open(io.BytesIO(out)) as w:
+        raw = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32)
+        source_rate = w.getframerate()
+    at = np.arange(0, len(raw) - 1, source_rate / 16_000)  # resample to 16 kHz (linear)
+    return np.interp(at, np.arange(len(raw)), raw).astype(np.int16)
+
+
+def conversation(
+    voices: Sequence[str],
+    seconds: float,
+    seed: int = 0,
+    shortest: float = 3.0,
+    longest: float = 15.0,
+) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """A generated conversation: espeak-ng ``voices`` taking turns of ``shortest``–``longest``
+    seconds (never the same voice twice in a row), with short pauses between, for about
+    ``seconds``. Returns 16 kHz int16 samples and the true turns ``(start, end, voice)``."""
+    import random
+
+    rng = random.Random(seed)
+    parts: list[np.ndarray] = []
+    turns: list[tuple[float, float, str]] = []
+    position, previous = 0, ""
+    while position < seconds * 16_000:
+        voice = rng.choice([v for v in voices if v != previous] or list(voices))
+        wanted = rng.uniform(shortest, longest)
+        words = prose(rng.randrange(1_000_000), 60).split()
+        count = max(4, round(wanted * 2.6))  # espeak-ng says about 2.6 words a second here
+        samples = spoken(" ".join(words[:count]), voice)
+        loud = np.flatnonzero(np.abs(samples) > 300)  # the turn is its speech, not espeak's pauses
+        samples = samples[loud[0] : loud[-1] + 1] if len(loud) else samples
+        if len(samples) > longest * 16_000:
+            samples = samples[: int(longest * 16_000)]
+        turns.append((position / 16_000, (position + len(samples)) / 16_000, voice))
+        pause = np.zeros(int(rng.uniform(0.2, 0.8) * 16_000), dtype=np.int16)
+        parts += [samples, pause]
+        position += len(samples) + len(pause)
+        previous = voice
+    return np.concatenate(parts), turns
+
+
+def wav(samples: np.ndarray, rate: int = 16_000) -> bytes:
+    """Mono 16-bit ``samples`` as the bytes of a WAV file."""
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype(np.int16).tobytes())
+    return buffer.getvalue()
+
+
 MANUAL = [
     ("1 Introduction", 0, "This manual explains how to keep the bicycle safe to ride."),
     ("2 Maintenance", 0, "Check the whole bicycle every month before a long ride."),

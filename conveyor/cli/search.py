@@ -203,6 +203,8 @@ def search(
             span = f"{_mmss(hit.metadata['start_s'])}–{_mmss(hit.metadata['end_s'])}"
             wall = recordings.wall_clock(hit.metadata)  # a recorder said when it started
             place += f" ({span} · {wall})" if wall else f" ({span})"
+        if hit.metadata.get("speakers"):
+            place += "  " + ", ".join(hit.metadata["speakers"])
         click.secho(f"{rank}. {hit.score:.3f}  {place}  chunk {hit.chunk_index + 1}", bold=True)
         text = " ".join(hit.text.split())
         click.echo("   " + (text[:300] + "…" if len(text) > 300 else text))

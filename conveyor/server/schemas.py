@@ -85,6 +85,9 @@ class Hit(BaseModel):
     chunk_index: int
     page: int | None
     text: str
+    speakers: list[str] | None = Field(
+        None, description="a recording's chunk: who speaks in it (SPEAKER_1…), first first"
+    )
     metadata: dict[str, Any]
     collection: str
     wall_clock: str | None = Field(

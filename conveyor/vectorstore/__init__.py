@@ -57,6 +57,7 @@ class Hit:
             "page": self.page,
             "start_s": self.metadata.get("start_s"),
             "end_s": self.metadata.get("end_s"),
+            "speakers": self.metadata.get("speakers"),
             "text": self.text,
             "box": self.metadata.get("bounding_box"),
             "collection": self.collection,
