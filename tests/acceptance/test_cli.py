@@ -107,7 +107,9 @@ def test_status_documents_export(ingested) -> None:
     manifest = home / "blobs" / "ingestion_output" / "accept" / "results" / f"{done[0]['id']}.json"
     data = json.loads(manifest.read_text())
     assert data["FileURI"] == done[0]["source"]
-    assert data["EmbeddingsGenerated"] == done[0]["chunks"]
+    # every vector stored: the chunks, and a PDF's pages in <collection>_pages too
+    assert data["collections"][done[0]["collection"]] == done[0]["chunks"]
+    assert data["EmbeddingsGenerated"] == sum(data["collections"].values())
 
 
 def test_second_ingest_skips_unchanged(workspace, tmp_path: Path) -> None:

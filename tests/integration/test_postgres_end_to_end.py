@@ -73,7 +73,8 @@ def test_ingest_search_and_status_on_postgres(
         assert status["documents"]["done"] == 5
         assert status["deltas"]["pending"] == 0 and status["deltas"]["applied"] >= 5
         assert status["compactions"] and status["compactions"][0]["state"] == "applied"
-        assert [c["name"] for c in status["collections"]] == ["default"]
+        # the chunks, and the PDF's pages beside them
+        assert [c["name"] for c in status["collections"]] == ["default", "default_pages"]
         assert status["workers"] and not any(w["stale"] for w in status["workers"])
         assert {d["state"] for d in cv.documents()} == {"done"}
 

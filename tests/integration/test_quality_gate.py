@@ -58,10 +58,14 @@ def test_a_collection_never_mixes_int8_and_fp32(onnx_home: Path, tmp_path: Path)
     with Conveyor(int8) as cv:
         assert cv.ingest([docs]).done == 1
         assert cv.status()["collections"][0]["model"].endswith("#int8")
+    with Conveyor(int8) as cv:
+        [own] = cv.search("birds in the cold", k=1)
     fp32 = int8.model_copy(update={"embedding_backend": "onnx"})
     with Conveyor(fp32) as cv:
-        with pytest.raises(ConveyorError, match="CONVEYOR_EMBEDDING_BACKEND=onnx-int8"):
-            cv.search("birds in the cold")
+        # search embeds the query with the collection's own (int8) model, not fp32
+        [hit] = cv.search("birds in the cold", k=1)
+        assert hit.id == own.id and hit.score == pytest.approx(own.score, abs=1e-6)
+        assert cv.components.query_embedder.model_id != cv.status()["collections"][0]["model"]
         with pytest.raises(ConveyorError, match="holds int8 vectors"):
             cv.ingest([docs], force=True)
         assert cv.ingest([docs], collection="other").done == 1  # another collection: fine
