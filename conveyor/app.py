@@ -183,7 +183,7 @@ class Conveyor:
             if metadata:
                 known = (c.catalog.get(doc) or {}).get("metadata") or {}
                 c.catalog.update(doc, metadata={**known, "user": metadata})
-            c.queue.send(job.message())
+            routing.send(c, [job.message()])  # a long one to the long queue
         except Exception as exc:
             # not left "queued" with no job: a failed document is submitted again next time
             self._documents.failed(doc, f"could not be enqueued: {safe_summary(exc)}", "transient")

@@ -259,9 +259,14 @@ class Components:
 
     def processor(self, *, on_delta: Callable[[], None] | None = None) -> Processor:
         """One job at a time from this home's queue."""
+        from . import routing
         from .worker import Processor
 
-        return Processor(self.pipeline(on_delta=on_delta), self.queue)
+        return Processor(
+            self.pipeline(on_delta=on_delta),
+            self.queue,
+            send=lambda messages: routing.send(self, messages),
+        )
 
     def worker_pool(
         self, *, concurrency: int, on_delta: Callable[[], None] | None = None

@@ -111,6 +111,10 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+OBJECT_SIZE = "object_size"
+"""A job's option: its object's size in bytes, as an S3 event gave it."""
+
+
 def s3_event_jobs(body: Any) -> list[dict[str, Any]] | None:
     """The job messages an S3 event notification stands for; None when ``body`` is
     not one.
@@ -118,7 +122,8 @@ def s3_event_jobs(body: Any) -> list[dict[str, Any]] | None:
     Accepted: ``{"Records": [...]}`` as S3 sends it to SQS, one such record alone,
     and either inside an SNS envelope (``{"Type": "Notification", "Message":
     "<json>"}``, S3 → SNS → SQS without raw delivery). Each ``ObjectCreated:*``
-    record becomes ``{"source": "s3://bucket/key"}`` with the key URL-decoded
+    record becomes ``{"source": "s3://bucket/key", "options": {"object_size": N}}``
+    with the key URL-decoded
     (S3 sends ``red+flower.jpg`` for ``red flower.jpg``). S3's ``s3:TestEvent``
     and other events give ``[]``: removing a document when its object is deleted
     is not supported yet, so ObjectRemoved events are logged and ignored.
@@ -166,7 +171,11 @@ def s3_event_jobs(body: Any) -> list[dict[str, Any]] | None:
             continue
         if uri.endswith("/"):  # a console "folder"
             continue
-        jobs.append({"source": uri})
+        size = _object(s3.get("object")).get("size")
+        if isinstance(size, int) and size >= 0:  # for routing: a long job to the long queue
+            jobs.append({"source": uri, "options": {OBJECT_SIZE: size}})
+        else:
+            jobs.append({"source": uri})
     return jobs
 
 

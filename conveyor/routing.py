@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .exceptions import ConveyorError, safe_summary
+from .jobs import OBJECT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def predicted(message: dict[str, Any], catalog: Any) -> float | None:
     if not isinstance(source, str):
         return None
     try:
-        return Rates.of(catalog).predict(probe(source))
+        return Rates.of(catalog).predict(probe(source, _size(message)))
     except OSError:
         return None
 
@@ -197,6 +198,13 @@ def move_if_long(components: Any, message: dict[str, Any], room: float) -> float
     return seconds
 
 
+def _size(message: dict[str, Any]) -> int | None:
+    """The input's size when the message says it (an S3 event does)."""
+    options = message.get("options")
+    size = options.get(OBJECT_SIZE) if isinstance(options, dict) else None
+    return size if isinstance(size, int) else None
+
+
 def route(
     messages: list[dict[str, Any]], rates: Rates, threshold: float
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -206,7 +214,7 @@ def route(
     long: list[dict[str, Any]] = []
     for message in messages:
         try:
-            seconds = rates.predict(probe(str(message.get("source", ""))))
+            seconds = rates.predict(probe(str(message.get("source", "")), _size(message)))
         except OSError as exc:
             log.warning("cannot predict %s: %s", message.get("source"), safe_summary(exc))
             short.append(message)

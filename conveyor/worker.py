@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from . import measure, tracing
@@ -37,9 +38,17 @@ class Processor:
     and what concerns the job around it — S3 events fanned out, the ack, a failure
     classified and retried or dead-lettered."""
 
-    def __init__(self, pipeline: Pipeline, queue: JobQueue) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        queue: JobQueue,
+        *,
+        send: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.queue = queue
+        self.send = send or queue.send_many
+        """How an S3 event's jobs are sent (routed: the long ones to the long queue)."""
         self.settings = pipeline.settings
         self.retry = RetryPolicy(base=pipeline.settings.retry_base_seconds)
         self.runtime = measure.runtime()
@@ -131,7 +140,7 @@ class Processor:
         jobs again; they are idempotent (same document ids), so nothing is lost."""
         extra = {"job": lease.job_id}
         if messages:
-            self.queue.send_many(messages)
+            self.send(messages)
             log.info("S3 event with %d objects: one job each", len(messages), extra=extra)
         else:
             log.info("S3 event with no object to ingest; acknowledged", extra=extra)

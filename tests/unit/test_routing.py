@@ -151,3 +151,25 @@ def test_lambda_moves_a_job_it_cannot_finish_in_time(
     again = sqs_record(job("slow", predicted_seconds=700))
     assert ids(lambda_handler.handler(sqs_event(again), ScriptedContext([900_000]))) == []
     assert state("slow") == "done"
+
+
+def test_an_s3_event_is_predicted_from_the_size_it_gives(tmp_path: Path) -> None:
+    from conveyor.jobs import s3_event_jobs
+    from conveyor.routing import predicted, route
+
+    def event(key: str, size: int) -> dict:
+        s3 = {"bucket": {"name": "in"}, "object": {"key": key, "size": size}}
+        return {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3}
+
+    [big] = s3_event_jobs({"Records": [event("calls/all-day.mp3", 480_000_000)]}) or []
+    [small] = s3_event_jobs({"Records": [event("calls/hello.mp3", 160_000)]}) or []
+    assert big["options"]["object_size"] == 480_000_000
+    with Conveyor(Settings(home=tmp_path / "home"), embedder=FakeEmbedder()) as cv:
+        _measured(cv, "audio", 60, audio_seconds=600)  # 6 s of work an audio minute
+        catalog = cv.components.catalog
+        # unknown length: as if 128 kbit/s, so 480 MB is 500 minutes, 3000 s of work
+        assert predicted(big, catalog) == pytest.approx(3000, rel=0.01)
+        assert predicted(small, catalog) == pytest.approx(1, rel=0.01)
+        short, long = route([big, small], Rates.of(catalog), 600)
+    assert [m["source"] for m in long] == ["s3://in/calls/all-day.mp3"]
+    assert [m["source"] for m in short] == ["s3://in/calls/hello.mp3"]

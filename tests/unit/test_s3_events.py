@@ -82,7 +82,10 @@ def test_keys_are_url_decoded() -> None:
         "reports/Q3+results+%28final%29%2Bdraft+%C3%BC%E2%82%AC.pdf"
     )
     assert s3_event_jobs(body) == [
-        {"source": "s3://amzn-s3-demo-bucket/reports/Q3 results (final)+draft ü€.pdf"}
+        {
+            "source": "s3://amzn-s3-demo-bucket/reports/Q3 results (final)+draft ü€.pdf",
+            "options": {"object_size": 1024},  # for routing long jobs
+        }
     ]
 
 
@@ -102,7 +105,7 @@ def test_one_record_is_a_job() -> None:
 
 def test_sns_envelope() -> None:
     body = sns({"Records": [record("x/y.txt")]})
-    assert s3_event_jobs(body) == [{"source": "s3://amzn-s3-demo-bucket/x/y.txt"}]
+    assert [j["source"] for j in s3_event_jobs(body) or []] == ["s3://amzn-s3-demo-bucket/x/y.txt"]
     assert Job.from_message(body).source == "s3://amzn-s3-demo-bucket/x/y.txt"
     # an ordinary job message inside SNS works too
     assert Job.from_message(sns({"source": "s3://b/k.pdf", "run": "r1"})).run == "r1"
@@ -118,10 +121,10 @@ def test_several_records_are_several_jobs() -> None:
             record("c.pdf", "ObjectCreated:Copy", bucket="other-bucket"),
         ]
     }
-    assert s3_event_jobs(body) == [
-        {"source": "s3://amzn-s3-demo-bucket/a.pdf"},
-        {"source": "s3://amzn-s3-demo-bucket/b.pdf"},
-        {"source": "s3://other-bucket/c.pdf"},
+    assert [j["source"] for j in s3_event_jobs(body) or []] == [
+        "s3://amzn-s3-demo-bucket/a.pdf",
+        "s3://amzn-s3-demo-bucket/b.pdf",
+        "s3://other-bucket/c.pdf",
     ]
     with pytest.raises(PermanentError, match="3 objects"):
         Job.from_message(body)  # the worker fans such a message out first
