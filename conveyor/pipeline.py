@@ -206,6 +206,8 @@ class Pipeline:
         model = self.embedder.model_id + ("#headers" if s.contextual_headers else "")
         fp = fingerprint(digest, model, s.chunk_size, s.chunk_overlap)
         fp += page_fingerprint(s)  # page images on, or the pages collection off: redo
+        if not s.diarize or s.speakers:  # speakers off, or their number forced: redo
+            fp += f"|speakers:{(s.speakers or 'auto') if s.diarize else 'off'}"
         return Fetched(data, size, digest, read_at, fp)
 
     def unchanged(self, doc: InFlight, fetched: Fetched) -> bool:

@@ -115,3 +115,25 @@ def test_chunks_and_vtt_carry_speakers() -> None:
     vtt = webvtt([{"start": 0.0, "end": 1.5, "text": "Hello.", "speaker": "SPEAKER_1"}])
     assert "00:00:00.000 --> 00:00:01.500\n<v SPEAKER_1>Hello." in vtt
     assert "<v" not in webvtt([{"start": 0.0, "end": 1.0, "text": "Hi."}])
+
+
+def test_turning_speakers_off_or_forcing_their_number_redoes_documents(tmp_path) -> None:
+    from conveyor.app import Conveyor
+    from conveyor.settings import Settings
+    from conveyor.testing import FakeEmbedder
+
+    f = tmp_path / "a.txt"
+    f.write_text("A note that is ingested under three settings.")
+    base = Settings(home=tmp_path / "home", isolate_extraction=False)
+    outcomes = []
+    for settings in (
+        base,
+        base,  # unchanged: skipped
+        base.model_copy(update={"diarize": False}),
+        base.model_copy(update={"diarize": False}),
+        base.model_copy(update={"speakers": 2}),
+    ):
+        with Conveyor(settings, embedder=FakeEmbedder()) as cv:
+            s = cv.ingest([f])
+            outcomes.append("done" if s.done else "skipped" if s.skipped else "?")
+    assert outcomes == ["done", "skipped", "done", "skipped", "done"]
