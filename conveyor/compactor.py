@@ -162,7 +162,7 @@ class Compactor:
                 applied += self._collection(collection, lock)
             finally:
                 self.catalog.release_lock(lock, self.owner)
-        if applied or self.clock() - self._settled_at > SETTLE_EVERY:
+        if self.clock() - self._settled_at > SETTLE_EVERY:  # a rebuilt generation to switch to
             self._settled_at = self.clock()
             self.generations.settle(self.catalog, self.vectors, self.lexical)
         return applied

@@ -52,10 +52,13 @@ class LocalBlobStore:
             raise
 
     def list(self, prefix: str = "") -> Iterator[BlobInfo]:
-        if not self.root.exists():
+        # walk only the folder the prefix names, not the whole store
+        head = prefix.rpartition("/")[0]
+        folder = self._path(head) if head.strip("/.") else self.root
+        if not folder.is_dir():
             return
         found = []
-        for path in self.root.rglob("*"):
+        for path in folder.rglob("*"):
             if not path.is_file() or path.name.startswith(".tmp-"):
                 continue
             key = path.relative_to(self.root).as_posix()

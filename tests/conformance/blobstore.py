@@ -66,6 +66,27 @@ def test_put_get_list_stat_delete(blobs: BlobStore) -> None:
         blobs.get("a/two.txt")
 
 
+def test_list_is_by_prefix_not_by_folder(blobs: BlobStore) -> None:
+    for key in ("gen/a.json", "gen/ab/c.json", "generations/x.json", "g.txt", "other/gen/z"):
+        blobs.put(key, b"x")
+    assert [b.key for b in blobs.list("gen/")] == ["gen/a.json", "gen/ab/c.json"]
+    assert [b.key for b in blobs.list("gen/a")] == ["gen/a.json", "gen/ab/c.json"]
+    assert [b.key for b in blobs.list("generations/")] == ["generations/x.json"]
+    assert [b.key for b in blobs.list("gen")] == [
+        "gen/a.json",
+        "gen/ab/c.json",
+        "generations/x.json",
+    ]
+    assert [b.key for b in blobs.list("g")] == [
+        "g.txt",
+        "gen/a.json",
+        "gen/ab/c.json",
+        "generations/x.json",
+    ]
+    assert list(blobs.list("missing/")) == [] and list(blobs.list("missing/deeper/x")) == []
+    assert len(list(blobs.list())) == 5
+
+
 @pytest.mark.parametrize("key", ["../escape", "a/../../x", "", "/"])
 def test_keys_cannot_escape(blobs: BlobStore, key: str) -> None:
     with pytest.raises(ConveyorError):
