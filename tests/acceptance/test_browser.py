@@ -109,6 +109,11 @@ def corpus(server: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
     if shutil.which("tesseract"):
         files["receipt.png"] = receipt_png()
+    if shutil.which("espeak-ng"):  # two voices taking turns: the detail view lists them
+        from conveyor.testing import conversation, wav
+
+        samples, _ = conversation(["en-us+m3", "en-us+f2"], 24, seed=1)
+        files["meeting.wav"] = wav(samples)
     url = server["url"]
     for name, data in files.items():
         answer = httpx.post(f"{url}/documents", headers=H, files={"file": (name, data)}, timeout=30)
@@ -392,6 +397,14 @@ def test_detail_view_shows_a_document_and_acts_on_it(
     screenshot(browser, shots / "detail-failed.png")
     browser.find_element(By.ID, "detail-redrive").click()
     wait(ec.text_to_be_present_in_element((By.ID, "detail-outcome"), "redriven"))
+
+    if "meeting.wav" in corpus:  # a recording's speakers and their talk time
+        browser.find_element(By.ID, "detail-close").click()
+        browser.find_element(By.CSS_SELECTOR, '#documents tr[data-name="meeting.wav"]').click()
+        wait(ec.text_to_be_present_in_element((By.ID, "detail-title"), "meeting.wav"))
+        wait(lambda d: "SPEAKER_2" in live_text(d, "#detail [data-section='document']"))
+        facts = live_text(browser, "#detail [data-section='document']")
+        assert "speakers" in facts and "SPEAKER_1" in facts, facts
 
     if "receipt.png" in corpus:  # OCR wrote lines and words: shown from the page
         browser.find_element(By.ID, "detail-close").click()

@@ -113,6 +113,9 @@ function facts(doc, detail) {
   ];
   for (const [k, v] of Object.entries(doc.details || {})) {
     if (Array.isArray(v) && v.length && v.every((x) => typeof x === "string")) rows.push([k, v.join(", ")]);  // keywords, topics
+    if (k === "speakers" && Array.isArray(v) && v.length) {  // a recording's: who spoke, how long
+      rows.push([k, v.map((s) => `${s.speaker} ${Math.round(s.seconds)} s`).join(", ")]);
+    }
     if (k === "artifacts" || typeof v === "object") continue;
     rows.push([k, v]);
   }
