@@ -284,13 +284,13 @@ def test_an_upload_the_queue_refused_is_503_and_accepted_when_retried(
     settings = Settings(home=tmp_path / "home", api_keys=KEY, max_upload_bytes=LIMIT)
     with Conveyor(settings) as cv:
         queue = cv.components.queue
-        real_send = queue.send
+        real_send_many = queue.send_many  # uploads are routed: sent as a batch of one
 
-        def refuse_once(body: dict[str, Any], **kw: Any) -> str:
-            monkeypatch.setattr(queue, "send", real_send)
+        def refuse_once(bodies: list[dict[str, Any]], **kw: Any) -> list[str]:
+            monkeypatch.setattr(queue, "send_many", real_send_many)
             raise TransientError("queue throttled (SlowDown)")
 
-        monkeypatch.setattr(queue, "send", refuse_once)
+        monkeypatch.setattr(queue, "send_many", refuse_once)
         body, headers = multipart(("file", b"a.txt", b"Hello there, this is a small text.\n"))
         assert_error(asgi_post(cv, body, headers), 503, "unavailable")
         assert queue.depth().visible == 0
