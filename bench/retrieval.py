@@ -41,6 +41,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cisi import read_judgments, read_records  # noqa: E402  (bench/ is on the path)
+
 from conveyor import evaluation  # noqa: E402
 from conveyor.search import MODES, Fusion  # noqa: E402
 
@@ -50,31 +52,14 @@ DEBIAN_QUERIES = 300  # a fixed sample (by hash of the name): every document sta
 GRID = [(c, w) for c in (10.0, 30.0, 60.0, 100.0) for w in (0.5, 1.0, 2.0)]
 
 
-def smart_records(path: Path) -> dict[str, dict[str, str]]:
-    """SMART-format records (``.I id``, then ``.T``/``.W``/… fields)."""
-    records: dict[str, dict[str, list[str]]] = {}
-    current: list[str] | None = None
-    fields: dict[str, list[str]] = {}
-    for line in path.read_text(encoding="ascii", errors="replace").splitlines():
-        if line.startswith(".I "):
-            fields = records[line[3:].strip()] = {}
-            current = None
-        elif len(line) == 2 and line[0] == "." and line[1].isalpha():
-            current = fields.setdefault(line[1], [])
-        elif current is not None:
-            current.append(line.strip())
-    return {r: {k: " ".join(v).strip() for k, v in f.items()} for r, f in records.items()}
-
-
 def cisi(folder: Path) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, dict[str, float]]]:
     """Documents (title + abstract), queries, judgments (CISI.REL: ``query doc 0 0.0``)."""
-    docs = smart_records(folder / "CISI.ALL")
-    queries = smart_records(folder / "CISI.QRY")
-    judged: dict[str, dict[str, float]] = {}
-    for line in (folder / "CISI.REL").read_text(encoding="ascii").splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            judged.setdefault(parts[0], {})[parts[1]] = 1.0
+    docs = read_records(folder / "CISI.ALL")
+    queries = read_records(folder / "CISI.QRY")
+    judged = {
+        q: dict.fromkeys(relevant, 1.0)
+        for q, relevant in read_judgments(folder / "CISI.REL").items()
+    }
     texts = {d: f"{f.get('T', '')}\n\n{f.get('W', '')}\n" for d, f in docs.items()}
     return texts, [(q, f["W"]) for q, f in queries.items()], judged
 
