@@ -322,8 +322,7 @@ class Conveyor:
         name = c.generations.resolve(collection)  # the generation that answers now
         info = c.vectors.collection(name)
         if info is None:  # perhaps switched since this process looked
-            c.generations.lineage(collection, fresh=True)
-            name = c.generations.resolve(collection)
+            name = c.generations.resolve(collection, fresh=True)
             info = self._require_collection(collection, name)
         embedder = c.query_embedder
         if mode != "lexical" and info.model_id != embedder.model_id:

@@ -31,7 +31,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from . import deltas, recordings, tracing
@@ -310,10 +309,7 @@ class Compactor:
             return 0
         try:
             for target in targets:  # the generation answering, or the one being built
-                rows = [
-                    replace(r, id=self.generations.chunk_id(r.id, target, collection))
-                    for r in records
-                ]
+                rows = self.generations.records_in(records, target, collection)
                 self.vectors.ensure_collection(target, dim=header.dim, model_id=header.model)
                 self.vectors.replace_document(target, doc_id, rows)
                 if self.lexical is not None:  # the same chunks, before the delta counts

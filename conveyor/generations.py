@@ -38,7 +38,7 @@ from .documents import State
 from .exceptions import ConveyorError, SourceNotFound
 from .ids import NAMESPACE
 from .lexical import LexicalIndex
-from .vectorstore import VectorStore
+from .vectorstore import ChunkRecord, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +155,10 @@ class Generations:
                     return base, f"_{unit}"
         return None, ""
 
-    def resolve(self, name: str) -> str:
-        """The physical collection search reads for ``name`` (a unit collection too)."""
-        lineage, suffix = self._split(name)
+    def resolve(self, name: str, *, fresh: bool = False) -> str:
+        """The physical collection search reads for ``name`` (a unit collection too);
+        ``fresh``: read the record again rather than trust this process's copy."""
+        lineage, suffix = self._split(name, fresh=fresh)
         return name if lineage is None else lineage.name + suffix
 
     def target(self, name: str) -> str:
@@ -213,11 +214,16 @@ class Generations:
             )
         return [new]
 
-    def chunk_id(self, chunk_id: str, physical_name: str, name: str) -> str:
-        """A chunk's id in another generation: ids are unique across collections."""
+    @staticmethod
+    def records_in(records: list[ChunkRecord], physical_name: str, name: str) -> list[ChunkRecord]:
+        """``records`` as ``physical_name`` holds them: in another generation than the
+        collection's own name, each with its own id (ids are unique across collections);
+        else as they are, not copied."""
         if physical_name == name:
-            return chunk_id
-        return str(uuid.uuid5(NAMESPACE, f"{chunk_id}\n{physical_name}"))
+            return records
+        return [
+            replace(r, id=str(uuid.uuid5(NAMESPACE, f"{r.id}\n{physical_name}"))) for r in records
+        ]
 
     # -- moving ------------------------------------------------------------
 

@@ -57,3 +57,33 @@ def test_the_record_round_trips_and_numbers_only_grow(generations: Generations) 
     assert begun.as_dict()["building"]["name"] == "docs__g3"
     assert generations.resolve("docs") == "docs__g2"
     assert generations.building() == ["docs"]
+
+
+def test_records_keep_their_ids_in_their_own_collection_only() -> None:
+    import numpy as np
+
+    from conveyor.vectorstore import ChunkRecord
+
+    records = [
+        ChunkRecord(
+            id=f"c{i}", document_id="d", chunk_index=i, text="t", source="s",
+            page=None, metadata={}, vector=np.zeros(2, np.float32),
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    assert Generations.records_in(records, "docs", "docs") is records
+    moved = Generations.records_in(records, "docs__g1", "docs")
+    again = Generations.records_in(records, "docs__g1", "docs")
+    other = Generations.records_in(records, "docs__g2", "docs")
+    assert [r.id for r in moved] == [r.id for r in again]  # stable: a replay overwrites
+    assert not {r.id for r in moved} & ({r.id for r in records} | {r.id for r in other})
+    assert [r.chunk_index for r in moved] == [0, 1] and records[0].id == "c0"
+
+
+def test_a_fresh_resolve_sees_a_switch_a_cached_one_has_not_yet(tmp_path: Path) -> None:
+    writer = Generations(LocalBlobStore(tmp_path), ttl=0)
+    reader = Generations(LocalBlobStore(tmp_path), ttl=3600)  # another process, caching
+    assert reader.resolve("docs_pages") == "docs_pages"
+    writer._write(Lineage("docs", active=1, model="m", retired=(0,)))
+    assert reader.resolve("docs_pages") == "docs_pages"  # its copy, until the ttl
+    assert reader.resolve("docs_pages", fresh=True) == "docs__g1_pages"
