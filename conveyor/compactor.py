@@ -23,6 +23,7 @@ and is tried again after a pause that doubles from :data:`BACKOFF_BASE` up to
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import os
@@ -30,7 +31,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from . import deltas, recordings, tracing
@@ -77,6 +79,55 @@ def _filterable(header: deltas.Header) -> dict[str, Any]:
     if header.kind:
         shared["kind"] = header.kind
     return shared
+
+
+@dataclass(frozen=True)
+class _Write:
+    """What a delta writes: its document's rows in each target collection."""
+
+    document_id: str
+    dim: int
+    model: str
+    rows: list[tuple[str, list[ChunkRecord]]]
+
+
+@dataclass
+class _Merging:
+    """A delta of a batch between its checks and its marking (see ``_attempt_batch``):
+    its steps run in a context of their own (the trace's span is a context variable)."""
+
+    delta: Delta
+    context: contextvars.Context
+    steps: Generator[_Write, None, int]
+    write: _Write | None = None
+
+
+def _batches(pending: list[Delta]) -> Iterator[list[Delta]]:
+    """``pending`` in runs without a document twice (its deltas apply in order, one
+    after the other's marking)."""
+    batch: list[Delta] = []
+    seen: set[str] = set()
+    for delta in pending:
+        if delta.document_id in seen:
+            yield batch
+            batch, seen = [], set()
+        batch.append(delta)
+        seen.add(delta.document_id)
+    if batch:
+        yield batch
+
+
+def _replace_many(
+    store: Any, collection: str, documents: list[tuple[str, list[ChunkRecord]]]
+) -> None:
+    """``store.replace_documents`` where the store has it (one transaction), else one
+    ``replace_document`` each."""
+    many = getattr(store, "replace_documents", None)
+    if many is not None:
+        many(collection, documents)
+        return
+    for document_id, records in documents:
+        store.replace_document(collection, document_id, records)
 
 
 class _LockKeeper:
@@ -214,13 +265,13 @@ class Compactor:
                 while not keeper.lost.is_set():
                     pending = deltas.pending(self.catalog, collection, limit=self.batch)
                     merged = 0
-                    for delta in pending:
+                    for batch in _batches(pending):
                         if keeper.lost.is_set():
                             return
-                        chunks = self._attempt(collection, delta)
-                        if chunks is not None:
-                            counts[1] += chunks
-                            merged += 1
+                        for chunks in self._attempt_batch(collection, batch):
+                            if chunks is not None:
+                                counts[1] += chunks
+                                merged += 1
                     counts[0] += merged
                     if not merged:  # nothing pending, or all of it waiting to be tried again
                         break
@@ -228,6 +279,46 @@ class Compactor:
                         return
             finally:
                 self._keeper = None
+
+    def _attempt_batch(self, collection: str, batch: list[Delta]) -> list[int | None]:
+        """Apply several deltas, their chunks written to the vector store and the lexical
+        index in one transaction each, then each marked on its own; if the shared write
+        fails, each is applied alone (so a failure stays with the delta that caused it).
+        Returns what :meth:`_attempt` returns, for each."""
+        ready = [d for d in batch if self.clock() >= self._retry_at.get(d.id, -math.inf)]
+        if len(ready) < 2:
+            return [self._attempt(collection, d) for d in ready]
+        results: dict[int, int | None] = {}
+        merging: list[_Merging] = []
+        for delta in ready:
+            step = _Merging(delta, contextvars.copy_context(), self._apply_steps(collection, delta))
+            try:
+                step.write = step.context.run(next, step.steps)
+            except StopIteration as stop:
+                results[delta.id] = self._applied(delta, stop.value)
+                continue
+            except Exception as exc:
+                results[delta.id] = self._backoff(collection, delta, exc)
+                continue
+            merging.append(step)
+        try:
+            self._write([step.write for step in merging if step.write is not None])
+        except Exception:
+            for step in merging:
+                step.context.run(step.steps.close)
+            for step in merging:  # one at a time: the failure stays with its own delta
+                results[step.delta.id] = self._attempt(collection, step.delta)
+            return [results[d.id] for d in ready]
+        for step in merging:
+            try:
+                step.context.run(step.steps.send, None)
+            except StopIteration as stop:
+                results[step.delta.id] = self._applied(step.delta, stop.value)
+            except Exception as exc:
+                results[step.delta.id] = self._backoff(collection, step.delta, exc)
+            else:  # pragma: no cover - _apply_steps writes once
+                raise RuntimeError("a merge asked to write twice")
+        return [results[d.id] for d in ready]
 
     def _attempt(self, collection: str, delta: Delta) -> int | None:
         """Apply (returns the chunks merged), or keep the delta pending and back off
@@ -237,23 +328,30 @@ class Compactor:
         try:
             chunks = self._apply(collection, delta)
         except Exception as exc:
-            self.full = self.full or no_space(exc, "the catalog or the vector store")
-            self._failure = safe_summary(exc)
-            n = self._attempts[delta.id] = self._attempts.get(delta.id, 0) + 1
-            pause = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (n - 1))
-            self._retry_at[delta.id] = self.clock() + pause
-            log.log(
-                logging.ERROR if n >= MAX_ATTEMPTS else logging.WARNING,
-                "could not merge (failure %d), kept pending and tried again in %g s: %s",
-                n,
-                pause,
-                safe_summary(exc),
-                extra={"document": delta.document_id, "collection": collection},
-            )
-            return None
+            return self._backoff(collection, delta, exc)
+        return self._applied(delta, chunks)
+
+    def _applied(self, delta: Delta, chunks: int) -> int:
         self._attempts.pop(delta.id, None)
         self._retry_at.pop(delta.id, None)
         return chunks
+
+    def _backoff(self, collection: str, delta: Delta, exc: Exception) -> int | None:
+        """Keep ``delta`` pending after ``exc`` and try it again later (None: not merged)."""
+        self.full = self.full or no_space(exc, "the catalog or the vector store")
+        self._failure = safe_summary(exc)
+        n = self._attempts[delta.id] = self._attempts.get(delta.id, 0) + 1
+        pause = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (n - 1))
+        self._retry_at[delta.id] = self.clock() + pause
+        log.log(
+            logging.ERROR if n >= MAX_ATTEMPTS else logging.WARNING,
+            "could not merge (failure %d), kept pending and tried again in %g s: %s",
+            n,
+            pause,
+            safe_summary(exc),
+            extra={"document": delta.document_id, "collection": collection},
+        )
+        return None
 
     def _reject(self, delta: Delta, reason: str) -> None:
         log.error("delta rejected: %s", reason, extra={"document": delta.document_id})
@@ -261,6 +359,33 @@ class Compactor:
         self.catalog.finish_delta(delta.id, "failed", reason)
 
     def _apply(self, collection: str, delta: Delta) -> int:
+        """One delta from start to end (see :meth:`_apply_steps`)."""
+        steps = self._apply_steps(collection, delta)
+        try:
+            write = next(steps)
+        except StopIteration as stop:
+            chunks: int = stop.value
+            return chunks
+        try:
+            self._write([write])
+        except PermanentError as exc:  # the store refuses these rows: no retry mends them
+            steps.close()
+            self._reject(delta, safe_summary(exc))
+            return 0
+        except BaseException:
+            steps.close()
+            raise
+        try:
+            steps.send(None)
+        except StopIteration as stop:
+            chunks = stop.value
+            return chunks
+        raise RuntimeError("a merge asked to write twice")  # pragma: no cover
+
+    def _apply_steps(self, collection: str, delta: Delta) -> Generator[_Write, None, int]:
+        """Apply ``delta``: it yields the chunks to write (once, or not at all when there
+        is nothing to write), and goes on to mark the delta and its document once they
+        are written. Returns the chunks merged."""
         header = delta.header
         with tracing.span(
             "merge",
@@ -270,9 +395,26 @@ class Compactor:
             chunks=len(delta.chunks),
             deleted=header.deleted,
         ):
-            return self._apply_traced(collection, delta)
+            return (yield from self._apply_traced(collection, delta))
 
-    def _apply_traced(self, collection: str, delta: Delta) -> int:
+    def _write(self, writes: list[_Write]) -> None:
+        """The writes' chunks into the vector store, then the lexical index: per target
+        collection, every document in one transaction of each (in order)."""
+        by_target: dict[str, list[tuple[str, list[ChunkRecord]]]] = {}
+        checked: set[tuple[str, int, str]] = set()
+        for write in writes:
+            for target, rows in write.rows:
+                if (target, write.dim, write.model) not in checked:
+                    self.vectors.ensure_collection(target, dim=write.dim, model_id=write.model)
+                    checked.add((target, write.dim, write.model))
+                by_target.setdefault(target, []).append((write.document_id, rows))
+        for target, documents in by_target.items():
+            _replace_many(self.vectors, target, documents)
+            if self.lexical is not None:  # the same chunks, before the deltas count
+                self._ensure_lexical(target)
+                _replace_many(self.lexical, target, documents)
+
+    def _apply_traced(self, collection: str, delta: Delta) -> Generator[_Write, None, int]:
         header, doc_id = delta.header, delta.document_id
         t = time.perf_counter()
         newest = self.catalog.newest_applied_read(doc_id, collection)
@@ -307,17 +449,9 @@ class Compactor:
         except Exception as exc:  # the delta's own bytes: no retry can mend them
             self._reject(delta, f"could not merge: the delta is damaged ({safe_summary(exc)})")
             return 0
-        try:
-            for target in targets:  # the generation answering, or the one being built
-                rows = self.generations.records_in(records, target, collection)
-                self.vectors.ensure_collection(target, dim=header.dim, model_id=header.model)
-                self.vectors.replace_document(target, doc_id, rows)
-                if self.lexical is not None:  # the same chunks, before the delta counts
-                    self._ensure_lexical(target)
-                    self.lexical.replace_document(target, doc_id, rows)
-        except PermanentError as exc:
-            self._reject(delta, safe_summary(exc))
-            return 0
+        # the generation answering, or the one being built (both during a rebuild)
+        rows = [(t, self.generations.records_in(records, t, collection)) for t in targets]
+        yield _Write(doc_id, header.dim, header.model, rows)
         delivery = header.delivery
         timings = {**header.timings, "merge": time.perf_counter() - t}
         if delivery.parts == 1:  # written before the commit: a replay rewrites it, never loses it

@@ -273,7 +273,12 @@ class Components:
     ) -> WorkerPool:
         from .worker import WorkerPool
 
-        return WorkerPool(self.processor(on_delta=on_delta), concurrency=concurrency)
+        s = self.settings
+        # a remote provider's usage is metered per job, so its calls are not shared
+        group = 1 if s.remote_embedder else s.job_group
+        return WorkerPool(
+            self.processor(on_delta=on_delta), concurrency=concurrency, max_group=group
+        )
 
     def compactor(self, *, batch: int = 64) -> Compactor:
         from .compactor import Compactor

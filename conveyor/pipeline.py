@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -55,6 +55,16 @@ def fingerprint(content: str, model_id: str, size: int, overlap: int) -> str:
     return f"{content}|{model_id}|{size}|{overlap}"
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """What a document's texts came back as: their vectors, and the seconds of the model
+    call that made them (shared with ``shared`` other documents' texts)."""
+
+    vectors: np.ndarray
+    seconds: float
+    shared: int = 0
+
+
 JobStatus = Literal["merge", "skipped", "retry", "failed", "lost"]
 """What became of a job: its delta written (``merge``), unchanged (``skipped``), failed
 for now (``retry``) or for good (``failed``), or its lease gone to another worker."""
@@ -69,6 +79,29 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+Steps = Generator[list[str], Embedded, Outcome]
+"""A job's stages as :meth:`Pipeline.steps` runs them: they yield the texts to embed
+once (or not at all: a skipped document) and return the job's :class:`Outcome`."""
+
+
+def drive(steps: Steps, embed: Callable[[list[str]], np.ndarray]) -> Outcome:
+    """Run ``steps`` to the end, embedding what they yield with ``embed``; a failure to
+    embed is raised inside them, where their own failure would be."""
+    try:
+        texts = next(steps)
+        while True:
+            started = time.perf_counter()
+            try:
+                vectors = embed(texts)
+            except Exception as exc:
+                texts = steps.throw(exc)
+                continue
+            texts = steps.send(Embedded(vectors, time.perf_counter() - started))
+    except StopIteration as stop:
+        outcome: Outcome = stop.value
+        return outcome
+
+
 @dataclass
 class InFlight:
     """One document on its way through the stages."""
@@ -80,6 +113,8 @@ class InFlight:
     """The catalog's row of the version before (empty for a new document)."""
     documents: Documents
     timings: dict[str, float] = field(default_factory=dict)
+    learnt: dict[str, Any] = field(default_factory=dict)
+    """Fields for the catalog written with the next stage (one write, not two)."""
 
     @contextmanager
     def stage(self, name: str, **fields: Any) -> Iterator[None]:
@@ -160,6 +195,15 @@ class Pipeline:
 
     def run(self, job: Job, *, job_id: str, document_id: str, attempts: int) -> Outcome:
         """The document of ``job`` from its source to a delta the compactor merges."""
+        return drive(
+            self.steps(job, job_id=job_id, document_id=document_id, attempts=attempts),
+            self.embedder.embed,
+        )
+
+    def steps(self, job: Job, *, job_id: str, document_id: str, attempts: int) -> Steps:
+        """:meth:`run` as a generator that hands its chunks' texts out to be embedded
+        (``yield``) and goes on with their vectors: a worker runs several small jobs'
+        steps side by side and embeds all their chunks in one model call."""
         previous = self.catalog.get(document_id) or {}
         if not previous:  # a job someone else sent straight to the queue
             self.documents.queued([(document_id, job.collection, job.source)], job.run)
@@ -183,7 +227,7 @@ class Pipeline:
             tokens=sum(c.tokens for c in chunks),
         )
         with metered() as usage:  # what a remote provider bills for this document
-            vectors = self.embed(doc, chunks, extracted)
+            vectors = yield from self.embed(doc, chunks, extracted)
             for step in FORMAT_STEPS.get(extracted.kind, []):
                 step(self, doc, extracted)
             parts = [self.text_part(doc, extracted, chunks, vectors)]
@@ -274,28 +318,35 @@ class Pipeline:
     def chunk(self, doc: InFlight, extracted: Extracted) -> list[Chunk]:
         """The chunks extraction made (in its child, within its limits), else here."""
         chunks = extracted.chunks
-        if chunks is not None:  # what was learnt is recorded as the stage would
-            self.documents.stage(doc.id, "chunk", kind=extracted.kind, mime=extracted.mime)
+        if chunks is not None:  # what was learnt is recorded with the next stage
+            doc.learnt.update(kind=extracted.kind, mime=extracted.mime)
             doc.timings["chunk"] = extracted.chunk_seconds
             tracing.past("chunk", extracted.chunk_seconds, document=doc.id, where="extraction")
         else:
             with doc.stage("chunk", kind=extracted.kind, mime=extracted.mime):
                 chunks = chunk_document(extracted.sections, self.chunk_plan())
         if not chunks:
+            if doc.learnt:  # what it is, for the failure's listing
+                self.documents.stage(doc.id, "chunk", **doc.learnt)
             raise EmptyDocument("no text to index after extraction")
         note(chunks=len(chunks), tokens=sum(c.tokens for c in chunks))
         return chunks
 
     def embed(
         self, doc: InFlight, chunks: list[Chunk], extracted: Extracted | None = None
-    ) -> np.ndarray:
+    ) -> Generator[list[str], Embedded, np.ndarray]:
         """The chunks' vectors; with ``contextual_headers``, of each chunk's text after
-        its document's title and section path (the stored text stays as it is)."""
+        its document's title and section path (the stored text stays as it is). The
+        texts are yielded to whoever embeds them (:func:`drive`, or a worker embedding
+        several documents' chunks in one call), which sends back an :class:`Embedded`."""
         texts = [c.text for c in chunks]
         if self.settings.contextual_headers and extracted is not None:
             texts = contextual_texts(chunks, extracted)
-        with doc.stage("embed"):
-            return self.embedder.embed(texts)
+        self.documents.stage(doc.id, "embed", **doc.learnt)
+        embedded = yield texts
+        doc.timings["embed"] = embedded.seconds
+        tracing.past("embed", embedded.seconds, document=doc.id, shared=embedded.shared)
+        return embedded.vectors
 
     def text_part(
         self, doc: InFlight, extracted: Extracted, chunks: list[Chunk], vectors: np.ndarray

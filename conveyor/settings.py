@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     )
 
     concurrency: int = Field(2, ge=1, description="jobs in flight per process")
+    job_group: int = Field(
+        32,
+        ge=1,
+        description="most small jobs a worker thread takes at once, their chunks embedded "
+        "in one model call (1: one at a time)",
+    )
     visibility_timeout: float = Field(60.0, gt=0, description="lease length, seconds")
     max_receives: int = Field(5, ge=1, description="deliveries before dead-letter")
     long_queue_url: str | None = Field(

@@ -10,6 +10,8 @@ ones dead-letter at once, the rest are retried with backoff until the queue's
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import os
 import random
@@ -18,19 +20,50 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import measure, tracing
 from .exceptions import NoSpace, classify, no_space, safe_summary
 from .ids import document_id
 from .jobs import Job, document_of, s3_event_jobs
-from .pipeline import Outcome, Pipeline
+from .pipeline import Embedded, Outcome, Pipeline, Steps, drive
 from .queue import JobQueue, Lease, LeaseLost
 from .retry import RetryPolicy
 
 __all__ = ["Outcome", "Processor", "WorkerPool", "beat_interval", "stale_after"]
 
 log = logging.getLogger(__name__)
+
+
+Settle = Callable[[Lease, "Outcome | Exception"], None]
+"""Told how each job of :meth:`Processor.process_many` ended."""
+
+
+@dataclass
+class _Suspended:
+    """A job of :meth:`Processor.process_many`: its steps, run in a context of its own
+    (its measurement and trace are context variables), and the texts it waits on."""
+
+    lease: Lease
+    context: contextvars.Context
+    steps: Steps
+    texts: list[str] = field(default_factory=list)
+    ended: bool = False
+
+    def go(self, resume: Callable[[], list[str]], settle: Settle) -> bool:
+        """Run the job on to its next wait (True) or its end (settled; False)."""
+        try:
+            self.texts = self.context.run(resume)
+        except StopIteration as stop:
+            self.ended = True
+            settle(self.lease, stop.value)
+            return False
+        except Exception as exc:  # failing the job failed too (or a disk is full)
+            self.ended = True
+            settle(self.lease, exc)
+            return False
+        return True
 
 
 class Processor:
@@ -52,17 +85,99 @@ class Processor:
         self.settings = pipeline.settings
         self.retry = RetryPolicy(base=pipeline.settings.retry_base_seconds)
         self.runtime = measure.runtime()
+        self.text_seconds = 0.0
+        """The model's recent pace, seconds a text (a moving average)."""
         """Where jobs run, as their measurements say: worker, lambda or run-job."""
 
     def process(self, lease: Lease) -> Outcome:
         """One job, traced and measured (:mod:`conveyor.measure`): its record goes to
         the catalog whatever became of it."""
+        return drive(self.steps(lease), self.pipeline.embedder.embed)
+
+    def process_many(self, leases: list[Lease], settle: Settle) -> int:
+        """Several jobs side by side: each runs its stages up to its embedding, then their
+        chunks go to the model together (a call whenever they wait on :data:`WAVE_TEXTS`
+        texts, or on about a quarter second of the model's time at its pace so far), then
+        each goes on to its delivery and ack. ``settle(lease, outcome)`` is called as each
+        ends (with the exception, if handling it failed). Each job keeps its own lease,
+        measurement, trace, delta and failure: one that fails fails alone, and a failed
+        model call fails each job of the call as its own failure would. Returns how many
+        jobs had chunks to embed."""
+        jobs = [_Suspended(x, contextvars.copy_context(), self.steps(x)) for x in leases]
+        waiting: list[_Suspended] = []
+        embedded = 0
+        try:
+            for n, job in enumerate(jobs, 1):
+                if job.go(job.steps.__next__, settle):
+                    waiting.append(job)
+                texts = sum(len(j.texts) for j in waiting)
+                if waiting and (
+                    n == len(jobs)
+                    or texts >= WAVE_TEXTS
+                    or texts * self.text_seconds >= GROUP_SECONDS / 2
+                ):
+                    embedded += len(waiting)
+                    self._embed_wave(waiting, settle)
+                    waiting = []
+        finally:
+            for job in jobs:  # unfinished only when something raised past the jobs
+                if not job.ended:
+                    job.context.run(job.steps.close)
+        return embedded
+
+    def _embed_wave(self, waiting: list[_Suspended], settle: Settle) -> None:
+        """Embed what ``waiting`` jobs wait on, together, and run each on to its end."""
+        while waiting:
+            called, waiting = waiting, []
+            for job, embedded in self._embed_together(called):
+                if isinstance(embedded, Exception):
+                    resume = functools.partial(job.steps.throw, embedded)
+                else:
+                    resume = functools.partial(job.steps.send, embedded)
+                if job.go(resume, settle):
+                    waiting.append(job)
+
+    def _embed_together(
+        self, jobs: list[_Suspended]
+    ) -> list[tuple[_Suspended, Embedded | Exception]]:
+        """The jobs' texts in one model call, each job's share of the vectors and time.
+        If that call fails, each job's texts are embedded alone, so that a text the
+        model cannot take fails its own document and no other."""
+        texts = [t for job in jobs for t in job.texts]
+        started = time.perf_counter()
+        try:
+            vectors = self.pipeline.embedder.embed(texts)
+        except Exception as exc:
+            if len(jobs) == 1:
+                return [(jobs[0], exc)]
+            log.info(
+                "embedding %d jobs together failed, each alone now: %s",
+                len(jobs),
+                safe_summary(exc),
+            )
+            alone: list[tuple[_Suspended, Embedded | Exception]] = []
+            for job in jobs:
+                alone += self._embed_together([job])
+            return alone
+        seconds, offset = time.perf_counter() - started, 0
+        pace = seconds / len(texts)
+        self.text_seconds = 0.8 * self.text_seconds + 0.2 * pace if self.text_seconds else pace
+        shares: list[tuple[_Suspended, Embedded | Exception]] = []
+        for job in jobs:
+            n = len(job.texts)
+            share = Embedded(vectors[offset : offset + n], seconds * n / len(texts), len(jobs) - 1)
+            shares.append((job, share))
+            offset += n
+        return shares
+
+    def steps(self, lease: Lease) -> Steps:
+        """:meth:`process` as steps (:meth:`Pipeline.steps <conveyor.pipeline.Pipeline.steps>`)."""
         outcome: Outcome | None = None
         with measure.measuring(self.runtime) as measured:
             measured.job_id = lease.job_id
             try:
                 with tracing.span("job", job=lease.job_id, attempt=lease.receive_count):
-                    outcome = self._process(lease)
+                    outcome = yield from self._process(lease)
                     tracing.annotate(
                         status=outcome.status,
                         document=outcome.document_id,
@@ -75,7 +190,7 @@ class Processor:
             measure.record(self.pipeline.catalog, measured)
         return outcome
 
-    def _process(self, lease: Lease) -> Outcome:
+    def _process(self, lease: Lease) -> Steps:
         doc_id: str | None = None
         job: Job | None = None
         try:
@@ -96,7 +211,7 @@ class Processor:
                     return self._fan_out(lease, fanned)
             job = Job.from_message(lease.body, default_collection=self.settings.collection)
             doc_id = document_id(job.collection, job.source)
-            outcome = self.pipeline.run(
+            outcome = yield from self.pipeline.steps(
                 job, job_id=lease.job_id, document_id=doc_id, attempts=lease.receive_count
             )
         except Exception as exc:
@@ -197,6 +312,10 @@ class Processor:
 
 
 WORKER_BEAT_SECONDS = 5.0
+GROUP_SECONDS = 0.5
+"""About how long the jobs a worker thread takes at once should run together."""
+WAVE_TEXTS = 256
+"""Texts a group's jobs gather before they are embedded (and delivered and acked)."""
 
 
 def beat_interval(visibility_timeout: float) -> float:
@@ -214,9 +333,18 @@ class WorkerPool:
     leases (so a job has no time cap) and records this worker in the catalog."""
 
     def __init__(
-        self, processor: Processor, *, concurrency: int, poll_interval: float = 0.2
+        self,
+        processor: Processor,
+        *,
+        concurrency: int,
+        poll_interval: float = 0.2,
+        max_group: int = 1,
     ) -> None:
         self.processor = processor
+        self.max_group = max_group
+        """Most jobs one thread takes at once (their chunks embedded in one model call)."""
+        self.group = 1
+        """How many it takes next (:meth:`_size_group`)."""
         self.queue = processor.queue
         self.catalog = processor.pipeline.catalog
         self.settings = processor.settings
@@ -316,7 +444,7 @@ class WorkerPool:
         vt = self.settings.visibility_timeout
         while not self.stopping.is_set():
             try:
-                leases = self.queue.receive(1, visibility_timeout=vt)
+                leases = self.queue.receive(self.group, visibility_timeout=vt)
                 if not leases:
                     if until_idle and self._idle():
                         return
@@ -332,35 +460,56 @@ class WorkerPool:
                 )
                 self.stopping.wait(max(1.0, self.poll_interval))
                 continue
-            for lease in leases:
-                with self._lock:
+            with self._lock:
+                for lease in leases:
                     self._in_flight[lease.receipt] = lease  # SQS may deliver a job twice
-                try:
-                    outcome = self.processor.process(lease)
-                except NoSpace as exc:
-                    self._out_of_space(exc)
-                    return
-                except Exception as exc:  # failing the job failed too; its lease will expire
-                    if self._out_of_space(exc):
-                        return
-                    log.error(
-                        "job handling failed: %s",
-                        safe_summary(exc),
-                        exc_info=True,
-                        extra={"job": lease.job_id, "worker": self.worker_id},
-                    )
-                    outcome = Outcome(None, "failed", error=safe_summary(exc))
-                finally:
-                    with self._lock:
+            started, embedded = time.monotonic(), 0
+            try:
+                embedded = self.processor.process_many(leases, self._settle)
+            finally:
+                with self._lock:  # jobs left unsettled by an error: their leases expire
+                    for lease in leases:
                         self._in_flight.pop(lease.receipt, None)
-                if outcome.status == "failed":
-                    self.jobs_failed += 1
-                elif outcome.status in ("merge", "skipped"):
-                    self.jobs_done += 1
+            self._size_group(len(leases), embedded, time.monotonic() - started)
+            if self.full is not None:
+                return
             if getattr(self.queue, "max_in_flight", None):
                 # a capped queue (CONVEYOR_MAX_IN_FLIGHT): a place just freed goes to any
                 # receiver in the fleet, not straight back to this thread (no starving)
                 self.stopping.wait(random.uniform(0, self.poll_interval))
+
+    def _settle(self, lease: Lease, ended: Outcome | Exception) -> None:
+        """A job of the group in hand ended (or handling it failed: ``ended`` is the error)."""
+        with self._lock:
+            self._in_flight.pop(lease.receipt, None)
+        if isinstance(ended, Exception):
+            if self._out_of_space(ended):
+                return
+            log.error(  # failing the job failed too; its lease will expire
+                "job handling failed: %s",
+                safe_summary(ended),
+                exc_info=ended,
+                extra={"job": lease.job_id, "worker": self.worker_id},
+            )
+            ended = Outcome(None, "failed", error=safe_summary(ended))
+        if ended.status == "failed":
+            self.jobs_failed += 1
+        elif ended.status in ("merge", "skipped"):
+            self.jobs_done += 1
+
+    def _size_group(self, jobs: int, embedded: int, seconds: float) -> None:
+        """How many jobs a thread takes next: as many as fill about :data:`GROUP_SECONDS`
+        at the pace of the last ones that had chunks to embed (jobs that fail or are
+        skipped early cost next to nothing, and must not make a group of slow ones: a
+        group without any leaves the size as it was), growing at most twofold, at most
+        ``max_group``. Small documents go through the
+        model together; slow ones one at a time, so that a worker that dies holds few
+        leases, and a slow job keeps no others waiting."""
+        if not embedded:
+            return
+        each = seconds / embedded
+        fit = int(GROUP_SECONDS / each) if each > 0 else self.max_group
+        self.group = max(1, min(self.max_group, fit, 2 * max(jobs, self.group)))
 
     def _out_of_space(self, exc: Exception) -> bool:
         """On a full disk: stop taking work (once, logged once); True if it was that."""

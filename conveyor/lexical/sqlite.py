@@ -136,19 +136,27 @@ class FtsIndex:
     def replace_document(
         self, collection: str, document_id: str, records: Sequence[ChunkRecord]
     ) -> None:
+        self.replace_documents(collection, [(document_id, records)])
+
+    def replace_documents(
+        self, collection: str, documents: Sequence[tuple[str, Sequence[ChunkRecord]]]
+    ) -> None:
+        """:meth:`replace_document` for several documents, in order, in one transaction."""
         with transaction(self._conn()) as conn:
             cid = self._id(conn, collection, create=True)
             assert cid is not None
-            old = conn.execute(
-                "SELECT rowid, text FROM lexical_chunks WHERE collection_id = ?"
-                " AND (document_id = ? OR id IN (SELECT value FROM json_each(?)))",
-                (cid, document_id, json.dumps([r.id for r in records])),
-            ).fetchall()
-            self._delete(conn, cid, old)
-            added = self._insert(conn, cid, records)
+            change = 0
+            for document_id, records in documents:
+                old = conn.execute(  # a UNION: an OR here scans the whole collection
+                    "SELECT rowid, text FROM lexical_chunks WHERE collection_id = :cid"
+                    " AND document_id = :doc UNION SELECT rowid, text FROM lexical_chunks"
+                    " WHERE collection_id = :cid AND id IN (SELECT value FROM json_each(:ids))",
+                    {"cid": cid, "doc": document_id, "ids": json.dumps([r.id for r in records])},
+                ).fetchall()
+                self._delete(conn, cid, old)
+                change += self._insert(conn, cid, records) - len(old)
             conn.execute(
-                "UPDATE lexical_collections SET chunks = chunks + ? WHERE id = ?",
-                (added - len(old), cid),
+                "UPDATE lexical_collections SET chunks = chunks + ? WHERE id = ?", (change, cid)
             )
 
     def indexed(self, collection: str) -> int | None:

@@ -196,10 +196,18 @@ class SqliteVecStore:
     def replace_document(
         self, collection: str, document_id: str, records: Sequence[ChunkRecord]
     ) -> None:
+        self.replace_documents(collection, [(document_id, records)])
+
+    def replace_documents(
+        self, collection: str, documents: Sequence[tuple[str, Sequence[ChunkRecord]]]
+    ) -> None:
+        """:meth:`replace_document` for several documents, in order, in one transaction
+        (the compactor merges a batch of small deltas so)."""
         cid = self._require(collection)
         with transaction(self._conn()) as conn:
-            self._delete(conn, cid, document_id)
-            self._upsert(conn, cid, records)
+            for document_id, records in documents:
+                self._delete(conn, cid, document_id)
+                self._upsert(conn, cid, records)
 
     def query(self, collection: str, vector: np.ndarray, k: int, where: Where = None) -> list[Hit]:
         found = self._info(collection)

@@ -1,0 +1,89 @@
+"""A worker thread takes several small jobs at once and embeds their chunks in one model
+call; each job still settles alone (its own delta, measurement, failure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conveyor.app import Conveyor
+from conveyor.settings import Settings
+from conveyor.testing import FakeEmbedder, prose
+
+
+class Poisoned(FakeEmbedder):
+    """Refuses any call holding a text with POISON in it (a text the model cannot take)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if any("POISON" in t for t in texts):
+            self.calls += 1
+            raise ValueError("the model cannot take this text")
+        return super().embed(texts)
+
+
+def _corpus(root: Path, n: int) -> Path:
+    root.mkdir()
+    for i in range(n):
+        (root / f"note-{i:03d}.txt").write_text(prose(i, 40))
+    return root
+
+
+def _ingest(home: Path, corpus: Path, model: FakeEmbedder, **kw: object) -> Conveyor:
+    settings = Settings(
+        home=home,
+        concurrency=1,
+        retry_base_seconds=0.01,
+        max_receives=2,
+        embedding_cache=False,
+        **kw,
+    )
+    cv = Conveyor(settings, embedder=model)
+    cv.summary = cv.ingest([corpus])  # type: ignore[attr-defined]
+    return cv
+
+
+def test_small_jobs_share_model_calls(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "docs", 60)
+    (corpus / "empty.txt").write_text("   \n")  # fails alone, inside a group
+    grouped, alone = FakeEmbedder(), FakeEmbedder()
+    with _ingest(tmp_path / "a", corpus, grouped) as cv:
+        summary = cv.summary  # type: ignore[attr-defined]
+        assert summary.done == 60 and summary.failed == 1
+        assert "only whitespace" in summary.failures[0]["error"]
+        calls, texts = grouped.calls, grouped.texts
+        hits = cv.search("savanna", k=3)
+        assert hits
+        rows = cv.components.catalog.measurements(limit=100)
+        embeds = [r["stages"].get("embed") for r in rows if r.get("chunks")]
+        assert len(embeds) == 60 and all(e is not None and e >= 0 for e in embeds)
+    with _ingest(tmp_path / "b", corpus, alone, job_group=1) as cv:
+        assert cv.summary.done == 60  # type: ignore[attr-defined]
+    assert alone.calls >= 60  # one job a call: the test can tell the two apart
+    assert calls <= 15, calls  # groups of 1, 2, 4, 8, 16, 32
+    assert texts == alone.texts
+
+
+def test_a_text_the_model_refuses_fails_only_its_document(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "docs", 40)
+    (corpus / "note-017.txt").write_text("A POISON pill for the model.\n")
+    model = Poisoned()
+    with _ingest(tmp_path / "home", corpus, model) as cv:
+        summary = cv.summary  # type: ignore[attr-defined]
+        assert summary.done == 39 and summary.failed == 1
+        (failure,) = summary.failures
+        assert failure["source"].endswith("note-017.txt")
+        assert "cannot take this text" in failure["error"]
+        assert cv.components.vectors.count("default") == 39
+
+
+@pytest.mark.parametrize("group", [1, 8])
+def test_groups_keep_one_delta_per_document(tmp_path: Path, group: int) -> None:
+    corpus = _corpus(tmp_path / "docs", 20)
+    with _ingest(tmp_path / "home", corpus, FakeEmbedder(), job_group=group) as cv:
+        catalog = cv.components.catalog
+        docs = catalog.documents(limit=100)
+        assert len(docs) == 20 and {d["state"] for d in docs} == {"done"}
+        assert cv.components.vectors.count("default") == 20
