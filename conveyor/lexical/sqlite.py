@@ -16,7 +16,9 @@ word is ranked). Document frequencies come from an ``fts5vocab`` table over
 the collection's index, and a query's words are tokenized by FTS5 itself (a
 temporary FTS5 table with the same tokenizer), so the stems looked up are
 the index's own. Both tables are in the connection's ``temp`` schema: a
-search writes nothing to the catalog. Without a filter the ranking reads the
+search writes nothing to the catalog. A connection remembers each word's
+stem, and each stem's count until another connection commits to the file
+(``PRAGMA data_version``). Without a filter the ranking reads the
 FTS5 table alone and the chunks of the ``k`` best only; ties are broken by
 rowid (the order chunks were indexed).
 """
@@ -83,6 +85,8 @@ QUERY_TABLES = [  # in the connection's temp schema: tokenizes a query's words
 ]
 COMMON = 0.5
 """A word in more than this share of the chunks is left out of a query (see the module)."""
+CACHED = 50_000
+"""Words (and their counts) a connection remembers before it starts afresh."""
 
 
 def match_expression(query: str | Sequence[str]) -> str | None:
@@ -177,6 +181,7 @@ class FtsIndex:
     def replace_document(
         self, collection: str, document_id: str, records: Sequence[ChunkRecord]
     ) -> None:
+        self._local.__dict__.pop("counts", None)  # its own commits leave data_version be
         with transaction(self._conn()) as conn:
             cid = self._id(conn, collection, create=True)
             assert cid is not None
@@ -201,6 +206,7 @@ class FtsIndex:
         return None if row is None else int(row[0])
 
     def rebuild(self, collection: str, records: Iterable[ChunkRecord]) -> int:
+        self._local.__dict__.pop("counts", None)
         with transaction(self._conn()) as conn:
             cid = self._id(conn, collection)
             if cid is not None:
@@ -235,44 +241,60 @@ class FtsIndex:
     def _informative(self, conn: Connection, cid: int, words: list[str]) -> list[str]:
         """``words`` less those in more than :data:`COMMON` of the collection's chunks
         (all of them when every one is that common)."""
-        chunks = conn.execute(
-            "SELECT chunks FROM lexical_collections WHERE id = ?", (cid,)
-        ).fetchone()[0]
-        if len(words) < 2 or not chunks:
+        if len(words) < 2:
             return words
+        # what this connection knows of the collection's counts holds until another
+        # connection commits (PRAGMA data_version: this one writes only to temp)
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        cache: dict[int, tuple[int, int, dict[str, int]]] = self._local.__dict__.setdefault(
+            "counts", {}
+        )
+        known = cache.get(cid)
+        if known is None or known[0] != version or len(known[2]) > CACHED:
+            row = conn.execute("SELECT chunks FROM lexical_collections WHERE id = ?", (cid,))
+            known = cache[cid] = (version, int(row.fetchone()[0]), {})
+        _, chunks, counts = known
         stems = self._stems(conn, words)
-        vocab = f"lexical_vocab_{cid}"
-        conn.execute(
-            f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{vocab}"
-            f" USING fts5vocab(main, lexical_fts_{cid}, row)"
-        )
-        single = [s for s in stems.values() if s is not None]
-        counts = dict(
+        missing = [s for s in stems.values() if s is not None and s not in counts]
+        if missing:
+            vocab = f"lexical_vocab_{cid}"
             conn.execute(
-                f"SELECT term, doc FROM temp.{vocab}"
-                " WHERE term IN (SELECT value FROM json_each(?))",
-                (json.dumps(single),),
-            ).fetchall()
-        )
-        kept = [
-            w for w in words if (stem := stems[w]) is None or counts.get(stem, 0) <= COMMON * chunks
-        ]
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{vocab}"
+                f" USING fts5vocab(main, lexical_fts_{cid}, row)"
+            )
+            counts.update(dict.fromkeys(missing, 0))
+            counts.update(
+                conn.execute(
+                    f"SELECT term, doc FROM temp.{vocab}"
+                    " WHERE term IN (SELECT value FROM json_each(?))",
+                    (json.dumps(missing),),
+                ).fetchall()
+            )
+        kept = [w for w in words if (stem := stems[w]) is None or counts[stem] <= COMMON * chunks]
         return kept or words
 
     def _stems(self, conn: Connection, words: list[str]) -> dict[str, str | None]:
         """Each word's one token as the index stores it (its stem), or None for a word
         that FTS5 reads as several tokens (a phrase) or none."""
-        for statement in QUERY_TABLES:
-            conn.execute(statement)
-        conn.execute("DELETE FROM temp.lexical_words")
-        conn.executemany(
-            "INSERT INTO temp.lexical_words (rowid, word) VALUES (?, ?)",
-            [(i, w) for i, w in enumerate(words)],
-        )
-        tokens: dict[int, list[str]] = {}
-        for doc, term in conn.execute("SELECT doc, term FROM temp.lexical_word_tokens"):
-            tokens.setdefault(int(doc), []).append(term)
-        return {w: t[0] if len(t := tokens.get(i, [])) == 1 else None for i, w in enumerate(words)}
+        known: dict[str, str | None] = self._local.__dict__.setdefault("stems", {})
+        missing = [w for w in words if w not in known]
+        if missing:
+            if len(known) > CACHED:
+                known.clear()
+            for statement in QUERY_TABLES:
+                conn.execute(statement)
+            conn.execute("DELETE FROM temp.lexical_words")
+            conn.executemany(
+                "INSERT INTO temp.lexical_words (rowid, word) VALUES (?, ?)",
+                list(enumerate(missing)),
+            )
+            tokens: dict[int, list[str]] = {}
+            for doc, term in conn.execute("SELECT doc, term FROM temp.lexical_word_tokens"):
+                tokens.setdefault(int(doc), []).append(term)
+            for i, w in enumerate(missing):
+                found = tokens.get(i, [])
+                known[w] = found[0] if len(found) == 1 else None
+        return {w: known[w] for w in words}
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
