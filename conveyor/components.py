@@ -97,7 +97,9 @@ class Components:
     @cached_property
     def vectors(self) -> VectorStore:
         s = self.settings
-        return open_vectorstore(s.vectors_url or str(s.database_path))
+        return open_vectorstore(
+            s.vectors_url or str(s.database_path), candidates=s.search_candidates
+        )
 
     @cached_property
     def lexical(self) -> LexicalIndex | None:

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     hybrid_candidates: int = Field(
         50, ge=1, le=1000, description="hybrid search: hits read from each ranking"
     )
+    search_candidates: int = Field(
+        400,
+        ge=0,
+        le=4096,
+        description="sqlite-vec: chunks the bit scan hands to exact re-rank (at least 8 x k); "
+        "0: exact scan of every vector",
+    )
     embed_batch_size: int = Field(64, ge=1)
     embedding_cache: bool = True
 

@@ -122,7 +122,7 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_vectorstore(url: str) -> VectorStore:
+def open_vectorstore(url: str, *, candidates: int | None = None) -> VectorStore:
     """The vector store a URL names; it connects at once, so a wrong or unreachable
     URL raises :class:`~conveyor.exceptions.ConfigurationError` here, naming it.
 
@@ -132,16 +132,21 @@ def open_vectorstore(url: str) -> VectorStore:
     - ``qdrant:///path``: Qdrant local mode (one process at a time);
       ``qdrant+http://host:6333`` (or ``qdrant+https://``, ``?api_key=``): a Qdrant server
     - ``pgvector+postgresql://user:pass@host/db``: PostgreSQL with pgvector
+
+    ``candidates``: sqlite-vec's bit scan hands this many to the exact re-rank (0: an
+    exact scan of every vector); None keeps its default.
     """
     from .._sqlite import file_path
     from ..exceptions import ConfigurationError, safe_summary
     from .sqlite_vec import SqliteVecStore
 
+    tuning = {} if candidates is None else {"candidates": candidates}
     for prefix in ("sqlite-vec://", "sqlite://"):
         if url.startswith(prefix):
-            return SqliteVecStore(str(file_path(url[len(prefix) :], "vector store URL")))
+            path = file_path(url[len(prefix) :], "vector store URL")
+            return SqliteVecStore(str(path), **tuning)
     if "://" not in url:
-        return SqliteVecStore(str(file_path(url, "vector store URL")))
+        return SqliteVecStore(str(file_path(url, "vector store URL")), **tuning)
     if url.startswith(("chroma://", "chroma+http://", "chroma+https://")):
         from .chroma import ChromaStore
 

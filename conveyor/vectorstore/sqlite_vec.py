@@ -104,8 +104,11 @@ def _chunk_fields(row: Row) -> dict[str, Any]:
 class SqliteVecStore:
     """The default vector store: a bit scan then exact cosine re-rank (see the module)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, candidates: int = COARSE_MIN) -> None:
         self.path = str(path)
+        self.candidates = candidates
+        """Candidates the bit scan hands to the exact re-rank (at least 8 × k); 0 searches
+        every vector exactly (``CONVEYOR_SEARCH_CANDIDATES``)."""
         self._local = threading.local()
         self._collections: dict[str, CollectionInfo] = {}
         if not table_exists(self._conn(), "vs_chunks"):
@@ -310,7 +313,7 @@ class SqliteVecStore:
             )
             args.update(params)
         conn = self._conn()
-        if not exact and self._coarse(cid):
+        if not exact and self.candidates and self._coarse(cid):
             rows = self._coarse_query(conn, cid, query, args, subset)
         else:
             sql = f"SELECT rowid, distance FROM vs_vec_{cid} WHERE embedding MATCH :q AND k = :k"
@@ -326,7 +329,7 @@ class SqliteVecStore:
         subset: str,
     ) -> list[tuple[int, float]]:
         """``(rowid, cosine distance)`` of the ``k`` best of the bit scan's candidates."""
-        args = {**args, "n": max(COARSE_MIN, 8 * args["k"])}
+        args = {**args, "n": max(self.candidates, 8 * args["k"])}
         where = f"WHERE {subset}" if subset else ""
         candidates = [r[0] for r in conn.execute(COARSE_SCAN.format(cid=cid, where=where), args)]
         if not candidates:

@@ -200,3 +200,22 @@ def test_lexical_leaves_out_words_in_most_chunks(tmp_path: Path) -> None:
     fresh = FtsIndex(tmp_path / "catalog.db").search("c", "zircon w3", 50)
     assert [h.id for h in again] == [h.id for h in fresh]
     assert [h.id for h in again] == [h.id for h in index.search("c", "w3", 50)]
+
+
+def test_no_candidates_means_the_exact_scan(store: SqliteVecStore) -> None:
+    from conveyor.components import Components
+    from conveyor.settings import Settings
+
+    exact = SqliteVecStore(store.path, candidates=0)
+    narrow = SqliteVecStore(store.path, candidates=1)  # 8 × k: far too few to re-rank well
+    rng = np.random.default_rng(5)
+    queries = [rng.standard_normal(DIM).astype(np.float32) for _ in range(8)]
+    differs = 0
+    for q in queries:
+        want = [h.id for h in store.query("c", q, 10, exact=True)]
+        assert [h.id for h in exact.query("c", q, 10)] == want
+        differs += [h.id for h in narrow.query("c", q, 10)] != want
+    assert differs  # the setting reaches the scan: too few candidates change answers
+    settings = Settings(home=Path(store.path).parent / "home", search_candidates=0)
+    vectors = Components(settings).vectors
+    assert isinstance(vectors, SqliteVecStore) and vectors.candidates == 0

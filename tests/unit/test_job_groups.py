@@ -87,3 +87,46 @@ def test_groups_keep_one_delta_per_document(tmp_path: Path, group: int) -> None:
         docs = catalog.documents(limit=100)
         assert len(docs) == 20 and {d["state"] for d in docs} == {"done"}
         assert cv.components.vectors.count("default") == 20
+
+
+def test_the_compactor_writes_a_batch_at_once_and_a_refused_delta_fails_alone(
+    tmp_path: Path,
+) -> None:
+    from conveyor.compactor import Compactor
+
+    corpus = _corpus(tmp_path / "docs", 10)
+    settings = Settings(home=tmp_path / "home", isolate_extraction=False, embedding_cache=False)
+    with Conveyor(settings, embedder=FakeEmbedder(dim=32)) as cv:
+        c = cv.components
+        cv.enqueue([corpus])
+        leases = c.queue.receive(10, visibility_timeout=60)
+        processor = c.processor()
+        for lease in leases[:5]:
+            assert processor.process(lease).status == "merge"
+        # the sixth from a worker on another model: its rows cannot join the collection
+        other = Conveyor(settings, embedder=FakeEmbedder(dim=16, model_id="other/model"))
+        with other:
+            assert other.components.processor().process(leases[5]).status == "merge"
+        calls: list[int] = []
+        many = c.vectors.replace_documents
+
+        def spy(collection: str, documents: Sequence[tuple[str, object]]) -> None:
+            calls.append(len(documents))
+            many(collection, documents)  # type: ignore[arg-type]
+
+        c.vectors.replace_documents = spy  # type: ignore[method-assign]
+        writer = Compactor(c.catalog, c.vectors, c.blobs, lexical=c.lexical)
+        assert writer.run_once() == 6  # five merged, one rejected: none left pending
+        assert calls == [1] * 5  # the shared write refused before writing, then each alone
+        states = {d["source"].rsplit("/", 1)[1]: d for d in cv.documents()}
+        failed = [name for name, d in states.items() if d["state"] == "failed"]
+        assert len(failed) == 1 and "dimension" in states[failed[0]]["error"].lower()
+        assert sum(d["state"] == "done" for d in states.values()) == 5
+        assert c.vectors.count("default") == 5
+        assert c.lexical is not None and c.lexical.indexed("default") == 5
+        calls.clear()
+        for lease in leases[6:]:
+            assert processor.process(lease).status == "merge"
+        assert writer.run_once() == 4
+        assert calls == [4]  # one transaction for the four
+        assert c.vectors.count("default") == 9 and c.lexical.indexed("default") == 9
