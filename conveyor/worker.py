@@ -94,21 +94,28 @@ class Processor:
         the catalog whatever became of it."""
         return drive(self.steps(lease), self.pipeline.embedder.embed)
 
-    def process_many(self, leases: list[Lease], settle: Settle) -> int:
+    def process_many(
+        self, leases: list[Lease], settle: Settle, *, stop: threading.Event | None = None
+    ) -> int:
         """Several jobs side by side: each runs its stages up to its embedding, then their
         chunks go to the model together (a call whenever they wait on :data:`WAVE_TEXTS`
         texts, or on about a quarter second of the model's time at its pace so far), then
         each goes on to its delivery and ack. ``settle(lease, outcome)`` is called as each
         ends (with the exception, if handling it failed). Each job keeps its own lease,
         measurement, trace, delta and failure: one that fails fails alone, and a failed
-        model call fails each job of the call as its own failure would. Returns how many
-        jobs had chunks to embed."""
+        model call fails each job of the call as its own failure would. Once ``stop`` is
+        set, the jobs not yet begun go back to the queue, visible at once. Returns how
+        many jobs had chunks to embed."""
         jobs = [_Suspended(x, contextvars.copy_context(), self.steps(x)) for x in leases]
         waiting: list[_Suspended] = []
         embedded = 0
         try:
             for n, job in enumerate(jobs, 1):
-                if job.go(job.steps.__next__, settle):
+                if stop is not None and stop.is_set() and n > 1:
+                    job.ended = True
+                    self._hand_back(job.lease, "released: the worker is stopping")
+                    settle(job.lease, Outcome(None, "lost", error="released before it began"))
+                elif job.go(job.steps.__next__, settle):
                     waiting.append(job)
                 texts = sum(len(j.texts) for j in waiting)
                 if waiting and (
@@ -235,11 +242,11 @@ class Processor:
         s = self.settings
         return safe_summary(s.catalog_url or str(s.database_path.resolve()))
 
-    def _hand_back(self, lease: Lease) -> None:
+    def _hand_back(self, lease: Lease, why: str = "released: no space left") -> None:
         """Back to the queue, visible at once, the delivery not counted (best effort:
         else its lease expires)."""
         try:
-            self.queue.release(lease, error="released: no space left", refund=True)
+            self.queue.release(lease, error=why, refund=True)
         except Exception as exc:
             log.warning("release failed: %s", safe_summary(exc), extra={"job": lease.job_id})
 
@@ -465,7 +472,7 @@ class WorkerPool:
                     self._in_flight[lease.receipt] = lease  # SQS may deliver a job twice
             started, embedded = time.monotonic(), 0
             try:
-                embedded = self.processor.process_many(leases, self._settle)
+                embedded = self.processor.process_many(leases, self._settle, stop=self.stopping)
             finally:
                 with self._lock:  # jobs left unsettled by an error: their leases expire
                     for lease in leases:

@@ -130,3 +130,29 @@ def test_the_compactor_writes_a_batch_at_once_and_a_refused_delta_fails_alone(
         assert writer.run_once() == 4
         assert calls == [4]  # one transaction for the four
         assert c.vectors.count("default") == 9 and c.lexical.indexed("default") == 9
+
+
+def test_a_stopping_worker_hands_back_the_jobs_of_its_group_not_yet_begun(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    corpus = _corpus(tmp_path / "docs", 5)
+    settings = Settings(home=tmp_path / "home", isolate_extraction=False)
+    with Conveyor(settings, embedder=FakeEmbedder()) as cv:
+        c = cv.components
+        cv.enqueue([corpus])
+        leases = c.queue.receive(5, visibility_timeout=60)
+        assert len(leases) == 5
+        ended: dict[str, str] = {}
+        stop = threading.Event()
+        stop.set()
+        c.processor().process_many(
+            leases,
+            lambda lease, out: ended.__setitem__(lease.job_id, getattr(out, "status", "error")),
+            stop=stop,
+        )
+        assert sorted(ended.values()) == ["lost"] * 4 + ["merge"]  # the one begun finishes
+        depth = c.queue.depth()
+        assert (depth.visible, depth.in_flight) == (4, 0)  # visible at once
+        assert {lease.receive_count for lease in c.queue.receive(5, 60)} == {1}  # refunded
