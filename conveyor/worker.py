@@ -151,9 +151,11 @@ class Processor:
         If that call fails, each job's texts are embedded alone, so that a text the
         model cannot take fails its own document and no other."""
         texts = [t for job in jobs for t in job.texts]
+        embed = self.pipeline.embedder.embed
         started = time.perf_counter()
         try:
-            vectors = self.pipeline.embedder.embed(texts)
+            # one job's call runs in its context: a remote provider meters it there
+            vectors = jobs[0].context.run(embed, texts) if len(jobs) == 1 else embed(texts)
         except Exception as exc:
             if len(jobs) == 1:
                 return [(jobs[0], exc)]
