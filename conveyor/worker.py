@@ -95,7 +95,12 @@ class Processor:
         return drive(self.steps(lease), self.pipeline.embedder.embed)
 
     def process_many(
-        self, leases: list[Lease], settle: Settle, *, stop: threading.Event | None = None
+        self,
+        leases: list[Lease],
+        settle: Settle,
+        *,
+        stop: threading.Event | None = None,
+        begin: Callable[[Lease], bool] | None = None,
     ) -> int:
         """Several jobs side by side: each runs its stages up to its embedding, then their
         chunks go to the model together (a call whenever they wait on :data:`WAVE_TEXTS`
@@ -104,8 +109,10 @@ class Processor:
         ends (with the exception, if handling it failed). Each job keeps its own lease,
         measurement, trace, delta and failure: one that fails fails alone, and a failed
         model call fails each job of the call as its own failure would. Once ``stop`` is
-        set, the jobs not yet begun go back to the queue, visible at once. Returns how
-        many jobs had chunks to embed."""
+        set, the jobs not yet begun go back to the queue, visible at once; a job for
+        which ``begin(lease)`` says False was handed back meanwhile (by the worker's
+        heartbeat: its group ran long) and is not begun. Returns how many jobs had
+        chunks to embed."""
         jobs = [_Suspended(x, contextvars.copy_context(), self.steps(x)) for x in leases]
         waiting: list[_Suspended] = []
         embedded = 0
@@ -115,6 +122,9 @@ class Processor:
                     job.ended = True
                     self._hand_back(job.lease, "released: the worker is stopping")
                     settle(job.lease, Outcome(None, "lost", error="released before it began"))
+                elif begin is not None and not begin(job.lease):
+                    job.ended = True
+                    settle(job.lease, Outcome(None, "lost", error="handed back before it began"))
                 elif job.go(job.steps.__next__, settle):
                     waiting.append(job)
                 texts = sum(len(j.texts) for j in waiting)
@@ -323,6 +333,8 @@ class Processor:
 WORKER_BEAT_SECONDS = 5.0
 GROUP_SECONDS = 0.5
 """About how long the jobs a worker thread takes at once should run together."""
+GROUP_HOLD_SECONDS = 2.0
+"""How long jobs of a group may wait behind a slow one before they are handed back."""
 WAVE_TEXTS = 256
 """Texts a group's jobs gather before they are embedded (and delivered and acked)."""
 
@@ -366,6 +378,10 @@ class WorkerPool:
         """Set when a disk filled up: the pool stopped taking work (see :meth:`_out_of_space`)."""
         self.jobs_done = self.jobs_failed = 0
         self._in_flight: dict[str, Lease] = {}
+        self._waiting: dict[str, float] = {}
+        """Jobs of a group in hand not begun yet (receipt → when the group began)."""
+        self._handed: set[str] = set()
+        """Of those, the ones the heartbeat handed back (their group ran long)."""
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._beat_stop = threading.Event()
@@ -469,16 +485,22 @@ class WorkerPool:
                 )
                 self.stopping.wait(max(1.0, self.poll_interval))
                 continue
+            started, embedded = time.monotonic(), 0
             with self._lock:
                 for lease in leases:
                     self._in_flight[lease.receipt] = lease  # SQS may deliver a job twice
-            started, embedded = time.monotonic(), 0
+                for lease in leases[1:]:
+                    self._waiting[lease.receipt] = started
             try:
-                embedded = self.processor.process_many(leases, self._settle, stop=self.stopping)
+                embedded = self.processor.process_many(
+                    leases, self._settle, stop=self.stopping, begin=self._begin
+                )
             finally:
                 with self._lock:  # jobs left unsettled by an error: their leases expire
                     for lease in leases:
                         self._in_flight.pop(lease.receipt, None)
+                        self._waiting.pop(lease.receipt, None)
+                        self._handed.discard(lease.receipt)
             self._size_group(len(leases), embedded, time.monotonic() - started)
             if self.full is not None:
                 return
@@ -486,6 +508,37 @@ class WorkerPool:
                 # a capped queue (CONVEYOR_MAX_IN_FLIGHT): a place just freed goes to any
                 # receiver in the fleet, not straight back to this thread (no starving)
                 self.stopping.wait(random.uniform(0, self.poll_interval))
+
+    def _begin(self, lease: Lease) -> bool:
+        """A job of the group in hand is about to begin: False if it was handed back."""
+        with self._lock:
+            self._waiting.pop(lease.receipt, None)
+            return lease.receipt not in self._handed
+
+    def _hand_back_waiting(self) -> None:
+        """Jobs of a group still not begun :data:`GROUP_HOLD_SECONDS` after it began (a
+        slow job ahead of them: a long recording among short notes) go back to the
+        queue, visible at once and their delivery refunded, for a free thread or
+        worker to take."""
+        now = time.monotonic()
+        late: list[Lease] = []
+        with self._lock:
+            for receipt, began in list(self._waiting.items()):
+                if now - began > GROUP_HOLD_SECONDS:
+                    del self._waiting[receipt]
+                    self._handed.add(receipt)
+                    lease = self._in_flight.pop(receipt, None)
+                    if lease is not None:
+                        late.append(lease)
+        for lease in late:
+            try:
+                self.queue.release(
+                    lease, error="handed back: a slow job of its group ran first", refund=True
+                )
+            except Exception as exc:  # its lease expires by itself
+                log.warning("hand back failed: %s", safe_summary(exc), extra={"job": lease.job_id})
+        if late:
+            log.info("handed back %d jobs waiting behind a slow one", len(late))
 
     def _settle(self, lease: Lease, ended: Outcome | Exception) -> None:
         """A job of the group in hand ended (or handling it failed: ``ended`` is the error)."""
@@ -540,6 +593,7 @@ class WorkerPool:
         while not self._beat_stop.wait(interval):
             if not any(t.is_alive() for t in self._threads):
                 break
+            self._hand_back_waiting()
             with self._lock:
                 leases = list(self._in_flight.items())
             for receipt, lease in leases:

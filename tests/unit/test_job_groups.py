@@ -156,3 +156,56 @@ def test_a_stopping_worker_hands_back_the_jobs_of_its_group_not_yet_begun(
         depth = c.queue.depth()
         assert (depth.visible, depth.in_flight) == (4, 0)  # visible at once
         assert {lease.receive_count for lease in c.queue.receive(5, 60)} == {1}  # refunded
+
+
+def test_jobs_waiting_behind_a_slow_one_are_handed_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from conveyor import worker
+    from conveyor.pipeline import Pipeline
+
+    corpus = _corpus(tmp_path / "docs", 4)
+    (corpus / "a-slow.txt").write_text(prose(99, 40))  # received first: sources in order
+    extract = Pipeline.extract
+
+    def slow_extract(self, doc, fetched):  # type: ignore[no-untyped-def]
+        if "slow" in doc.job.source:
+            time.sleep(2.5)  # a long recording, say
+        return extract(self, doc, fetched)
+
+    monkeypatch.setattr(Pipeline, "extract", slow_extract)
+    monkeypatch.setattr(worker, "GROUP_HOLD_SECONDS", 0.3)
+    settings = Settings(
+        home=tmp_path / "home", isolate_extraction=False, visibility_timeout=0.9
+    )  # a heartbeat every 0.3 s
+    with Conveyor(settings, embedder=FakeEmbedder()) as cv:
+        c = cv.components
+        cv.enqueue([corpus])
+        pool = c.worker_pool(concurrency=2)
+        pool.max_group = pool.group = 5  # one thread takes all five at once
+        ended: list[tuple[str, str, float]] = []
+        lock = threading.Lock()
+        settle = pool._settle
+
+        def record(lease, outcome):  # type: ignore[no-untyped-def]
+            with lock:
+                status = getattr(outcome, "status", "error")
+                ended.append((lease.body["source"].rsplit("/", 1)[1], status, time.monotonic()))
+            settle(lease, outcome)
+
+        pool._settle = record  # type: ignore[method-assign]
+        pool.start(until_idle=True)
+        assert pool.join(timeout=60)
+        pool.close()
+        finished = {name: at for name, status, at in ended if status == "merge"}
+        assert len(finished) == 5, ended
+        handed = [name for name, status, _ in ended if status == "lost"]
+        assert sorted(handed) == [f"note-{i:03d}.txt" for i in range(4)]
+        # the other thread took them while the slow one was still being read
+        assert max(at for name, at in finished.items() if name != "a-slow.txt") < finished[
+            "a-slow.txt"
+        ]
+        assert c.queue.depth().visible == 0 and not c.queue.dead_letters()
