@@ -205,7 +205,8 @@ def test_jobs_waiting_behind_a_slow_one_are_handed_back(
         handed = [name for name, status, _ in ended if status == "lost"]
         assert sorted(handed) == [f"note-{i:03d}.txt" for i in range(4)]
         # the other thread took them while the slow one was still being read
-        assert max(at for name, at in finished.items() if name != "a-slow.txt") < finished[
-            "a-slow.txt"
-        ]
+        assert (
+            max(at for name, at in finished.items() if name != "a-slow.txt")
+            < finished["a-slow.txt"]
+        )
         assert c.queue.depth().visible == 0 and not c.queue.dead_letters()
