@@ -20,6 +20,7 @@ from .._postgres import Pool
 from ..filters import Filter
 from ..filters import sql as sql_filter
 from ..vectorstore import ChunkRecord, Hit
+from ..vectorstore.pgvector import chunk_fields
 from . import terms
 
 CONFIG = "english"
@@ -209,17 +210,7 @@ class TextSearchIndex:
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(SEARCH.format(where=clause), args).fetchall()
         return [
-            Hit(
-                score=float(r["score"] or 0.0),
-                id=r["id"],
-                document_id=r["document_id"],
-                source=r["source"],
-                chunk_index=r["chunk_index"],
-                page=r["page"],
-                text=r["text"],
-                metadata=r["metadata"],
-                collection=collection,
-            )
+            Hit(score=float(r["score"] or 0.0), collection=collection, **chunk_fields(r))
             for r in rows
         ]
 

@@ -35,6 +35,7 @@ from .._sqlite import Connection, Row, connect, table_exists, transaction
 from ..filters import Filter
 from ..filters import sql as sql_filter
 from ..vectorstore import ChunkRecord, Hit
+from ..vectorstore.sqlite_vec import chunk_fields
 from . import terms
 
 SCHEMA = [
@@ -99,17 +100,7 @@ def match_expression(query: str | Sequence[str]) -> str | None:
 
 
 def _hit(row: Row, rank: float, collection: str) -> Hit:
-    return Hit(
-        score=-float(rank),
-        id=row["id"],
-        document_id=row["document_id"],
-        source=row["source"],
-        chunk_index=row["chunk_index"],
-        page=row["page"],
-        text=row["text"],
-        metadata=json.loads(row["metadata"]),
-        collection=collection,
-    )
+    return Hit(score=-float(rank), collection=collection, **chunk_fields(row))
 
 
 class FtsIndex:

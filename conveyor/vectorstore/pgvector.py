@@ -122,7 +122,9 @@ def _parse_vector(text: str) -> np.ndarray:
     return np.array(text[1:-1].split(","), dtype=np.float32)
 
 
-def _chunk_fields(row: dict[str, Any]) -> dict[str, Any]:
+def chunk_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """What a chunk row says of its chunk (metadata as jsonb gives it): shared by hits,
+    exported records and the lexical index's hits (:mod:`conveyor.lexical.postgres`)."""
     return {
         "id": row["id"],
         "document_id": row["document_id"],
@@ -353,7 +355,7 @@ class PgvectorStore:
                 sql = NEAREST.format(columns=COLUMNS, cid=cid)
             rows = conn.execute(sql, args).fetchall()
         return [
-            Hit(score=1.0 - float(r["distance"]), collection=collection, **_chunk_fields(r))
+            Hit(score=1.0 - float(r["distance"]), collection=collection, **chunk_fields(r))
             for r in rows
         ]
 
@@ -387,7 +389,7 @@ class PgvectorStore:
             cur.execute(sql)
             for r in cur:
                 yield ChunkRecord(
-                    **_chunk_fields(r),
+                    **chunk_fields(r),
                     vector=_parse_vector(r["embedding"]) if vectors else None,
                 )
 

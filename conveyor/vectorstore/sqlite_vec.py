@@ -88,8 +88,9 @@ FROM vs_chunks WHERE rowid IN ({marks})
 """
 
 
-def _chunk_fields(row: Row) -> dict[str, Any]:
-    """What a ``vs_chunks`` row says of its chunk (shared by hits and exported records)."""
+def chunk_fields(row: Row) -> dict[str, Any]:
+    """What a ``vs_chunks`` row says of its chunk (shared by hits, exported records and
+    the lexical index's hits, whose ``lexical_chunks`` rows have the same columns)."""
     return {
         "id": row["id"],
         "document_id": row["document_id"],
@@ -358,7 +359,7 @@ class SqliteVecStore:
             r["rowid"]: r for r in conn.execute(SELECT_CHUNKS.format(marks=marks), list(distance))
         }
         hits = [
-            Hit(score=1.0 - dist, collection=collection, **_chunk_fields(found[rowid]))
+            Hit(score=1.0 - dist, collection=collection, **chunk_fields(found[rowid]))
             for rowid, dist in distance.items()
             if rowid in found
         ]
@@ -393,7 +394,7 @@ class SqliteVecStore:
         )
         for r in cur:
             yield ChunkRecord(
-                **_chunk_fields(r),
+                **chunk_fields(r),
                 vector=np.frombuffer(r["embedding"], dtype=np.float32) if vectors else None,
             )
 
