@@ -99,7 +99,7 @@ class _Merging:
     delta: Delta
     context: contextvars.Context
     steps: Generator[_Write, None, int]
-    write: _Write | None = None
+    write: _Write
 
 
 def _batches(pending: list[Delta]) -> Iterator[list[Delta]]:
@@ -291,18 +291,18 @@ class Compactor:
         results: dict[int, int | None] = {}
         merging: list[_Merging] = []
         for delta in ready:
-            step = _Merging(delta, contextvars.copy_context(), self._apply_steps(collection, delta))
+            context, steps = contextvars.copy_context(), self._apply_steps(collection, delta)
             try:
-                step.write = step.context.run(next, step.steps)
+                write = context.run(next, steps)
             except StopIteration as stop:
                 results[delta.id] = self._applied(delta, stop.value)
                 continue
             except Exception as exc:
                 results[delta.id] = self._backoff(collection, delta, exc)
                 continue
-            merging.append(step)
+            merging.append(_Merging(delta, context, steps, write))
         try:
-            self._write([step.write for step in merging if step.write is not None])
+            self._write([step.write for step in merging])
         except Exception:
             for step in merging:
                 step.context.run(step.steps.close)
@@ -450,7 +450,7 @@ class Compactor:
             self._reject(delta, f"could not merge: the delta is damaged ({safe_summary(exc)})")
             return 0
         # the generation answering, or the one being built (both during a rebuild)
-        rows = [(t, self.generations.records_in(records, t, collection)) for t in targets]
+        rows = [(to, self.generations.records_in(records, to, collection)) for to in targets]
         yield _Write(doc_id, header.dim, header.model, rows)
         delivery = header.delivery
         timings = {**header.timings, "merge": time.perf_counter() - t}

@@ -85,9 +85,9 @@ class Processor:
         self.settings = pipeline.settings
         self.retry = RetryPolicy(base=pipeline.settings.retry_base_seconds)
         self.runtime = measure.runtime()
+        """Where jobs run, as their measurements say: worker, lambda or run-job."""
         self.text_seconds = 0.0
         """The model's recent pace, seconds a text (a moving average)."""
-        """Where jobs run, as their measurements say: worker, lambda or run-job."""
 
     def process(self, lease: Lease) -> Outcome:
         """One job, traced and measured (:mod:`conveyor.measure`): its record goes to
@@ -120,7 +120,7 @@ class Processor:
             for n, job in enumerate(jobs, 1):
                 if stop is not None and stop.is_set() and n > 1:
                     job.ended = True
-                    self._hand_back(job.lease, "released: the worker is stopping")
+                    self.hand_back(job.lease, "released: the worker is stopping")
                     settle(job.lease, Outcome(None, "lost", error="released before it began"))
                 elif begin is not None and not begin(job.lease):
                     job.ended = True
@@ -236,7 +236,7 @@ class Processor:
         except Exception as exc:
             full = no_space(exc, self.database)
             if full is not None:  # not the job's fault, and failing it would write too
-                self._hand_back(lease)
+                self.hand_back(lease)
                 raise full from exc
             return self._fail(lease, job, doc_id, exc)
         extra = {"job": lease.job_id, "document": doc_id}
@@ -254,7 +254,7 @@ class Processor:
         s = self.settings
         return safe_summary(s.catalog_url or str(s.database_path.resolve()))
 
-    def _hand_back(self, lease: Lease, why: str = "released: no space left") -> None:
+    def hand_back(self, lease: Lease, why: str = "released: no space left") -> None:
         """Back to the queue, visible at once, the delivery not counted (best effort:
         else its lease expires)."""
         try:
@@ -531,12 +531,7 @@ class WorkerPool:
                     if lease is not None:
                         late.append(lease)
         for lease in late:
-            try:
-                self.queue.release(
-                    lease, error="handed back: a slow job of its group ran first", refund=True
-                )
-            except Exception as exc:  # its lease expires by itself
-                log.warning("hand back failed: %s", safe_summary(exc), extra={"job": lease.job_id})
+            self.processor.hand_back(lease, "handed back: a slow job of its group ran first")
         if late:
             log.info("handed back %d jobs waiting behind a slow one", len(late))
 
@@ -564,9 +559,8 @@ class WorkerPool:
         at the pace of the last ones that had chunks to embed (jobs that fail or are
         skipped early cost next to nothing, and must not make a group of slow ones: a
         group without any leaves the size as it was), growing at most twofold, at most
-        ``max_group``. Small documents go through the
-        model together; slow ones one at a time, so that a worker that dies holds few
-        leases, and a slow job keeps no others waiting."""
+        ``max_group``. Small documents go through the model together; slow ones one at a
+        time, so that a worker that dies holds few leases."""
         if not embedded:
             return
         each = seconds / embedded
