@@ -68,7 +68,10 @@ def test_chaos(tmp_path: Path) -> None:
     compactor = start("compactor", home=home, log=logs / "compactor.log", **ENV)
     kills, compactor_killed = 0, False
     started = time.monotonic()
-    next_kill = started + 8.0
+    # A worker dies every few seconds, and sooner when work runs ahead of the clock:
+    # each tenth of the corpus settled brings the next kill forward, so even a fast run
+    # (jobs embedded in groups) sees its kills before it ends.
+    next_kill, next_share = started + 8.0, (GOOD + CORRUPT) // 10
     observer = Conveyor(Settings(home=home))  # reads status in-process: polling stays cheap
     try:
         while True:
@@ -88,13 +91,15 @@ def test_chaos(tmp_path: Path) -> None:
                 compactor_killed = True
                 time.sleep(1.0)
                 compactor = start("compactor", home=home, log=logs / "compactor.log", **ENV)
-            if time.monotonic() >= next_kill and not finished:
+            settled = d["done"] + d["failed"]
+            if (time.monotonic() >= next_kill or settled >= next_share) and not finished:
                 victim = kills % 3
                 workers[victim].kill()
                 workers[victim].wait()
                 workers[victim] = worker(victim)
                 kills += 1
                 next_kill = time.monotonic() + random.uniform(4.0, 7.0)
+                next_share = settled + (GOOD + CORRUPT) // 10
             time.sleep(0.5)
     finally:
         observer.close()
