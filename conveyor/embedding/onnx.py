@@ -226,7 +226,10 @@ class OnnxEmbedder:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # alike lengths: no padding
         batches = []
         start = 0
-        budget = self.batch_tokens
+        # Enough batches for every thread: a group of short texts that would fit one
+        # call is cut in as many as there are threads, so no core waits for one call.
+        spread = -(-sum(len(i) for i in ids) // self.threads)
+        budget = max(min(self.batch_tokens, spread), 1)
         while start < len(order):
             end = start + 1  # the longest text of a batch is its last: grow while it fits
             while end < len(order) and (end + 1 - start) * len(ids[order[end]]) <= budget:

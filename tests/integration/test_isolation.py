@@ -14,7 +14,12 @@ from support import wait_for
 
 from conveyor.app import Conveyor
 from conveyor.exceptions import PermanentError
-from conveyor.isolation import ExtractionMemoryLimit, ExtractionTimeout, IsolatedExtractor
+from conveyor.isolation import (
+    INLINE_BYTES,
+    ExtractionMemoryLimit,
+    ExtractionTimeout,
+    IsolatedExtractor,
+)
 from conveyor.settings import Settings
 from conveyor.testing import FakeEmbedder
 
@@ -75,6 +80,31 @@ def test_decompression_bomb_hits_the_memory_limit(extractor: IsolatedExtractor) 
 def test_input_errors_come_back_as_they_are(extractor: IsolatedExtractor) -> None:
     with pytest.raises(PermanentError, match="empty"):
         extractor.extract(b"")
+
+
+def test_small_plain_text_is_extracted_in_the_worker(
+    extractor: IsolatedExtractor, tmp_path: Path
+) -> None:
+    """A local file of at most INLINE_BYTES that sniffs as text never reaches a child;
+    a larger one, or a small one whose bytes are not text, does (and is extracted as the
+    child always extracted it)."""
+    small = tmp_path / "small.txt"
+    small.write_text("Small notes stay in the worker.\n")
+    assert extractor.extract(small, name="small.txt").text == "Small notes stay in the worker."
+    assert extractor._slots == {}  # no child was started
+
+    disguised = tmp_path / "disguised.txt"  # HTML bytes under a .txt name: the child's
+    disguised.write_bytes(b"<!DOCTYPE html><html><body><p>Marked up.</p></body></html>")
+    found = extractor.extract(disguised, name="disguised.txt")
+    assert (found.kind, found.text) == ("html", "Marked up.")
+    assert len(extractor._slots) == 1
+
+    extractor.close()
+    large = tmp_path / "large.txt"
+    large.write_text("word " * (INLINE_BYTES // 5 + 10))
+    assert large.stat().st_size > INLINE_BYTES
+    assert extractor.extract(large, name="large.txt").kind == "text"
+    assert len(extractor._slots) == 1  # the large one went to a child
 
 
 def test_limits_can_be_switched_off() -> None:

@@ -32,16 +32,18 @@ def test_each_job_is_measured_in_the_catalog(tmp_path: Path) -> None:
     # tokens embedded: the chunks' own counts, as the delta recorded them
     assert text["chunks"] == docs_by_source[text["document_id"]]["chunks"] > 1
     assert text["tokens"] > text["chunks"] * 10
+    # the extraction child is a Python process with the parsers loaded: tens of MiB
+    assert 10 < pdf["child_peak_mb"] < 2048
+    assert pdf["worker_peak_mb"] > pdf["child_peak_mb"] * 0.5
+    assert text["child_peak_mb"] is None  # small plain text is extracted in the worker
     for row in (text, pdf):
-        # the extraction child is a Python process with the parsers loaded: tens of MiB
-        assert 10 < row["child_peak_mb"] < 2048
-        assert row["worker_peak_mb"] > row["child_peak_mb"] * 0.5
         assert {"fetch", "extract", "embed"} <= set(row["stages"])
         assert row["seconds"] >= row["stages"]["extract"] > 0
         assert row["finished_at"] >= row["started_at"] > 0
         assert row["runtime"] == "worker" and ":" in row["worker"]
     assert bad["input_bytes"] == (docs / "c.pdf").stat().st_size and bad["tokens"] is None
-    assert Measurement.from_row(text).memory_mb == text["child_peak_mb"] + text["worker_peak_mb"]
+    assert Measurement.from_row(pdf).memory_mb == pdf["child_peak_mb"] + pdf["worker_peak_mb"]
+    assert Measurement.from_row(text).memory_mb == text["worker_peak_mb"]
 
 
 def test_notes_outside_a_job_go_nowhere() -> None:
