@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,15 @@ log = logging.getLogger(__name__)
 
 
 class LocalTokenizer:
-    """The model's fast (Rust) tokenizer, with truncation and padding turned off."""
+    """The model's fast (Rust) tokenizer, with truncation and padding turned off.
+
+    Each text is tokenized once on its way to the model: the ids :meth:`count` finds
+    are kept (the last :data:`MEMO` texts), so the batcher's count and the model's
+    :meth:`model_ids` of a chunk the chunker counted reuse them. A copy sent to
+    another process (the extraction child, which never runs the model) keeps none.
+    """
+
+    MEMO = 4096
 
     def __init__(self, folder: Path, max_seq_length: int) -> None:
         from tokenizers import Tokenizer as HFTokenizer
@@ -35,6 +44,18 @@ class LocalTokenizer:
         self._tok.no_padding()
         special = self._tok.num_special_tokens_to_add(is_pair=False)
         self.max_tokens = max_seq_length - special
+        self._specials = _specials(self._tok)
+        self._memo: OrderedDict[str, list[int]] = OrderedDict()
+        self._memo_size = self.MEMO if self._specials is not None else 0
+        self._memo_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {**self.__dict__, "_memo": OrderedDict(), "_memo_size": 0}
+        del state["_memo_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _memo_lock=threading.Lock())
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
         return list(self._tok.encode(text, add_special_tokens=False).offsets)
@@ -42,8 +63,52 @@ class LocalTokenizer:
     def count(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
-        return [len(e.ids) for e in encs]
+        return [len(ids) for ids in self._ids(texts, keep=True)]
+
+    def model_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's ids as the model reads them (special tokens added, not cut)."""
+        if self._specials is None:
+            encs = self._tok.encode_batch(list(texts), add_special_tokens=True)
+            return [e.ids for e in encs]
+        head, tail = self._specials
+        return [[*head, *ids, *tail] for ids in self._ids(texts, keep=False)]
+
+    def _ids(self, texts: Sequence[str], *, keep: bool) -> list[list[int]]:
+        """Ids without special tokens, from the memo where a text is in it; ``keep``
+        leaves them there (a count: the model reads them next), else they leave it."""
+        found: dict[str, list[int]] = {}
+        with self._memo_lock:
+            for text in texts:
+                ids = self._memo.get(text) if keep else self._memo.pop(text, None)
+                if ids is not None:
+                    found[text] = ids
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            encs = self._tok.encode_batch(missing, add_special_tokens=False)
+            fresh = {text: enc.ids for text, enc in zip(missing, encs, strict=True)}
+            found.update(fresh)
+            if keep and self._memo_size:
+                with self._memo_lock:
+                    self._memo.update(fresh)
+                    while len(self._memo) > self._memo_size:
+                        self._memo.popitem(last=False)
+        return [found[text] for text in texts]
+
+
+def _specials(tok: Any) -> tuple[list[int], list[int]] | None:
+    """The ids the tokenizer puts before and after a text's own (``[CLS]``, ``[SEP]``),
+    or None when they are not simply around them (the model's ids are then asked of
+    the tokenizer itself)."""
+    for probe in ("a", "the cat"):
+        bare = tok.encode(probe, add_special_tokens=False).ids
+        full = tok.encode(probe, add_special_tokens=True).ids
+        n = len(bare)
+        starts = [i for i in range(len(full) - n + 1) if full[i : i + n] == bare]
+        if n and starts:
+            head, tail = full[: starts[0]], full[starts[0] + n :]
+            empty = tok.encode("", add_special_tokens=True).ids
+            return (head, tail) if empty == [*head, *tail] else None
+    return None
 
 
 def _max_seq_length(folder: Path) -> int:

@@ -221,8 +221,10 @@ class OnnxEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         limit = self.max_seq_length
-        encs = self.tokenizer._tok.encode_batch(list(texts), add_special_tokens=True)
-        ids = [e.ids if len(e.ids) <= limit else [*e.ids[: limit - 1], e.ids[-1]] for e in encs]
+        ids = [
+            tokens if len(tokens) <= limit else [*tokens[: limit - 1], tokens[-1]]
+            for tokens in self.tokenizer.model_ids(texts)
+        ]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # alike lengths: no padding
         batches = []
         start = 0

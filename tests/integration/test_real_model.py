@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 from pathlib import Path
 
@@ -69,3 +70,28 @@ def test_batching_across_threads_matches_direct(real_embedder) -> None:
     assert merged.shape == (8, 384)
     assert np.allclose(np.sum(merged * direct, axis=1), 1.0, atol=1e-4)
     assert np.allclose(np.linalg.norm(merged, axis=1), 1.0, atol=1e-4)
+
+
+def test_a_counted_text_is_not_tokenized_again_for_the_model(onnx_int8) -> None:
+    """The model's ids of a text the chunker or the batcher counted come from that count
+    (the memo), and are exactly what the tokenizer makes with special tokens."""
+    tok = onnx_int8.tokenizer
+    texts = [prose(i, 60) for i in range(6)] + ["", "naïve café — “quotes” 日本語 😀", "x" * 3000]
+    made = [e.ids for e in tok._tok.encode_batch(texts, add_special_tokens=True)]
+    assert tok.model_ids(texts) == made  # not counted: tokenized here
+
+    counts = tok.count(texts[:4])
+    assert counts == [len(ids) - 2 for ids in made[:4]] and set(tok._memo) >= set(texts[:4])
+    tok._tok, real = None, tok._tok  # a second tokenization would fail now
+    try:
+        assert tok.count(texts[:4]) == counts  # the batcher's count: from the memo
+        assert tok.model_ids(texts[:4]) == made[:4]  # the model's ids: taken from it
+    finally:
+        tok._tok = real
+    assert not set(tok._memo) & set(texts[:4])
+
+    copy = pickle.loads(pickle.dumps(tok))  # the extraction child's: keeps nothing
+    assert copy.count(texts[:2]) == counts[:2] and len(copy._memo) == 0
+    fresh = onnx_int8.embed(texts[:3])
+    tok.count(texts[:3])  # now the model's ids come from the memo
+    assert np.allclose(onnx_int8.embed(texts[:3]), fresh, atol=1e-6)
