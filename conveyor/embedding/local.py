@@ -58,7 +58,8 @@ class LocalTokenizer:
         self.__dict__.update(state, _memo_lock=threading.Lock())
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
-        return list(self._tok.encode(text, add_special_tokens=False).offsets)
+        # encode_batch lets go of the GIL while it works (encode holds it)
+        return list(self._tok.encode_batch([text], add_special_tokens=False)[0].offsets)
 
     def count(self, texts: Sequence[str]) -> list[int]:
         if not texts:
