@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import codecs
+import importlib
 import io
 import random
 import time
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -630,3 +632,23 @@ def test_pdf_garbage_after_header() -> None:
     with pytest.raises(CorruptFile) as caught:
         extract(b"%PDF-1.7\n1 0 obj\n<< garbage", kind="pdf")
     assert_one_line(caught.value)
+
+
+def test_ascii_text_is_judged_as_every_character_is() -> None:
+    """``_bad_ratio``'s fast path for ASCII counts what its per-character rule counts:
+    controls other than tab, newlines, form feed and vertical tab."""
+    sniffing = importlib.import_module("conveyor.extract.sniff")
+    rng = random.Random(7)
+    for _ in range(500):
+        text = "".join(
+            chr(rng.choice([rng.randrange(128), rng.randrange(32), 32]))
+            for _ in range(rng.randrange(1, 200))
+        )
+        bad = sum(
+            1
+            for ch in text
+            if ch not in "\t\n\r\f\v" and unicodedata.category(ch) in ("Cc", "Cn", "Co", "Cs")
+        )
+        assert sniffing._bad_ratio(text) == bad / len(text), text
+    assert sniffing._bad_ratio("plain words\n\tand a tab") == 0.0
+    assert sniffing._bad_ratio("a\x00b\x07") == 0.5
