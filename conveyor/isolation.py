@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -184,13 +185,16 @@ def _small_text(data: Input, name: str | None, kind: str | None) -> bytes | None
     if not isinstance(data, Path) or kind not in (None, *INLINE_KINDS):
         return None
     try:
-        if data.stat().st_size > INLINE_BYTES:
+        found = os.stat(data)
+        if not stat.S_ISREG(found.st_mode) or found.st_size > INLINE_BYTES:
+            return None  # a FIFO or a device could block or never end: the child's
+        with open(data, "rb") as file:
+            head = file.read(INLINE_BYTES + 1)  # it may have grown since
+        if len(head) > INLINE_BYTES or (kind or sniff(head, name)) not in INLINE_KINDS:
             return None
-        head = data.read_bytes()
-        found = sniff(head, name) if kind is None else kind
     except (OSError, ConveyorError):
         return None
-    return head if len(head) <= INLINE_BYTES and found in INLINE_KINDS else None
+    return head
 
 
 def _kill_all(slots: dict[int, _Slot]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 import zlib
 from pathlib import Path
@@ -98,6 +99,15 @@ def test_small_plain_text_is_extracted_in_the_worker(
     found = extractor.extract(disguised, name="disguised.txt")
     assert (found.kind, found.text) == ("html", "Marked up.")
     assert len(extractor._slots) == 1
+
+    fifo = tmp_path / "pipe.txt"  # not a regular file: never read in the worker
+    os.mkfifo(fifo)
+    waiting = IsolatedExtractor(timeout=1.0, memory_mb=300)
+    try:
+        with pytest.raises(ExtractionTimeout):  # the child waited on it, not the worker
+            waiting.extract(fifo, name="pipe.txt")
+    finally:
+        waiting.close()
 
     extractor.close()
     large = tmp_path / "large.txt"
