@@ -16,9 +16,13 @@ starts), then evaluated by ``conveyor.evaluation`` — what ``conveyor eval``
 runs — in each mode. ``--grid`` also scores hybrid under other fusion
 constants and weights, to show how flat the choice is; ``--keep DIR`` keeps
 the homes and files, so that ``conveyor eval`` can be run on them by hand.
+``--dump DIR`` writes each judged query's dense and lexical rankings, with
+their scores, to ``DIR/<set>.jsonl``: ``bench/fusion.py`` scores other ways of
+fusing them from there, in seconds, without searching again.
 
     python bench/retrieval.py                      # both sets, the three modes
     python bench/retrieval.py --set cisi --grid --json
+    python bench/retrieval.py --dump /tmp/rankings && python bench/fusion.py /tmp/rankings
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ CISI = REPO / ".." / "shared" / "data" / "cisi"
 DPKG = Path("/var/lib/dpkg/status")
 DEBIAN_QUERIES = 300  # a fixed sample (by hash of the name): every document stays in
 GRID = [(c, w) for c in (10.0, 30.0, 60.0, 100.0) for w in (0.5, 1.0, 2.0)]
+DUMP_DEPTH = 200  # chunks of each ranking written by --dump: the depth evaluation reads
 
 
 def cisi(folder: Path) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, dict[str, float]]]:
@@ -121,7 +126,26 @@ class Memo:
         return np.stack([self.seen[t] for t in texts])
 
 
-def run_set(name: str, root: Path, model: Any, grid: bool) -> dict[str, Any]:
+def dump_rankings(
+    cv: Any, queries: list[tuple[str, str]], judged: dict[str, dict[str, float]], path: Path
+) -> None:
+    """Each judged query's dense and lexical rankings (``[document, chunk id, score]``,
+    best first), searched one query at a time as the evaluation searches them."""
+    key = evaluation.document_key(None)
+    with path.open("w", encoding="utf-8") as out:
+        for qid, text in queries:
+            if not judged.get(qid):
+                continue
+            row: dict[str, Any] = {"query": qid, "relevant": judged[qid]}
+            for mode in ("dense", "lexical"):
+                hits = cv.search(text, DUMP_DEPTH, mode=mode)
+                row[mode] = [[key(h), h.id, h.score] for h in hits]
+            out.write(json.dumps(row) + "\n")
+
+
+def run_set(
+    name: str, root: Path, model: Any, grid: bool, dump: Path | None = None
+) -> dict[str, Any]:
     from conveyor.app import Conveyor
     from conveyor.settings import Settings
 
@@ -145,6 +169,9 @@ def run_set(name: str, root: Path, model: Any, grid: bool) -> dict[str, Any]:
                 lambda text, n, mode=mode: cv.search(text, n, mode=mode), queries, judged, mode=mode
             )
             out["runs"].append(report.as_dict())
+        if dump:
+            dump.mkdir(parents=True, exist_ok=True)
+            dump_rankings(cv, queries, judged, dump / f"{name}.jsonl")
         if grid:  # the same queries again and again: their vectors are computed once
             searcher.embedder = Memo(searcher.embedder)
             out["grid"] = []
@@ -170,6 +197,9 @@ def main() -> None:
     parser.add_argument("--grid", action="store_true", help="also other fusion settings")
     parser.add_argument("--keep", type=Path, help="keep the homes and files in this folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--dump", type=Path, help="write each set's rankings to DIR/<set>.jsonl (bench/fusion.py)"
+    )
     args = parser.parse_args()
     if args.set != "debian" and not (args.data / "CISI.ALL").is_file():
         raise SystemExit(f"no CISI.ALL in {args.data}; pass --data FOLDER")
@@ -190,7 +220,7 @@ def main() -> None:
                 (root / "queries.jsonl").unlink()
                 (root / "qrels.trec").unlink()
             write_set(root, texts, queries, judged)
-            results.append(run_set(name, root, model, args.grid))
+            results.append(run_set(name, root, model, args.grid, args.dump))
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
