@@ -13,7 +13,9 @@ Each set is written as ``<id>.txt`` files plus ``queries.txt`` and
 ``qrels.trec``, ingested into a fresh home with the library API (workers,
 extraction, compactor: the whole path, the model loaded before the clock
 starts), then evaluated by ``conveyor.evaluation`` — what ``conveyor eval``
-runs — in each mode. ``--grid`` also scores hybrid under other fusion
+runs — in each mode. ``--fusion dbsf`` fuses hybrid's two rankings by
+their scaled scores instead of their ranks (``CONVEYOR_FUSION``; see
+``conveyor.search``). ``--grid`` also scores hybrid under other fusion
 constants and weights, to show how flat the choice is; ``--keep DIR`` keeps
 the homes and files, so that ``conveyor eval`` can be run on them by hand.
 ``--dump DIR`` writes each judged query's dense and lexical rankings, with
@@ -22,6 +24,7 @@ fusing them from there, in seconds, without searching again.
 
     python bench/retrieval.py                      # both sets, the three modes
     python bench/retrieval.py --set cisi --grid --json
+    python bench/retrieval.py --fusion dbsf
     python bench/retrieval.py --dump /tmp/rankings && python bench/fusion.py /tmp/rankings
 """
 
@@ -36,6 +39,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,7 @@ sys.path.insert(0, str(REPO))
 from cisi import read_judgments, read_records  # noqa: E402  (bench/ is on the path)
 
 from conveyor import evaluation  # noqa: E402
-from conveyor.search import MODES, Fusion  # noqa: E402
+from conveyor.search import MODES, Fusion, Method  # noqa: E402
 
 CISI = REPO / ".." / "shared" / "data" / "cisi"
 DPKG = Path("/var/lib/dpkg/status")
@@ -144,7 +148,12 @@ def dump_rankings(
 
 
 def run_set(
-    name: str, root: Path, model: Any, grid: bool, dump: Path | None = None
+    name: str,
+    root: Path,
+    model: Any,
+    grid: bool,
+    dump: Path | None = None,
+    fusion: Method | None = None,
 ) -> dict[str, Any]:
     from conveyor.app import Conveyor
     from conveyor.settings import Settings
@@ -163,7 +172,10 @@ def run_set(
         if summary.failed:
             raise SystemExit(f"{summary.failed} documents failed: {summary.failures[:3]}")
         searcher = cv.components.searcher
+        if fusion:
+            searcher.fusion = replace(searcher.fusion, method=fusion)
         default = searcher.fusion
+        out["fusion"] = default.method
         for mode in MODES:
             report = evaluation.evaluate(
                 lambda text, n, mode=mode: cv.search(text, n, mode=mode), queries, judged, mode=mode
@@ -176,7 +188,9 @@ def run_set(
             searcher.embedder = Memo(searcher.embedder)
             out["grid"] = []
             for constant, weight in GRID:
-                searcher.fusion = Fusion(constant=constant, lexical_weight=weight)
+                searcher.fusion = Fusion(
+                    constant=constant, lexical_weight=weight, method=default.method
+                )
                 report = evaluation.evaluate(
                     lambda text, n: cv.search(text, n, mode="hybrid"),
                     queries,
@@ -195,6 +209,9 @@ def main() -> None:
     parser.add_argument("--set", choices=("cisi", "debian", "both"), default="both")
     parser.add_argument("--data", type=Path, default=CISI, help="the CISI folder")
     parser.add_argument("--grid", action="store_true", help="also other fusion settings")
+    parser.add_argument(
+        "--fusion", choices=("rrf", "dbsf"), help="how hybrid fuses (default: the settings')"
+    )
     parser.add_argument("--keep", type=Path, help="keep the homes and files in this folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -220,7 +237,7 @@ def main() -> None:
                 (root / "queries.jsonl").unlink()
                 (root / "qrels.trec").unlink()
             write_set(root, texts, queries, judged)
-            results.append(run_set(name, root, model, args.grid, args.dump))
+            results.append(run_set(name, root, model, args.grid, args.dump, args.fusion))
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -230,7 +247,8 @@ def main() -> None:
     for r in results:
         print(
             f"\n{r['set']}: {r['documents']} documents, {r['chunks']} chunks, "
-            f"ingested in {r['ingest_s']} s; {r['runs'][0]['queries']} judged queries"
+            f"ingested in {r['ingest_s']} s; {r['runs'][0]['queries']} judged queries; "
+            f"hybrid fused by {r['fusion']}"
         )
         print(f"{'mode':<8} {'nDCG@10':>8} {'R@10':>7} {'R@100':>7} {'MRR@10':>7} {'p50 ms':>7}")
         dense = next(x for x in r["runs"] if x["mode"] == "dense")["ndcg@10"]
