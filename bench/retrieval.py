@@ -13,12 +13,19 @@ Each set is written as ``<id>.txt`` files plus ``queries.txt`` and
 ``qrels.trec``, ingested into a fresh home with the library API (workers,
 extraction, compactor: the whole path, the model loaded before the clock
 starts), then evaluated by ``conveyor.evaluation`` — what ``conveyor eval``
-runs — in each mode. ``--grid`` also scores hybrid under other fusion
+runs — in each mode. ``--fusion dbsf`` fuses hybrid's two rankings by
+their scaled scores instead of their ranks (``CONVEYOR_FUSION``; see
+``conveyor.search``). ``--grid`` also scores hybrid under other fusion
 constants and weights, to show how flat the choice is; ``--keep DIR`` keeps
 the homes and files, so that ``conveyor eval`` can be run on them by hand.
+``--dump DIR`` writes each judged query's dense and lexical rankings, with
+their scores, to ``DIR/<set>.jsonl``: ``bench/fusion.py`` scores other ways of
+fusing them from there, in seconds, without searching again.
 
     python bench/retrieval.py                      # both sets, the three modes
     python bench/retrieval.py --set cisi --grid --json
+    python bench/retrieval.py --fusion dbsf
+    python bench/retrieval.py --dump /tmp/rankings && python bench/fusion.py /tmp/rankings
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +52,13 @@ sys.path.insert(0, str(REPO))
 from cisi import read_judgments, read_records  # noqa: E402  (bench/ is on the path)
 
 from conveyor import evaluation  # noqa: E402
-from conveyor.search import MODES, Fusion  # noqa: E402
+from conveyor.search import MODES, Fusion, Method  # noqa: E402
 
 CISI = REPO / ".." / "shared" / "data" / "cisi"
 DPKG = Path("/var/lib/dpkg/status")
 DEBIAN_QUERIES = 300  # a fixed sample (by hash of the name): every document stays in
 GRID = [(c, w) for c in (10.0, 30.0, 60.0, 100.0) for w in (0.5, 1.0, 2.0)]
+DUMP_DEPTH = 200  # chunks of each ranking written by --dump: the depth evaluation reads
 
 
 def cisi(folder: Path) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, dict[str, float]]]:
@@ -121,7 +130,31 @@ class Memo:
         return np.stack([self.seen[t] for t in texts])
 
 
-def run_set(name: str, root: Path, model: Any, grid: bool) -> dict[str, Any]:
+def dump_rankings(
+    cv: Any, queries: list[tuple[str, str]], judged: dict[str, dict[str, float]], path: Path
+) -> None:
+    """Each judged query's dense and lexical rankings (``[document, chunk id, score]``,
+    best first), searched one query at a time as the evaluation searches them."""
+    key = evaluation.document_key(None)
+    with path.open("w", encoding="utf-8") as out:
+        for qid, text in queries:
+            if not judged.get(qid):
+                continue
+            row: dict[str, Any] = {"query": qid, "relevant": judged[qid]}
+            for mode in ("dense", "lexical"):
+                hits = cv.search(text, DUMP_DEPTH, mode=mode)
+                row[mode] = [[key(h), h.id, h.score] for h in hits]
+            out.write(json.dumps(row) + "\n")
+
+
+def run_set(
+    name: str,
+    root: Path,
+    model: Any,
+    grid: bool,
+    dump: Path | None = None,
+    fusion: Method | None = None,
+) -> dict[str, Any]:
     from conveyor.app import Conveyor
     from conveyor.settings import Settings
 
@@ -139,17 +172,25 @@ def run_set(name: str, root: Path, model: Any, grid: bool) -> dict[str, Any]:
         if summary.failed:
             raise SystemExit(f"{summary.failed} documents failed: {summary.failures[:3]}")
         searcher = cv.components.searcher
+        if fusion:
+            searcher.fusion = replace(searcher.fusion, method=fusion)
         default = searcher.fusion
+        out["fusion"] = default.method
         for mode in MODES:
             report = evaluation.evaluate(
                 lambda text, n, mode=mode: cv.search(text, n, mode=mode), queries, judged, mode=mode
             )
             out["runs"].append(report.as_dict())
+        if dump:
+            dump.mkdir(parents=True, exist_ok=True)
+            dump_rankings(cv, queries, judged, dump / f"{name}.jsonl")
         if grid:  # the same queries again and again: their vectors are computed once
             searcher.embedder = Memo(searcher.embedder)
             out["grid"] = []
             for constant, weight in GRID:
-                searcher.fusion = Fusion(constant=constant, lexical_weight=weight)
+                searcher.fusion = Fusion(
+                    constant=constant, lexical_weight=weight, method=default.method
+                )
                 report = evaluation.evaluate(
                     lambda text, n: cv.search(text, n, mode="hybrid"),
                     queries,
@@ -168,8 +209,14 @@ def main() -> None:
     parser.add_argument("--set", choices=("cisi", "debian", "both"), default="both")
     parser.add_argument("--data", type=Path, default=CISI, help="the CISI folder")
     parser.add_argument("--grid", action="store_true", help="also other fusion settings")
+    parser.add_argument(
+        "--fusion", choices=("rrf", "dbsf"), help="how hybrid fuses (default: the settings')"
+    )
     parser.add_argument("--keep", type=Path, help="keep the homes and files in this folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--dump", type=Path, help="write each set's rankings to DIR/<set>.jsonl (bench/fusion.py)"
+    )
     args = parser.parse_args()
     if args.set != "debian" and not (args.data / "CISI.ALL").is_file():
         raise SystemExit(f"no CISI.ALL in {args.data}; pass --data FOLDER")
@@ -190,7 +237,7 @@ def main() -> None:
                 (root / "queries.jsonl").unlink()
                 (root / "qrels.trec").unlink()
             write_set(root, texts, queries, judged)
-            results.append(run_set(name, root, model, args.grid))
+            results.append(run_set(name, root, model, args.grid, args.dump, args.fusion))
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -200,7 +247,8 @@ def main() -> None:
     for r in results:
         print(
             f"\n{r['set']}: {r['documents']} documents, {r['chunks']} chunks, "
-            f"ingested in {r['ingest_s']} s; {r['runs'][0]['queries']} judged queries"
+            f"ingested in {r['ingest_s']} s; {r['runs'][0]['queries']} judged queries; "
+            f"hybrid fused by {r['fusion']}"
         )
         print(f"{'mode':<8} {'nDCG@10':>8} {'R@10':>7} {'R@100':>7} {'MRR@10':>7} {'p50 ms':>7}")
         dense = next(x for x in r["runs"] if x["mode"] == "dense")["ndcg@10"]

@@ -115,6 +115,7 @@ class Components:
             dense_weight=s.rrf_dense_weight,
             lexical_weight=s.rrf_lexical_weight,
             candidates=s.hybrid_candidates,
+            method=s.fusion,
         )
         return Searcher(self.vectors, self.lexical, self.query_embedder, self.tokenizer, fusion)
 

@@ -9,6 +9,13 @@ near the top of both wins, and neither ranking's raw scores (cosine, BM25,
 on different scales) need to be comparable. Filters are applied inside both
 backends (:mod:`conveyor.filters`).
 
+Or, with ``method="dbsf"``, by distribution-based score fusion: each
+ranking's scores are put on one scale by their own spread in this query —
+mean − 3 sd ↦ 0, mean ↦ ½, mean + 3 sd ↦ 1 — and a chunk scores
+``Σ weight × scaled score`` over the rankings that hold it (0 where one does
+not). It keeps what ranks throw away: how far the best hit stands out, as
+when one document alone holds a rare name.
+
 A query is checked once for every mode: an empty or blank one is refused,
 and one longer than the model reads is cut to the model's window (with a
 note), so that dense and lexical search look for the same text.
@@ -16,6 +23,7 @@ note), so that dense and lexical search look for the same text.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -29,6 +37,9 @@ from .vectorstore import Hit, VectorStore
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
+Method = Literal["rrf", "dbsf"]
+SPREAD = 3.0
+"""DBSF: the standard deviations either side of the mean that span [0, 1]."""
 
 
 class EmptyQuery(ConveyorError):
@@ -37,12 +48,15 @@ class EmptyQuery(ConveyorError):
 
 @dataclass(frozen=True)
 class Fusion:
-    """How hybrid search fuses the two rankings (``CONVEYOR_RRF_*``)."""
+    """How hybrid search fuses the two rankings (``CONVEYOR_FUSION``, ``CONVEYOR_RRF_*``)."""
 
     constant: float = 60.0
     """RRF's k: larger flattens the gap between the top ranks and the rest."""
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
+    """The weights multiply each ranking's share, by either method."""
+    method: Method = "rrf"
+    """``rrf`` (by rank) or ``dbsf`` (by score, scaled per ranking); see the module."""
     candidates: int = 50
     """How deep each ranking is read (at least the ``k`` asked for)."""
 
@@ -67,6 +81,26 @@ def fuse(rankings: Sequence[tuple[float, Sequence[Hit]]], k: int, constant: floa
     for weight, hits in rankings:
         for rank, hit in enumerate(hits, 1):
             scores[hit.id] = scores.get(hit.id, 0.0) + weight / (constant + rank)
+            first.setdefault(hit.id, hit)
+    best = sorted(scores, key=lambda i: (-scores[i], i))[:k]
+    return [replace(first[i], score=scores[i]) for i in best]
+
+
+def fuse_scores(rankings: Sequence[tuple[float, Sequence[Hit]]], k: int) -> list[Hit]:
+    """Distribution-based score fusion of ``(weight, hits best first)`` rankings: the
+    ``k`` chunks with the highest ``Σ weight × scaled score``, each ranking's scores
+    scaled by its own mean and standard deviation (see the module; all ½ when they
+    are equal), ties broken by id."""
+    scores: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    for weight, hits in rankings:
+        if not hits:
+            continue
+        mean = sum(h.score for h in hits) / len(hits)  # floats: statistics' exact sums cost
+        spread = SPREAD * math.sqrt(sum((h.score - mean) ** 2 for h in hits) / len(hits))
+        for hit in hits:
+            scaled = 0.5 + (hit.score - mean) / (2 * spread) if spread else 0.5
+            scores[hit.id] = scores.get(hit.id, 0.0) + weight * scaled
             first.setdefault(hit.id, hit)
     best = sorted(scores, key=lambda i: (-scores[i], i))[:k]
     return [replace(first[i], score=scores[i]) for i in best]
@@ -169,7 +203,11 @@ class Searcher:
             lexical = lexical_hits[i].result() if lexical_hits else []
             if mode == "hybrid":
                 f = self.fusion
-                hits = fuse([(f.dense_weight, dense), (f.lexical_weight, lexical)], k, f.constant)
+                rankings = [(f.dense_weight, dense), (f.lexical_weight, lexical)]
+                if f.method == "dbsf":
+                    hits = fuse_scores(rankings, k)
+                else:
+                    hits = fuse(rankings, k, f.constant)
             else:
                 hits = dense or lexical
             out.append(Results(text, mode, hits, [*cut, *notes]))

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     search_mode: Literal["hybrid", "dense", "lexical"] = Field(
         "hybrid", description="search mode when none is given"
     )
+    fusion: Literal["rrf", "dbsf"] = Field(
+        "rrf",
+        description="hybrid search: fuse the two rankings by rank (rrf) or by their scores, "
+        "each ranking's scaled by its mean and standard deviation (dbsf)",
+    )
     rrf_constant: float = Field(
         60.0, gt=0, description="hybrid search: the reciprocal rank fusion constant"
     )

@@ -16,7 +16,7 @@ from conveyor.exceptions import ConveyorError
 from conveyor.filters import BadFilter, Filter, parse_range, parse_where
 from conveyor.lexical import terms
 from conveyor.lexical.sqlite import FtsIndex, match_expression
-from conveyor.search import EmptyQuery, Fusion, Searcher, fuse
+from conveyor.search import EmptyQuery, Fusion, Searcher, fuse, fuse_scores
 from conveyor.settings import Settings
 from conveyor.testing import FakeEmbedder
 from conveyor.vectorstore import Hit
@@ -164,6 +164,48 @@ def test_fuse_is_reciprocal_rank_fusion() -> None:
     assert fused[2].score == pytest.approx(1 / 62)
     weighted = fuse([(1.0, dense), (3.0, lexical)], k=1, constant=60)
     assert [h.id for h in weighted] == ["c"]
+
+
+def test_fuse_scores_scales_each_ranking_by_its_own_spread() -> None:
+    def hit(i: str, score: float) -> Hit:
+        return Hit(score, i, "d", "s", 0, None, "", {}, "c")
+
+    # cosines close together; BM25 on another scale, one hit standing far out
+    dense = [hit("a", 0.62), hit("b", 0.60), hit("c", 0.58)]
+    lexical = [hit("c", 30.0), hit("d", 6.0), hit("e", 5.0), hit("a", 4.0)]
+    fused = fuse_scores([(1.0, dense), (1.0, lexical)], k=5)
+    # dense: mean 0.60, sd 0.01633 → a 0.5 + 0.02 / 0.09798 = 0.7041, b 0.5, c 0.2959;
+    # lexical: mean 11.25, sd 10.8484 → c 0.7881, d 0.4193, e 0.4040, a 0.3886
+    assert [h.id for h in fused] == ["a", "c", "b", "d", "e"]
+    assert fused[0].score == pytest.approx(0.7041 + 0.3886, abs=1e-4)
+    assert fused[1].score == pytest.approx(0.2959 + 0.7881, abs=1e-4)
+    assert fused[2].score == pytest.approx(0.5)  # the dense mean; no lexical share
+    # reciprocal ranks would put c (ranks 3 and 1) before a (ranks 1 and 4)
+    assert [h.id for h in fuse([(1.0, dense), (1.0, lexical)], k=2, constant=60)] == ["c", "a"]
+    # the scales do not matter, only the spread within each ranking
+    scaled = [hit(h.id, 1000 * h.score - 7) for h in lexical]
+    again = fuse_scores([(1.0, dense), (1.0, scaled)], k=5)
+    assert [h.id for h in again] == ["a", "c", "b", "d", "e"]
+    # a weight multiplies its ranking's share
+    heavy = fuse_scores([(1.0, dense), (3.0, lexical)], k=2)
+    assert [h.id for h in heavy] == ["c", "a"]
+    # equal scores (or a single hit) sit at the middle; an empty ranking adds nothing
+    lone = fuse_scores([(1.0, [hit("x", 0.4)]), (1.0, [])], k=3)
+    assert [(h.id, h.score) for h in lone] == [("x", 0.5)]
+
+
+def test_hybrid_fuses_by_the_configured_method(home: Path, notes: Path) -> None:
+    settings = Settings(home=home, chunk_size=60, chunk_overlap=10, fusion="dbsf")
+    with Conveyor(settings, embedder=FakeEmbedder()) as cv:
+        assert cv.components.searcher.fusion.method == "dbsf"
+        cv.ingest([notes])
+        query = "what is the code word for note 123?"
+        dense = cv.search(query, k=50, mode="dense")
+        lexical = cv.search(query, k=50, mode="lexical")
+        hybrid = cv.search(query, k=5)
+        expected = fuse_scores([(1.0, dense), (1.0, lexical)], k=5)
+        assert [(h.id, h.score) for h in hybrid] == [(h.id, h.score) for h in expected]
+        assert "note_123.txt" in ids(hybrid)
 
 
 def test_terms_and_filter_parsing() -> None:
