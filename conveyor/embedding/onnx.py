@@ -160,14 +160,6 @@ class OnnxEmbedder:
     side beat large ones spread over the cores: each call's activations stay in
     its core's cache and no call waits for the others between operators (on 2
     cores, int8: ~105 texts/s against 85-90 for calls of 8 texts on both cores).
-
-    The int8 graph runs one text a call. Its activations are quantised with a
-    scale taken from the whole call's tensor, so a text batched with others came
-    out a little different from the same text alone (cosine 0.988-0.995 on
-    short prose): a query's results depended on the queries sent with it. Alone,
-    a text's vector depends on nothing else, at the same speed (interleaved on
-    600 short texts, 199 against 209 texts/s in one run and 144 against 121 in
-    another).
     """
 
     def __init__(
@@ -239,7 +231,7 @@ class OnnxEmbedder:
         # Enough batches for every thread: a group of short texts that would fit one
         # call is cut in as many as there are threads, so no core waits for one call.
         spread = -(-sum(len(i) for i in ids) // self.threads)
-        budget = 1 if self.int8 else max(min(self.batch_tokens, spread), 1)
+        budget = max(min(self.batch_tokens, spread), 1)
         while start < len(order):
             end = start + 1  # the longest text of a batch is its last: grow while it fits
             while end < len(order) and (end + 1 - start) * len(ids[order[end]]) <= budget:

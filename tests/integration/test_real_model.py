@@ -95,13 +95,3 @@ def test_a_counted_text_is_not_tokenized_again_for_the_model(onnx_int8) -> None:
     fresh = onnx_int8.embed(texts[:3])
     tok.count(texts[:3])  # now the model's ids come from the memo
     assert np.allclose(onnx_int8.embed(texts[:3]), fresh, atol=1e-6)
-
-
-def test_an_int8_vector_depends_on_its_text_alone(onnx_int8) -> None:
-    """int8 activations are quantised per model call: a text's vector must not change
-    with the texts embedded beside it (a query's results with the queries of its batch)."""
-    texts = [prose(i, 40) for i in range(5)] + ["note 123", "what is the code word for note 123?"]
-    together = onnx_int8.embed(texts)
-    for i, text in enumerate(texts):
-        assert np.array_equal(onnx_int8.embed([text])[0], together[i]), text
-    assert np.array_equal(onnx_int8.embed(texts[::-1])[::-1], together)
