@@ -14,7 +14,7 @@ APT_PACKAGES ?= tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd espeak-ng post
 	chromium chromium-driver
 DEMO_HOME ?= conveyor-data
 # Optional backends the tests exercise; a user picks the extras they need.
-EXTRAS ?= audio,onnx,server,postgres,aws,chroma,qdrant,otel,llm,dev
+EXTRAS ?= audio,onnx,openvino,server,postgres,aws,chroma,qdrant,otel,llm,dev
 
 # What the product itself needs to read every format it claims: Tesseract (with the
 # orientation data) for images and scanned pages. `make demo` installs it.

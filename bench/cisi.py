@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the CISI folder")
     parser.add_argument(
         "--backend",
-        choices=("torch", "onnx", "onnx-int8"),
+        choices=("torch", "onnx", "onnx-int8", "openvino-int8"),
         help="sets CONVEYOR_EMBEDDING_BACKEND (default: as configured, torch)",
     )
     parser.add_argument("--k", type=int, default=10, help="cut-off (default 10)")

@@ -1,7 +1,8 @@
 """embed-server throughput and latency against the same model in-process.
 
 Texts are ~200-word chunks (about 256 tokens, what the model reads). Steps:
-  * the backends raw, batches of 16: torch, ONNX fp32 and int8 back to back,
+  * the backends raw, batches of 16: torch, ONNX fp32 and int8 (and OpenVINO
+    int8 when its extra is installed) back to back,
     --rounds times (the best of each is kept; the spread says how noisy the
     machine was), with the cosine of their vectors to torch's;
   * `conveyor embed-server`'s app (uvicorn in this process's threads, the
@@ -49,7 +50,16 @@ from conveyor.server.embed import create_app
 from conveyor.settings import Settings
 from conveyor.testing import prose
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino-int8")
+
+
+def installed(backend: str) -> bool:
+    """Whether ``backend``'s runtime is here (openvino-int8 is an extra)."""
+    if backend != "openvino-int8":
+        return True
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("openvino", "nncf"))
 
 
 def chunks(n: int, offset: int = 0) -> list[str]:
@@ -63,11 +73,11 @@ def spread(rates: list[float]) -> str:
 def backends(settings: Settings, texts: list[str], reference: np.ndarray, rounds: int) -> None:
     """Raw speed of each backend, interleaved so that a busy moment hits all of them."""
     models = {}
-    for backend in BACKENDS:
+    for backend in filter(installed, BACKENDS):
         model = Components(settings.model_copy(update={"embedding_backend": backend}))
         models[backend] = model.local_embedder
         models[backend].embed(texts[:16])  # load (and export, once)
-    rates: dict[str, list[float]] = {b: [] for b in BACKENDS}
+    rates: dict[str, list[float]] = {b: [] for b in models}
     cosines = {}
     for _ in range(rounds):
         for backend, model in models.items():
@@ -76,11 +86,11 @@ def backends(settings: Settings, texts: list[str], reference: np.ndarray, rounds
             rates[backend].append(64 / (time.perf_counter() - t))
             cosines[backend] = np.sum(vectors * reference, axis=1)
     print(f"backends, raw, batches of 16 (~200-word chunks), best of {rounds}:")
-    for backend in BACKENDS:
+    for backend in models:
         best, base = max(rates[backend]), max(rates["torch"])
         cosine = cosines[backend]
         print(
-            f"  {backend:<10} {best:6.1f} texts/s  ({best / base:.2f}x torch)  "
+            f"  {backend:<13} {best:6.1f} texts/s  ({best / base:.2f}x torch)  "
             f"cosine to torch mean {cosine.mean():.4f} min {cosine.min():.4f}  "
             f"{spread(rates[backend])}"
         )

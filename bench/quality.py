@@ -10,6 +10,7 @@ gate: at least 0.99), and chunks/s on 256-token chunks in this process.
 
     python bench/quality.py                                  # onnx, onnx-int8
     python bench/quality.py --backends torch,onnx,onnx-int8 --json
+    python bench/quality.py --backends onnx-int8,openvino-int8  # the openvino extra
 """
 
 from __future__ import annotations
@@ -133,12 +134,12 @@ def main() -> None:
         print(json.dumps(results))
         return
     print(
-        f"{'backend':<10} {'CISI nDCG@10':>18} {'Debian nDCG@10':>18} {'cosine':>13} "
+        f"{'backend':<13} {'CISI nDCG@10':>18} {'Debian nDCG@10':>18} {'cosine':>13} "
         f"{'chunks/s':>9} gate"
     )
     for backend, r in results.items():
         print(
-            f"{backend:<10} {r['cisi_ndcg@10']:>9.4f} ({r['cisi_change']:+.1%}) "
+            f"{backend:<13} {r['cisi_ndcg@10']:>9.4f} ({r['cisi_change']:+.1%}) "
             f"{r['debian_ndcg@10']:>9.4f} ({r['debian_change']:+.1%}) "
             f"{r['cisi_cosine']:.4f}/{r['debian_cosine']:.4f} {r['chunks_per_s_256']:>9.1f} "
             f"{'pass' if r['passes'] else 'FAIL'}"

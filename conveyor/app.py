@@ -19,7 +19,7 @@ from .blobstore import source_path
 from .components import Components, onnx_folder
 from .deadletters import DeadLetters
 from .documents import Documents, State
-from .embedding import INT8, LocalModel
+from .embedding import LocalModel, base_model, precision
 from .exceptions import ConveyorError, safe_summary
 from .filters import Filter
 from .ids import document_id
@@ -238,7 +238,7 @@ class Conveyor:
                 generations.target(collection or s.collection)
             )
             ours = self.components.local_embedder.model_id
-            if info is not None and info.model_id.removesuffix(INT8) == ours.removesuffix(INT8):
+            if info is not None and base_model(info.model_id) == base_model(ours):
                 _check_model(info.name, info.model_id, ours)
         queued = self.enqueue(
             paths, collection=collection, run=run, force=force, listed=listed, sync=sync
@@ -461,12 +461,13 @@ def _check_model(collection: str, have: str, configured: str) -> None:
     """Refuse to search or fill a collection with vectors of another model or precision."""
     if have == configured:
         return
-    if have.removesuffix(INT8) == configured.removesuffix(INT8):
-        backend = "onnx-int8" if have.endswith(INT8) else "onnx (or torch)"
+    if base_model(have) == base_model(configured):
+        (held, backend), (made, _) = precision(have), precision(configured)
+        if backend == "onnx":
+            backend = "onnx (or torch)"
         raise ConveyorError(
-            f"collection {collection!r} holds {'int8' if have.endswith(INT8) else 'fp32'} "
-            f"vectors of {have.removesuffix(INT8)}, the configured backend makes "
-            f"{'int8' if configured.endswith(INT8) else 'fp32'} ones; set "
+            f"collection {collection!r} holds {held} vectors of {base_model(have)}, the "
+            f"configured backend makes {made} ones; set "
             f"CONVEYOR_EMBEDDING_BACKEND={backend}, use another collection, or rebuild "
             f"it with `conveyor reindex -c {collection}`"
         )

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def onnx_folder(settings: Settings) -> Path:
-    """Where the ONNX export of the configured model lives."""
+    """Where the ONNX export of the configured model lives (and its OpenVINO int8)."""
     name = settings.model.strip("/").replace("/", "--")
     return settings.models_path / name
 
@@ -139,6 +139,10 @@ class Components:
     def local_embedder(self) -> LocalModel:
         """The model in this process, with the configured backend."""
         s = self.settings
+        if s.embedding_backend == "openvino-int8":
+            from .embedding.openvino import OpenVinoEmbedder
+
+            return OpenVinoEmbedder(s.model, onnx_folder(s))
         if s.embedding_backend.startswith("onnx"):
             from .embedding.onnx import OnnxEmbedder
 
@@ -151,15 +155,15 @@ class Components:
         """A local model making ``model_id``'s vectors, for a collection that answers
         from a generation built under other settings (a rebuild is under way); None when
         no local model makes them (a remote provider's)."""
-        from .embedding import INT8
+        from .embedding import base_model, precision
 
         others: dict[str, Embedder | None] = self.__dict__.setdefault("_other_models", {})
         if model_id not in others:
             s = self.settings
-            backend = "onnx-int8" if model_id.endswith(INT8) else "onnx"
+            backend = precision(model_id)[1]
             if backend == "onnx" and s.embedding_backend == "torch":
                 backend = "torch"
-            update = {"model": model_id.removesuffix(INT8), "embedding_backend": backend}
+            update = {"model": base_model(model_id), "embedding_backend": backend}
             try:
                 model: Embedder | None = Components(s.model_copy(update=update)).local_embedder
             except Exception as exc:

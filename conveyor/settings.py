@@ -40,10 +40,11 @@ class Settings(BaseSettings):
         "sagemaker://ENDPOINT?region=R; local://MODEL is the model in this process",
     )
     device: str = "cpu"
-    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+    embedding_backend: Literal["torch", "onnx", "onnx-int8", "openvino-int8"] = Field(
         "onnx-int8",
-        description="ONNX Runtime int8 (fastest; passes the quality gate, see README), "
-        "onnx (fp32) or torch (sentence-transformers); int8 and fp32 never share a collection",
+        description="ONNX Runtime int8 (passes the quality gate, see README), onnx (fp32), "
+        "torch (sentence-transformers) or openvino-int8 (OpenVINO + NNCF int8, the "
+        "openvino extra); int8 and fp32 never share a collection",
     )
     models_dir: Path | None = Field(
         None,

@@ -101,6 +101,22 @@ def onnx_int8(onnx_home: Path) -> Iterator[object]:
     yield from _onnx(onnx_home, int8=True)
 
 
+@pytest.fixture(scope="session")
+def openvino_int8(onnx_home: Path) -> Iterator[object]:
+    """The default model on OpenVINO, NNCF int8 (quantised into the session's ONNX
+    home), loaded once for the session; skipped without the openvino extra."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    pytest.importorskip("nncf", reason="the openvino extra is not installed")
+    from conveyor.app import onnx_folder
+    from conveyor.embedding.openvino import OpenVinoEmbedder
+    from conveyor.settings import DEFAULT_MODEL
+
+    embedder = OpenVinoEmbedder(DEFAULT_MODEL, onnx_folder(onnx_settings(onnx_home)))
+    embedder.load()
+    yield embedder
+    embedder.close()
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"

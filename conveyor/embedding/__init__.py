@@ -1,9 +1,9 @@
 """Embedders turn texts into normalised float32 vectors.
 
 Backends: :mod:`.local` (sentence-transformers, torch), :mod:`.onnx` (ONNX
-Runtime, fp32 or int8) and :mod:`.http` (the client of ``conveyor
-embed-server``). A cache (:mod:`.cache`) and a cross-request batcher
-(:mod:`.batching`) wrap any of them. The models in this process are
+Runtime, fp32 or int8), :mod:`.openvino` (OpenVINO, NNCF int8) and :mod:`.http`
+(the client of ``conveyor embed-server``). A cache (:mod:`.cache`) and a
+cross-request batcher (:mod:`.batching`) wrap any of them. The models in this process are
 :class:`LocalModel` objects: an :class:`Embedder` with the tokenizer
 chunking uses and a ``load`` to pay the model's start-up cost up front.
 """
@@ -45,16 +45,17 @@ class Embedder(Protocol):
 
     model_id: str
     """The model's name (``sentence-transformers/all-MiniLM-L6-v2``), with
-    :data:`INT8` appended when its weights are quantised: a collection is bound to it
-    and refuses vectors of another, and the cache and a document's fingerprint are
-    keyed by it, so int8 and fp32 vectors never mix. fp32 backends (torch, ONNX fp32)
-    share the name: their vectors agree to a cosine of 1.0000."""
+    :data:`INT8` (:data:`OV_INT8` for OpenVINO's) appended when it runs quantised: a
+    collection is bound to it and refuses vectors of another, and the cache and a
+    document's fingerprint are keyed by it, so int8 and fp32 vectors never mix. fp32
+    backends (torch, ONNX fp32) share the name: their vectors agree to a cosine of
+    1.0000."""
 
     @property
     def backend(self) -> str:
         """What computes the vectors: a local model by its ``CONVEYOR_EMBEDDING_BACKEND``
-        value (``torch``, ``onnx``, ``onnx-int8``), else ``http``, ``fake``…; recorded
-        in each document's manifest. Wrappers report their inner embedder's."""
+        value (``torch``, ``onnx``, ``onnx-int8``, ``openvino-int8``), else ``http``,
+        ``fake``…; recorded in each document's manifest. Wrappers report their inner embedder's."""
         ...
 
     @property
@@ -86,11 +87,33 @@ class LocalModel(Embedder, Protocol):
 
 INT8 = "#int8"
 """Appended to the ``model_id`` of a quantised backend (:func:`quantised_id`)."""
+OV_INT8 = "#ov-int8"
+"""Appended to the ``model_id`` of the OpenVINO backend: its int8 (weights and
+activations, calibrated) is another space than ONNX Runtime's dynamic int8."""
+PRECISIONS = {INT8: ("int8", "onnx-int8"), OV_INT8: ("OpenVINO int8", "openvino-int8")}
+"""Suffix of a ``model_id`` → (its vectors' precision in words, the backend making them)."""
 
 
 def quantised_id(model: str) -> str:
     """``model``'s id when it runs with int8 weights: its vectors are another space."""
     return f"{model}{INT8}"
+
+
+def base_model(model_id: str) -> str:
+    """The model of ``model_id``, without the suffix of its precision."""
+    for suffix in PRECISIONS:
+        if model_id.endswith(suffix):
+            return model_id.removesuffix(suffix)
+    return model_id
+
+
+def precision(model_id: str) -> tuple[str, str]:
+    """(precision in words, backend) of ``model_id``'s vectors: ``("fp32", "onnx")``
+    for a model's own name."""
+    for suffix, found in PRECISIONS.items():
+        if model_id.endswith(suffix):
+            return found
+    return "fp32", "onnx"
 
 
 def is_local_model(obj: object) -> bool:

@@ -8,8 +8,8 @@ started. A model in this process is also a :class:`~conveyor.embedding.LocalMode
 
 A test module imports everything here (``from conformance.embedder import *``)
 and defines ``embedder_backend``, parametrised over :class:`EmbedderBackend`
-values: the fakes (:data:`FAKES`) in ``tests/unit``; the real model on torch and
-ONNX Runtime, the HTTP client against a real embed server, the cache over a real
+values: the fakes (:data:`FAKES`) in ``tests/unit``; the real model on torch, ONNX
+Runtime and OpenVINO, the HTTP client against a real embed server, the cache over a real
 catalog and the batcher (:data:`REAL`) in ``tests/integration``. Each backend's
 instance comes from a fixture, loaded once per session or module.
 
@@ -90,6 +90,13 @@ def _fresh_onnx(shared: Any) -> Embedder:
     return OnnxEmbedder(shared.model_id.removesuffix(INT8), shared.folder, int8=shared.int8)
 
 
+def _fresh_openvino(shared: Any) -> Embedder:
+    from conveyor.embedding import base_model
+    from conveyor.embedding.openvino import OpenVinoEmbedder
+
+    return OpenVinoEmbedder(base_model(shared.model_id), shared.folder)
+
+
 def _fresh_http(shared: Any) -> Embedder:
     from conveyor.embedding.http import HttpEmbedder
 
@@ -155,10 +162,15 @@ ONNX_INT8 = EmbedderBackend(
 )
 """Activations are quantised per call, so a text's vector moves with its batch: a
 one-word text alone against in a batch of sentences, cosine 0.98."""
+OPENVINO_INT8 = EmbedderBackend(
+    "openvino-int8", "openvino_int8", _fresh_openvino, True, same_text=0.999, torch_cosine=0.97
+)
+"""Activations are quantised with scales fixed at calibration: a text's vector moves with
+its batch only by float rounding. Skipped without the openvino extra."""
 HTTP = EmbedderBackend("http", "http_embedder", _fresh_http, False, torch_cosine=0.98)
 CACHED = EmbedderBackend("cached", "cached_embedder", _fresh_cached, False, torch_cosine=0.98)
 BATCHING = EmbedderBackend("batching", "batching_embedder", _fresh_batching, False, 0.9999, 0.98)
-REAL = [TORCH, ONNX_FP32, ONNX_INT8, HTTP, CACHED, BATCHING]
+REAL = [TORCH, ONNX_FP32, ONNX_INT8, OPENVINO_INT8, HTTP, CACHED, BATCHING]
 
 OPENAI = EmbedderBackend("openai", "openai_embedder", _fresh_openai, False, torch_cosine=0.98)
 """The OpenAI provider against a real embed server's /v1/embeddings."""

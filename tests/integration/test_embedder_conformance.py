@@ -1,8 +1,8 @@
 """The embedder conformance suite (``tests/conformance/embedder.py``) on every real
-embedder: all-MiniLM-L6-v2 on torch and on ONNX Runtime (fp32, int8), the HTTP
-client against a real embed server, the cache over a real catalog and the
-batcher (both in front of torch). Each model is loaded once per session; every
-backend's vectors agree with torch's."""
+embedder: all-MiniLM-L6-v2 on torch, on ONNX Runtime (fp32, int8) and on OpenVINO
+(int8, with the openvino extra), the HTTP client against a real embed server, the
+cache over a real catalog and the batcher (both in front of torch). Each model is
+loaded once per session; every backend's vectors agree with torch's."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from conformance.embedder import *  # noqa: F403 (the suite's tests and fixtures)
 from conformance.embedder import LONG, REAL, TEXTS, UNICODE, EmbedderBackend
 
-from conveyor.embedding import INT8, Embedder
+from conveyor.embedding import INT8, OV_INT8, Embedder, base_model
 from conveyor.settings import DEFAULT_MODEL
 
 
@@ -31,5 +31,6 @@ def test_vectors_agree_with_torch(
 
 def test_every_backend_is_the_same_model(embedder: Embedder) -> None:
     # int8 is the same model in another vector space: its id says so (never mixed)
-    assert (embedder.model_id.removesuffix(INT8), embedder.dim) == (DEFAULT_MODEL, 384)
+    assert (base_model(embedder.model_id), embedder.dim) == (DEFAULT_MODEL, 384)
     assert embedder.model_id.endswith(INT8) == (embedder.backend == "onnx-int8")
+    assert embedder.model_id.endswith(OV_INT8) == (embedder.backend == "openvino-int8")

@@ -1,10 +1,11 @@
 """The quality gate of the default embedding backend: its vectors stay those of fp32.
 
 A probe set of real text (Debian package descriptions and their one-line synopses,
-from ``bench/data``, plus generated prose) is embedded by the default backend and by
-ONNX fp32; the mean cosine must be at least 0.99 and the nearest description of each
-synopsis the same. ``bench/quality.py`` is the other half: nDCG@10 on two judged sets.
-Also here: a collection is bound to its vectors' precision, so int8 and fp32 never mix.
+from ``bench/data``, plus generated prose) is embedded by the default backend (and by
+OpenVINO int8, a candidate, when its extra is installed) and by ONNX fp32; the mean
+cosine must be at least 0.99 and the nearest description of each synopsis the same.
+``bench/quality.py`` is the other half: nDCG@10 on two judged sets. Also here: a
+collection is bound to its vectors' precision, so int8 and fp32 never mix.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,6 +41,14 @@ def test_the_default_backend_keeps_fp32s_vectors(onnx_home: Path, onnx_fp32) -> 
     settings = onnx_settings(onnx_home)
     model = Components(settings).local_embedder
     assert model.backend != "torch", "the default must not need torch"
+    keeps_fp32s_vectors(model, onnx_fp32)
+
+
+def test_openvino_int8_keeps_fp32s_vectors(openvino_int8, onnx_fp32) -> None:
+    keeps_fp32s_vectors(openvino_int8, onnx_fp32)  # a candidate default: the same gate
+
+
+def keeps_fp32s_vectors(model: Any, onnx_fp32: Any) -> None:
     docs, queries = probe_set()
     ours, fp32 = model.embed(docs + queries), onnx_fp32.embed(docs + queries)
     cosine = np.sum(ours * fp32, axis=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.app import Conveyor
-from conveyor.embedding import INT8, quantised_id
+from conveyor.embedding import INT8, OV_INT8, base_model, precision, quantised_id
 from conveyor.embedding.cache import CachedEmbedder
 from conveyor.exceptions import ConveyorError
 from conveyor.settings import Settings
@@ -50,3 +50,19 @@ def test_the_cache_never_serves_int8_vectors_to_fp32(tmp_path: Path) -> None:
             cached = cv.components.embedder
             assert isinstance(cached, CachedEmbedder)
             assert (cached.hits, cached.misses) == (0, 1)  # nothing reused across precisions
+
+
+def test_openvino_and_onnx_int8_are_two_spaces(tmp_path: Path) -> None:
+    assert base_model("org/m" + OV_INT8) == base_model("org/m" + INT8) == "org/m"
+    assert precision("org/m" + OV_INT8) == ("OpenVINO int8", "openvino-int8")
+    assert precision("org/m") == ("fp32", "onnx")
+    f = tmp_path / "a.txt"
+    f.write_text("Two int8 models are two vector spaces.")
+    home = tmp_path / "home"
+    with Conveyor(_settings(home), embedder=FakeEmbedder(model_id="fake/m" + OV_INT8)) as cv:
+        assert cv.ingest([f]).done == 1
+    with Conveyor(_settings(home), embedder=FakeEmbedder(model_id="fake/m" + INT8)) as cv:
+        with pytest.raises(ConveyorError, match="CONVEYOR_EMBEDDING_BACKEND=openvino-int8"):
+            cv.search("spaces")
+        with pytest.raises(ConveyorError, match="holds OpenVINO int8 vectors of fake/m"):
+            cv.ingest([f], force=True)
