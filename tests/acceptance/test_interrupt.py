@@ -41,8 +41,12 @@ def test_ctrl_c_stops_cleanly_and_the_next_ingest_counts_right(tmp_path: Path) -
     assert "interrupted:" in text and "went back to the queue" in text
 
     counts = status(home)["documents"]
-    finished = counts["done"]
-    assert 0 < finished < FILES, counts
+    # a thread still inside the model when the process ended may have written its delta
+    # (stage "merge") after the compactor's last pass: the next run's compactor merges
+    # it, and that run finds the document unchanged
+    listed = json.loads(run("documents", "--json", home=home, **BUSY).stdout)
+    finished = sum(d["state"] == "done" or d.get("stage") == "merge" for d in listed)
+    assert 0 < counts["done"] <= finished < FILES, (counts, finished)
     again = run("ingest", str(docs), "--json", home=home, **BUSY)
     summary = json.loads(again.stdout)
     assert (summary["done"], summary["skipped"], summary["failed"]) == (
