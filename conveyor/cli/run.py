@@ -177,7 +177,7 @@ def run_job(
     "--backend",
     type=click.Choice(["torch", "onnx", "onnx-int8", "openvino-int8"]),
     default=None,
-    help=f"Model backend [env: {env_var('embedding_backend')}; default openvino-int8].",
+    help=f"Model backend [env: {env_var('embedding_backend')}; default onnx-int8].",
 )
 @home_option
 @handle_errors
@@ -287,7 +287,7 @@ def models() -> None:
 
 @models.command("export")
 @click.option("--no-int8", is_flag=True, help="Only the fp32 graph.")
-@click.option("--openvino", is_flag=True, help="Also quantise for OpenVINO.")
+@click.option("--openvino", is_flag=True, help="Also the OpenVINO int8 model (the openvino extra).")
 @home_option
 @handle_errors
 def models_export(no_int8: bool, openvino: bool, home: Path | None) -> None:
@@ -295,8 +295,7 @@ def models_export(no_int8: bool, openvino: bool, home: Path | None) -> None:
 
     The ONNX backends export by themselves on first use; this does it ahead
     of time (e.g. while building a container image). With --openvino, NNCF
-    also quantises it for OpenVINO (a minute), as it does whenever the
-    configured backend is openvino-int8 (the default).
+    also quantises it for CONVEYOR_EMBEDDING_BACKEND=openvino-int8 (a minute).
 
     \b
     Examples:
@@ -310,7 +309,7 @@ def models_export(no_int8: bool, openvino: bool, home: Path | None) -> None:
     settings = _settings(home)
     folder = export(settings.model, onnx_folder(settings), int8=not no_int8)
     click.echo(f"exported {settings.model} to {folder}")
-    if openvino or settings.embedding_backend == "openvino-int8":
+    if openvino:
         from ..embedding.openvino import quantise
 
         quantise(settings.model, folder)
