@@ -67,8 +67,8 @@ demo: install product-deps
 	$(BIN)/conveyor search "why did the database stop accepting writes?" -k 3 --home $(DEMO_HOME)
 
 test: install system-deps
-	@# the default model exported and quantised once into the user's cache, before the
-	@# tests' processes (several start at once) would each do it on first use
+	@# the default model exported once into the user's cache, before the tests'
+	@# processes (several start at once) would each do it on first use
 	$(BIN)/python -c "from conveyor.components import Components; from conveyor.settings import Settings; Components(Settings()).local_embedder.load()"
 	$(BIN)/python -m pytest
 
