@@ -1,20 +1,18 @@
-"""Search: dense (vectors), lexical (BM25) or hybrid (both, fused by reciprocal rank).
+"""Search: dense (vectors), lexical (BM25) or hybrid (both, fused).
 
 Dense search finds chunks close in meaning; lexical search finds the exact
 words — part numbers, names, error codes — where meaning alone is weakest.
 Hybrid asks both for their best ``candidates`` chunks and fuses the two
-rankings by reciprocal rank fusion (RRF): a chunk scores
-``Σ weight / (constant + rank)`` over the rankings that hold it, so a chunk
-near the top of both wins, and neither ranking's raw scores (cosine, BM25,
-on different scales) need to be comparable. Filters are applied inside both
-backends (:mod:`conveyor.filters`).
-
-Or, with ``method="dbsf"``, by distribution-based score fusion: each
-ranking's scores are put on one scale by their own spread in this query —
-mean − 3 sd ↦ 0, mean ↦ ½, mean + 3 sd ↦ 1 — and a chunk scores
+rankings. By default (``method="dbsf"``) by distribution-based score fusion:
+each ranking's scores are put on one scale by their own spread in this query
+— mean − 3 sd ↦ 0, mean ↦ ½, mean + 3 sd ↦ 1 — and a chunk scores
 ``Σ weight × scaled score`` over the rankings that hold it (0 where one does
-not). It keeps what ranks throw away: how far the best hit stands out, as
-when one document alone holds a rare name.
+not), so raw scores on different scales (cosine, BM25) are never added. It
+keeps what ranks throw away: how far the best hit stands out, as when one
+document alone holds a rare name. Or (``method="rrf"``) by reciprocal rank
+fusion: a chunk scores ``Σ weight / (constant + rank)``, so a chunk near the
+top of both wins. Filters are applied inside both backends
+(:mod:`conveyor.filters`).
 
 A query is checked once for every mode: an empty or blank one is refused,
 and one longer than the model reads is cut to the model's window (with a
@@ -55,8 +53,8 @@ class Fusion:
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
     """The weights multiply each ranking's share, by either method."""
-    method: Method = "rrf"
-    """``rrf`` (by rank) or ``dbsf`` (by score, scaled per ranking); see the module."""
+    method: Method = "dbsf"
+    """``dbsf`` (by score, scaled per ranking) or ``rrf`` (by rank); see the module."""
     candidates: int = 50
     """How deep each ranking is read (at least the ``k`` asked for)."""
 

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         "hybrid", description="search mode when none is given"
     )
     fusion: Literal["rrf", "dbsf"] = Field(
-        "rrf",
+        "dbsf",
         description="hybrid search: fuse the two rankings by rank (rrf) or by their scores, "
         "each ranking's scaled by its mean and standard deviation (dbsf)",
     )

@@ -45,7 +45,13 @@ def ids(hits: list[Hit]) -> list[str]:
     return [Path(h.source).name for h in hits]
 
 
-def test_lexical_finds_the_exact_term_and_hybrid_fuses_by_rank(cv: Conveyor, notes: Path) -> None:
+def test_lexical_finds_the_exact_term_and_hybrid_fuses_by_rank(home: Path, notes: Path) -> None:
+    settings = Settings(home=home, chunk_size=60, chunk_overlap=10, fusion="rrf")
+    with Conveyor(settings, embedder=FakeEmbedder()) as cv:
+        _fuses_by_rank(cv, notes)
+
+
+def _fuses_by_rank(cv: Conveyor, notes: Path) -> None:
     cv.ingest([notes])
     query = "what is the code word for note 123?"
     assert ids(cv.search(query, k=1, mode="lexical")) == ["note_123.txt"]
@@ -194,8 +200,8 @@ def test_fuse_scores_scales_each_ranking_by_its_own_spread() -> None:
     assert [(h.id, h.score) for h in lone] == [("x", 0.5)]
 
 
-def test_hybrid_fuses_by_the_configured_method(home: Path, notes: Path) -> None:
-    settings = Settings(home=home, chunk_size=60, chunk_overlap=10, fusion="dbsf")
+def test_hybrid_fuses_by_scores_by_default(home: Path, notes: Path) -> None:
+    settings = Settings(home=home, chunk_size=60, chunk_overlap=10)
     with Conveyor(settings, embedder=FakeEmbedder()) as cv:
         assert cv.components.searcher.fusion.method == "dbsf"
         cv.ingest([notes])
