@@ -532,6 +532,10 @@ def test_events_stream_a_state_change(client: TestClient, conveyor: Conveyor) ->
     token = client.post("/events/token", headers=H).json()["token"]
     assert_error(client.get(f"/events?token={token[:-2]}xx&limit=1"), 401)
     live = client.app.state.api.live  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10  # the poller has seen it done: that is not news now
+    while (live._seen.get(accepted["id"]) or (0, None))[1] != "done":
+        assert time.monotonic() < deadline, "the status poller never saw the document done"
+        time.sleep(0.02)
     before = len(live.subscribers)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(client.get, f"/events?token={token}&limit=1")
