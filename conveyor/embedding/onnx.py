@@ -257,17 +257,24 @@ class OnnxEmbedder:
             self._pool.shutdown(wait=True)
             self._pool = None
 
+    def _shape(self, rows: int, width: int) -> tuple[int, int]:
+        """The input shape a batch of ``rows`` texts of at most ``width`` tokens is padded
+        to (as it is, here)."""
+        return rows, width
+
     def _run(self, session: Session, batch: list[list[int]]) -> np.ndarray:
         """Mean-pooled (not yet normalised) vectors of one padded batch."""
-        width = max(len(tokens) for tokens in batch)
-        ids = np.zeros((len(batch), width), dtype=np.int64)
+        rows, width = self._shape(len(batch), max(len(tokens) for tokens in batch))
+        ids = np.zeros((rows, width), dtype=np.int64)
         mask = np.zeros_like(ids)
+        mask[len(batch) :, 0] = 1  # rows added by _shape: one token each, dropped below
         for row, tokens in enumerate(batch):
             ids[row, : len(tokens)] = tokens  # truncated with the closing [SEP] kept
             mask[row, : len(tokens)] = 1
         hidden = session.run(
             None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        )[0]
+        )[0][: len(batch)]
+        mask = mask[: len(batch)]
         weights = mask[..., None].astype(np.float32)
         pooled: np.ndarray = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return pooled.astype(np.float32, copy=False)

@@ -74,3 +74,18 @@ def test_a_collection_of_openvino_vectors_refuses_onnx_int8(
         assert hit.id == own.id and hit.score == pytest.approx(own.score, abs=1e-5)
         with pytest.raises(ConveyorError, match="CONVEYOR_EMBEDDING_BACKEND=openvino-int8"):
             cv.ingest([docs], force=True)
+
+
+def test_calls_are_padded_to_few_shapes(openvino_int8) -> None:
+    """OpenVINO keeps kernels per input shape: widths go up to a multiple of 32 tokens
+    and rows to a power of two, and the padding changes no text's vector."""
+    assert openvino_int8._shape(3, 40) == (4, 64)
+    assert openvino_int8._shape(1, 256) == (1, 256) and openvino_int8._shape(5, 1) == (8, 32)
+    texts = ["a short one", prose(3, 30), prose(4, 70)]
+    batch = [openvino_int8.tokenizer.model_ids([t])[0] for t in texts]
+    padded = openvino_int8._run(openvino_int8.load(), batch)
+    assert padded.shape == (3, 384)
+    for row, tokens in enumerate(batch):
+        alone = openvino_int8._run(openvino_int8.load(), [tokens])[0]
+        cosine = float(alone @ padded[row] / np.linalg.norm(alone) / np.linalg.norm(padded[row]))
+        assert cosine > 0.999, (row, cosine)
