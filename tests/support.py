@@ -9,16 +9,19 @@ where a helper needs it, so the server fixtures load without it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 # -- environment -------------------------------------------------------------
@@ -247,3 +250,14 @@ def onnx_settings(home: Path, **fields: Any) -> Any:
     from conveyor.settings import Settings
 
     return Settings(home=home, models_dir=home / "models", **fields)
+
+
+def bench_module(filename: str) -> ModuleType:
+    """A script of ``bench/`` (not a package) imported as a module, for its unit tests."""
+    path = Path(__file__).resolve().parent.parent / "bench" / filename
+    spec = importlib.util.spec_from_file_location(f"bench_{path.stem.lstrip('_')}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
+from support import bench_module
 
-
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "fusion.py"
-    spec = importlib.util.spec_from_file_location("bench_fusion", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-f = _load()
+f = bench_module("fusion.py")
 
 DENSE = [("a", 0.9), ("b", 0.5), ("c", 0.1)]
 LEXICAL = [("c", 14.0), ("d", 6.0), ("b", 2.0)]
