@@ -152,6 +152,20 @@ def is_current(folder: Path, filename: str) -> bool:
     return marker.get("format") == FORMAT and (folder / filename).exists()
 
 
+def model_inputs(batch: list[list[int]], shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The model's inputs for ``batch`` (token ids, truncated with the closing [SEP]
+    kept), padded to ``shape`` (rows, width); rows past the batch's hold one token each,
+    so that no row is all padding."""
+    rows, width = shape
+    ids = np.zeros((rows, width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    mask[len(batch) :, 0] = 1
+    for row, tokens in enumerate(batch):
+        ids[row, : len(tokens)] = tokens
+        mask[row, : len(tokens)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
 class OnnxEmbedder:
     """``embed`` with ONNX Runtime; ``int8`` picks the quantised graph.
 
@@ -264,17 +278,8 @@ class OnnxEmbedder:
 
     def _run(self, session: Session, batch: list[list[int]]) -> np.ndarray:
         """Mean-pooled (not yet normalised) vectors of one padded batch."""
-        rows, width = self._shape(len(batch), max(len(tokens) for tokens in batch))
-        ids = np.zeros((rows, width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        mask[len(batch) :, 0] = 1  # rows added by _shape: one token each, dropped below
-        for row, tokens in enumerate(batch):
-            ids[row, : len(tokens)] = tokens  # truncated with the closing [SEP] kept
-            mask[row, : len(tokens)] = 1
-        hidden = session.run(
-            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        )[0][: len(batch)]
-        mask = mask[: len(batch)]
-        weights = mask[..., None].astype(np.float32)
+        feed = model_inputs(batch, self._shape(len(batch), max(len(t) for t in batch)))
+        hidden = session.run(None, feed)[0][: len(batch)]
+        weights = feed["attention_mask"][: len(batch), :, None].astype(np.float32)
         pooled: np.ndarray = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return pooled.astype(np.float32, copy=False)

@@ -45,7 +45,7 @@ import numpy as np
 from ..exceptions import ConfigurationError
 from . import OV_INT8, canonical_model_name
 from .onnx import FORMAT as ONNX_FORMAT
-from .onnx import INPUTS, OnnxEmbedder, Session, export, is_current
+from .onnx import INPUTS, OnnxEmbedder, Session, export, is_current, model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +141,7 @@ def calibration_inputs(
 
 
 def _feed(batch: list[list[int]]) -> dict[str, np.ndarray]:
-    width = max(len(tokens) for tokens in batch)
-    ids = np.zeros((len(batch), width), dtype=np.int64)
-    mask = np.zeros_like(ids)
-    for row, tokens in enumerate(batch):
-        ids[row, : len(tokens)] = tokens
-        mask[row, : len(tokens)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    return model_inputs(batch, (len(batch), max(len(tokens) for tokens in batch)))
 
 
 def quantise(model: str, folder: Path) -> Path:
@@ -254,7 +248,7 @@ class OpenVinoEmbedder(OnnxEmbedder):
                 self._session = _Compiled(compiled)
                 # a first call in this thread: pybind11 sets up its numpy bindings on first
                 # use, and two threads doing that at once deadlock (OpenVINO 2026.4)
-                self._run(self._session, [self.tokenizer._tok.encode("warm up").ids])
+                self._run(self._session, self.tokenizer.model_ids(["warm up"]))
                 if self.threads > 1:
                     from concurrent.futures import ThreadPoolExecutor
 
