@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument(
         "--backend",
         choices=("torch", "onnx", "onnx-int8", "openvino-int8"),
-        help="sets CONVEYOR_EMBEDDING_BACKEND (default: as configured, torch)",
+        help="sets CONVEYOR_EMBEDDING_BACKEND (default: as configured)",
     )
     parser.add_argument("--k", type=int, default=10, help="cut-off (default 10)")
     parser.add_argument(

@@ -8,9 +8,8 @@ search`` hits do). Printed per backend: nDCG@10 on each set and its change again
 ONNX fp32 (the gate: within 1%), the mean cosine of its vectors to fp32's (the
 gate: at least 0.99), and chunks/s on 256-token chunks in this process.
 
-    python bench/quality.py                                  # onnx, onnx-int8
+    python bench/quality.py                        # onnx, onnx-int8, openvino-int8
     python bench/quality.py --backends torch,onnx,onnx-int8 --json
-    python bench/quality.py --backends onnx-int8,openvino-int8  # the openvino extra
 """
 
 from __future__ import annotations
@@ -94,7 +93,9 @@ def speed(model: LocalModel, texts: list[str], rounds: int = 3) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the CISI folder")
-    parser.add_argument("--backends", default="onnx,onnx-int8", help="comma-separated")
+    parser.add_argument(
+        "--backends", default="onnx,onnx-int8,openvino-int8", help="comma-separated"
+    )
     parser.add_argument("--models-dir", type=Path, help="exported ONNX models (default: a temp)")
     parser.add_argument("--speed-chunks", type=int, default=128, help="256-token chunks timed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

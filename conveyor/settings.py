@@ -41,10 +41,11 @@ class Settings(BaseSettings):
     )
     device: str = "cpu"
     embedding_backend: Literal["torch", "onnx", "onnx-int8", "openvino-int8"] = Field(
-        "onnx-int8",
-        description="ONNX Runtime int8 (passes the quality gate, see README), onnx (fp32), "
-        "torch (sentence-transformers) or openvino-int8 (OpenVINO + NNCF int8, the "
-        "openvino extra); int8 and fp32 never share a collection",
+        "openvino-int8",
+        description="openvino-int8 (OpenVINO + NNCF int8, weights and activations: the "
+        "fastest that passes the quality gate, see README), onnx-int8 (ONNX Runtime, int8 "
+        "weights), onnx (fp32) or torch (sentence-transformers); vectors of different "
+        "precisions never share a collection",
     )
     models_dir: Path | None = Field(
         None,

@@ -103,10 +103,8 @@ def onnx_int8(onnx_home: Path) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def openvino_int8(onnx_home: Path) -> Iterator[object]:
-    """The default model on OpenVINO, NNCF int8 (quantised into the session's ONNX
-    home), loaded once for the session; skipped without the openvino extra."""
-    pytest.importorskip("openvino", reason="the openvino extra is not installed")
-    pytest.importorskip("nncf", reason="the openvino extra is not installed")
+    """The default model on OpenVINO, NNCF int8 (the default backend, quantised into the
+    session's ONNX home), loaded once for the session."""
     from conveyor.app import onnx_folder
     from conveyor.embedding.openvino import OpenVinoEmbedder
     from conveyor.settings import DEFAULT_MODEL

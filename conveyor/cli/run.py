@@ -177,7 +177,7 @@ def run_job(
     "--backend",
     type=click.Choice(["torch", "onnx", "onnx-int8", "openvino-int8"]),
     default=None,
-    help=f"Model backend [env: {env_var('embedding_backend')}; default onnx-int8].",
+    help=f"Model backend [env: {env_var('embedding_backend')}; default openvino-int8].",
 )
 @home_option
 @handle_errors
@@ -276,18 +276,18 @@ def serve(host: str, port: int, workers: int, home: Path | None) -> None:
 
 @main.group()
 def models() -> None:
-    """Embedding model files: export to ONNX for the faster backends.
+    """Embedding model files: export to ONNX, quantise for OpenVINO.
 
     \b
     Examples:
-      conveyor models export              # model.onnx and model-int8.onnx
+      conveyor models export              # model.onnx, model-int8.onnx, OpenVINO's int8
       CONVEYOR_EMBEDDING_BACKEND=onnx-int8 conveyor ingest ./docs
     """
 
 
 @models.command("export")
 @click.option("--no-int8", is_flag=True, help="Only the fp32 graph.")
-@click.option("--openvino", is_flag=True, help="Also the OpenVINO int8 model (the openvino extra).")
+@click.option("--openvino", is_flag=True, help="Also quantise for OpenVINO.")
 @home_option
 @handle_errors
 def models_export(no_int8: bool, openvino: bool, home: Path | None) -> None:
@@ -295,7 +295,8 @@ def models_export(no_int8: bool, openvino: bool, home: Path | None) -> None:
 
     The ONNX backends export by themselves on first use; this does it ahead
     of time (e.g. while building a container image). With --openvino, NNCF
-    also quantises it for CONVEYOR_EMBEDDING_BACKEND=openvino-int8 (a minute).
+    also quantises it for OpenVINO (a minute), as it does whenever the
+    configured backend is openvino-int8 (the default).
 
     \b
     Examples:
@@ -309,7 +310,7 @@ def models_export(no_int8: bool, openvino: bool, home: Path | None) -> None:
     settings = _settings(home)
     folder = export(settings.model, onnx_folder(settings), int8=not no_int8)
     click.echo(f"exported {settings.model} to {folder}")
-    if openvino:
+    if openvino or settings.embedding_backend == "openvino-int8":
         from ..embedding.openvino import quantise
 
         quantise(settings.model, folder)

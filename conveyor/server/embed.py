@@ -63,7 +63,7 @@ class EmbedService:
         """Load and warm the model (the configured one unless one was given)."""
         try:
             model = self.embedder
-            if model is None:  # the configured model and backend (torch, onnx, onnx-int8)
+            if model is None:  # the configured model and backend
                 from ..components import Components
 
                 model = Components(self.settings).model

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conveyor.app import Conveyor
-from conveyor.embedding import INT8
+from conveyor.embedding import OV_INT8
 from conveyor.settings import Settings
 from tests.acceptance.helpers import BUSY, run, start
 from tests.support import buried, write_corpus
@@ -39,13 +39,13 @@ def test_reindex_switches_generations_while_search_answers_from_one(
         for topic in TOPICS
     }
     corpus = write_corpus(tmp_path / "in", files)
-    run("ingest", str(corpus), home=home, **env)  # int8, the default
+    run("ingest", str(corpus), home=home, **env)  # OpenVINO int8, the default
     settings = Settings(home=home, vectors_url=vectors_url or None)
     with Conveyor(settings) as cv:
         before = cv.search("orchards", k=3)
         assert before and {h.collection for h in before} == {"default"}
         chunks = cv.components.vectors.collection("default")
-        assert chunks is not None and chunks.model_id.endswith(INT8)
+        assert chunks is not None and chunks.model_id.endswith(OV_INT8)
 
         # fp32 on torch, slowly: the rebuild runs while we search
         rebuild = start(
@@ -89,7 +89,7 @@ def test_reindex_switches_generations_while_search_answers_from_one(
         infos = {i.name: i for i in cv.components.vectors.collections()}
         assert "default" not in infos  # dropped after the switch
         new = infos["default__g1"]
-        assert not new.model_id.endswith(INT8)  # another vector space, never mixed
+        assert not new.model_id.endswith(OV_INT8)  # another vector space, never mixed
         assert cv.components.vectors.count("default__g1") > 0
         assert {d["state"] for d in cv.documents(collection="default")} == {"done"}
 
