@@ -288,30 +288,40 @@ def models() -> None:
 @models.command("export")
 @click.option("--no-int8", is_flag=True, help="Only the fp32 graph.")
 @click.option("--openvino", is_flag=True, help="Also quantise for OpenVINO.")
+@click.option("--force", is_flag=True, help="Export (and quantise) again, even if current.")
 @home_option
 @handle_errors
-def models_export(no_int8: bool, openvino: bool, home: Path | None) -> None:
+def models_export(no_int8: bool, openvino: bool, force: bool, home: Path | None) -> None:
     """Export the configured model to ONNX (fp32, and int8 quantised per channel).
 
-    The ONNX backends export by themselves on first use; this does it ahead
-    of time (e.g. while building a container image). With --openvino, NNCF
-    also quantises it for OpenVINO (a minute), as it does whenever the
-    configured backend is openvino-int8 (the default).
+    The backends export (and quantise) by themselves on first use; this does
+    it ahead of time (e.g. while building a container image). NNCF also
+    quantises it for OpenVINO (a minute) when the configured backend is
+    openvino-int8 (the default), or with --openvino. Files already made by
+    this version are kept (--force makes them again).
 
     \b
     Examples:
       conveyor models export --home /data
       CONVEYOR_MODEL=/models/my-minilm conveyor models export
-      conveyor models export --openvino
+      CONVEYOR_EMBEDDING_BACKEND=onnx conveyor models export --no-int8
     """
     from ..app import onnx_folder
-    from ..embedding.onnx import export
+    from ..embedding.onnx import export, is_current
 
     settings = _settings(home)
-    folder = export(settings.model, onnx_folder(settings), int8=not no_int8)
-    click.echo(f"exported {settings.model} to {folder}")
+    folder = onnx_folder(settings)
+    wanted = ["model.onnx"] if no_int8 else ["model.onnx", "model-int8.onnx"]
+    if force or not all(is_current(folder, name) for name in wanted):
+        export(settings.model, folder, int8=not no_int8)
+        click.echo(f"exported {settings.model} to {folder}")
+    else:
+        click.echo(f"{settings.model} is exported in {folder} (--force to redo)")
     if openvino or settings.embedding_backend == "openvino-int8":
-        from ..embedding.openvino import quantise
+        from ..embedding.openvino import is_quantised, quantise
 
+        if not force and is_quantised(folder):
+            click.echo(f"{settings.model} is quantised for OpenVINO in {folder}")
+            return
         quantise(settings.model, folder)
         click.echo(f"quantised {settings.model} for OpenVINO in {folder}")

@@ -1,5 +1,5 @@
-"""The OpenVINO int8 backend (the openvino extra): the model NNCF quantises, its own
-vector space, and what a user without the extra is told. Its vectors against fp32's
+"""The OpenVINO int8 backend (the default): the model NNCF quantises, its own vector
+space, what a user without OpenVINO is told, and ``conveyor models export``. Its vectors against fp32's
 are in test_quality_gate.py, the Embedder contract in test_embedder_conformance.py."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from support import onnx_settings
 
 from conveyor.app import Conveyor, onnx_folder
+from conveyor.cli import main
 from conveyor.components import Components
 from conveyor.embedding import OV_INT8
 from conveyor.embedding.onnx import FORMAT as ONNX_FORMAT
@@ -89,3 +91,17 @@ def test_calls_are_padded_to_few_shapes(openvino_int8) -> None:
         alone = openvino_int8._run(openvino_int8.load(), [tokens])[0]
         cosine = float(alone @ padded[row] / np.linalg.norm(alone) / np.linalg.norm(padded[row]))
         assert cosine > 0.999, (row, cosine)
+
+
+def test_models_export_keeps_what_is_current(
+    openvino_int8, onnx_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = onnx_folder(onnx_settings(onnx_home))  # exported and quantised by the fixtures
+    made = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert {"model.onnx", "model-int8.onnx", FILE} <= set(made)
+    monkeypatch.setenv("CONVEYOR_MODELS_DIR", str(onnx_home / "models"))
+    result = CliRunner().invoke(main, ["models", "export", "--home", str(tmp_path / "home")])
+    assert result.exit_code == 0, result.output
+    assert "is exported in" in result.output, result.output
+    assert "is quantised for OpenVINO in" in result.output, result.output
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == made  # nothing redone
