@@ -1,6 +1,7 @@
 """The OpenVINO int8 backend (the default): the model NNCF quantises, its own vector
-space, what a user without OpenVINO is told, and ``conveyor models export``. Its vectors against fp32's
-are in test_quality_gate.py, the Embedder contract in test_embedder_conformance.py."""
+space, what a user without OpenVINO is told, and ``conveyor models export``. Its
+vectors against fp32's are in test_quality_gate.py, the Embedder contract in
+test_embedder_conformance.py."""
 
 from __future__ import annotations
 
