@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
-import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -39,9 +40,8 @@ class LocalBlobStore:
 
     def put(self, key: str, data: bytes | BinaryIO) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         stream: BinaryIO = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        fd, tmp = _create_temporary(path)
         try:
             with os.fdopen(fd, "wb") as out:
                 while block := stream.read(1 << 20):
@@ -81,3 +81,21 @@ class LocalBlobStore:
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
+
+
+_TEMPORARIES = itertools.count()
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new file beside ``path`` (its folders made if missing), open for writing, to be
+    renamed over it: named by this process, thread and a counter, so no two writers
+    share one (``tempfile.mkstemp``'s random names cost more than a manifest's write)."""
+    while True:
+        tmp = f"{path.parent}/.tmp-{os.getpid()}-{threading.get_ident()}-{next(_TEMPORARIES)}"
+        tmp += path.suffix
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
+        except FileNotFoundError:  # the first blob under this prefix
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # left by a process of the same id that died: the next
+            continue

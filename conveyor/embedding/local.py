@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 class LocalTokenizer:
     """The model's fast (Rust) tokenizer, with truncation and padding turned off.
 
-    Each text is tokenized once on its way to the model: the ids :meth:`count` finds
-    are kept (the last :data:`MEMO` texts), so the batcher's count and the model's
-    :meth:`model_ids` of a chunk the chunker counted reuse them. A copy sent to
+    Each text is tokenized once on its way to the model: the ids :meth:`count` finds,
+    and those of a text short enough to be a chunk whole that :meth:`offsets` cut,
+    are kept (the last :data:`MEMO` texts), so the chunker's count, the batcher's and
+    the model's :meth:`model_ids` of such a chunk reuse them. A copy sent to
     another process (the extraction child, which never runs the model) keeps none.
     """
 
@@ -59,7 +60,10 @@ class LocalTokenizer:
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
         # encode_batch lets go of the GIL while it works (encode holds it)
-        return list(self._tok.encode_batch([text], add_special_tokens=False)[0].offsets)
+        encoding = self._tok.encode_batch([text], add_special_tokens=False)[0]
+        if len(encoding.ids) <= self.max_tokens:  # may become a chunk whole: its count
+            self._keep({text: encoding.ids})  # and the model's ids reuse these
+        return list(encoding.offsets)
 
     def count(self, texts: Sequence[str]) -> list[int]:
         if not texts:
@@ -88,12 +92,18 @@ class LocalTokenizer:
             encs = self._tok.encode_batch(missing, add_special_tokens=False)
             fresh = {text: enc.ids for text, enc in zip(missing, encs, strict=True)}
             found.update(fresh)
-            if keep and self._memo_size:
-                with self._memo_lock:
-                    self._memo.update(fresh)
-                    while len(self._memo) > self._memo_size:
-                        self._memo.popitem(last=False)
+            if keep:
+                self._keep(fresh)
         return [found[text] for text in texts]
+
+    def _keep(self, ids: dict[str, list[int]]) -> None:
+        """Into the memo, the oldest out beyond its size."""
+        if not self._memo_size:
+            return
+        with self._memo_lock:
+            self._memo.update(ids)
+            while len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
 
 
 def _specials(tok: Any) -> tuple[list[int], list[int]] | None:

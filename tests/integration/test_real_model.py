@@ -95,3 +95,19 @@ def test_a_counted_text_is_not_tokenized_again_for_the_model(onnx_int8) -> None:
     fresh = onnx_int8.embed(texts[:3])
     tok.count(texts[:3])  # now the model's ids come from the memo
     assert np.allclose(onnx_int8.embed(texts[:3]), fresh, atol=1e-6)
+
+
+def test_a_one_chunk_section_is_tokenized_once(onnx_int8) -> None:
+    """A section short enough to be one chunk: the ids the chunker's offsets found
+    serve its count and the model; a longer one is not kept."""
+    tok = onnx_int8.tokenizer
+    short, long = prose(901, 60).strip(), prose(902, 400)  # sections come stripped
+    chunks = chunk_sections([Section(short), Section(long)], tok, 256, 32)
+    assert chunks[0].text == short and len(chunks) > 2
+    assert short in tok._memo and long not in tok._memo
+    made = tok._tok.encode(short, add_special_tokens=True).ids
+    tok._tok, real = None, tok._tok  # a second tokenization would fail now
+    try:
+        assert tok.model_ids([short]) == [made]
+    finally:
+        tok._tok = real
