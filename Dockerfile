@@ -30,10 +30,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install ".[audio,onnx,openvino,server,postgres,aws,chroma,qdrant,otel,llm]" "torch==2.13.0" \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
-# Export the ONNX model (and quantise it for openvino-int8) at build time so the first
-# job doesn't pay for it: the conveyor user cannot write the models folder.
-RUN CONVEYOR_HOME=/opt/conveyor conveyor models export --openvino
+# Export the ONNX model and quantise it for OpenVINO (the default backend) at build time,
+# into the folder the image's processes read, so the first job doesn't pay for it: the
+# conveyor user cannot write there.
 ENV CONVEYOR_MODELS_DIR=/opt/conveyor/models
+RUN CONVEYOR_HOME=/opt/conveyor conveyor models export --openvino
 
 RUN useradd --create-home --uid 10001 conveyor && mkdir -p /data && chown conveyor /data
 

@@ -45,6 +45,16 @@ def test_dockerfile_pins_the_same_torch_and_debian_packages() -> None:
     assert set(block.group(1).split()) == apt - TEST_ONLY_APT
 
 
+def test_the_image_exports_the_model_where_its_processes_look() -> None:
+    """Built into the folder ``CONVEYOR_MODELS_DIR`` names at run time, not into the
+    build user's cache (the image's user could not export it again)."""
+    text = _dockerfile()
+    env = re.search(r"^ENV CONVEYOR_MODELS_DIR=(\S+)$", text, re.M)
+    export = re.search(r"^RUN .*conveyor models export.*$", text, re.M)
+    assert env and export, "the Dockerfile exports the model and names its folder"
+    assert env.start() < export.start() or f"CONVEYOR_MODELS_DIR={env.group(1)}" in export.group(0)
+
+
 def test_compose_runs_real_commands_with_real_settings() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     commands = set(main.commands)  # type: ignore[attr-defined]
