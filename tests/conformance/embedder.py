@@ -166,7 +166,7 @@ OPENVINO_INT8 = EmbedderBackend(
     "openvino-int8", "openvino_int8", _fresh_openvino, True, same_text=0.999, torch_cosine=0.97
 )
 """Activations are quantised with scales fixed at calibration: a text's vector moves with
-its batch only by float rounding. Skipped without the openvino extra."""
+its batch only by float rounding."""
 HTTP = EmbedderBackend("http", "http_embedder", _fresh_http, False, torch_cosine=0.98)
 CACHED = EmbedderBackend("cached", "cached_embedder", _fresh_cached, False, torch_cosine=0.98)
 BATCHING = EmbedderBackend("batching", "batching_embedder", _fresh_batching, False, 0.9999, 0.98)

@@ -1,6 +1,6 @@
 """The embedder conformance suite (``tests/conformance/embedder.py``) on every real
 embedder: all-MiniLM-L6-v2 on torch, on ONNX Runtime (fp32, int8) and on OpenVINO
-(int8, with the openvino extra), the HTTP client against a real embed server, the
+(int8, the default), the HTTP client against a real embed server, the
 cache over a real catalog and the batcher (both in front of torch). Each model is
 loaded once per session; every backend's vectors agree with torch's."""
 
