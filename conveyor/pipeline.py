@@ -118,7 +118,9 @@ class InFlight:
 
     @contextmanager
     def stage(self, name: str, **fields: Any) -> Iterator[None]:
-        """Run a stage: named in the catalog while it runs (with ``fields``), timed."""
+        """Run a stage: named in the catalog while it runs (with ``fields``), timed. The
+        name is written with the document's next write, or after
+        :data:`~conveyor.documents.STAGE_DELAY` seconds if the stage is still running."""
         self.documents.stage(self.id, name, **fields)
         with self.timed(name):
             yield
@@ -184,10 +186,12 @@ class Pipeline:
     tokenizer: Tokenizer
     on_delta: Callable[[], None] = lambda: None
     """Called when a delta is written (wakes the compactor of this process)."""
+    documents: Documents = field(init=False, repr=False, compare=False)
+    """Every write of a document's state; one for all jobs, as it holds their stages
+    back until each document's next write (:meth:`Documents.stage`)."""
 
-    @property
-    def documents(self) -> Documents:
-        return Documents(self.catalog)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "documents", Documents(self.catalog))
 
     @property
     def manifests(self) -> Manifests:
