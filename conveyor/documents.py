@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -238,9 +238,16 @@ class Documents:
         document itself."""
         self._write(document_id, None, stage=DELETE)
 
-    def merging(self, document_id: str, **fields: Any) -> None:
-        """Its delta is written; the compactor makes it ``done``."""
-        self._write(document_id, None, stage=MERGE, error=None, error_kind=None, **fields)
+    def merging(
+        self,
+        document_id: str,
+        write: Callable[[dict[str, Any]], object] | None = None,
+        **fields: Any,
+    ) -> None:
+        """Its delta is written; the compactor makes it ``done``. With ``write``, the
+        columns go to ``write``, which writes them with the delivery's last delta in one
+        transaction (:func:`conveyor.deltas.write`'s ``document``)."""
+        self._write(document_id, None, write, stage=MERGE, error=None, error_kind=None, **fields)
 
     def retrying(self, document_id: str, error: str, kind: str) -> None:
         """Failed for now: queued again after a backoff."""
@@ -294,13 +301,22 @@ class Documents:
         (:mod:`conveyor.catalog.events`), in the same transaction."""
         self._write(document_id, reason, state=target.value, stage=None, **fields)
 
-    def _write(self, document_id: str, reason: str | None, **fields: Any) -> None:
+    def _write(
+        self,
+        document_id: str,
+        reason: str | None,
+        write: Callable[[dict[str, Any]], object] | None = None,
+        **fields: Any,
+    ) -> None:
         """``fields`` after what was held back for the document (its stage replaced):
-        a move (with ``state``, and ``reason`` for its history) or an update. Should the
-        write fail, what was held is held again, for the write that follows."""
+        a move (with ``state``, and ``reason`` for its history), an update, or given to
+        ``write``. Should the write fail, what was held is held again, for the write
+        that follows."""
         held = self.held.take(document_id)
         try:
-            if "state" in fields:
+            if write is not None:
+                write({**held, **fields})
+            elif "state" in fields:
                 self.catalog.move(document_id, reason, **{**held, **fields})
             else:
                 self.catalog.update(document_id, **{**held, **fields})

@@ -15,6 +15,7 @@ their own collections by :func:`unit_parts` without further code.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -421,14 +422,18 @@ class Pipeline:
         self, doc: InFlight, fetched: Fetched, extracted: Extracted, parts: list[Part]
     ) -> None:
         """One delta per collection (each has its own single writer); the document is
-        done when every part of this delivery is merged."""
+        done when every part of this delivery is merged. The last part is written with
+        the document's stage ``merge``, in one transaction: the compactor cannot make the
+        document ``done`` before it says ``merge``."""
         job, model = doc.job, self.embedder.model_id
         delivery = deltas.Delivery(
             id=uuid.uuid4().hex,
             collections={p.collection: len(p.rows) for p in parts},
             chunks=len(parts[0].rows),
         )
-        for number, part in enumerate(parts):
+
+        def write(number: int, document: dict[str, Any] | None = None) -> None:
+            part = parts[number]
             header = deltas.Header(
                 source=job.source,
                 run=job.run,
@@ -448,9 +453,24 @@ class Pipeline:
                 part=number,
                 trace=tracing.traceparent(),
             )
-            deltas.write(self.catalog, part.collection, doc.id, header, part.rows, part.vectors)
+            deltas.write(
+                self.catalog,
+                part.collection,
+                doc.id,
+                header,
+                part.rows,
+                part.vectors,
+                document=document,
+            )
+
+        for number in range(len(parts) - 1):
+            write(number)
         self.documents.merging(
-            doc.id, model=model, metadata=extracted.metadata, timings=doc.timings
+            doc.id,
+            functools.partial(write, len(parts) - 1),
+            model=model,
+            metadata=extracted.metadata,
+            timings=doc.timings,
         )
         self.on_delta()
 

@@ -4,6 +4,7 @@ document's stages cost no write of their own, a slow stage still shows within
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from pathlib import Path
@@ -26,14 +27,14 @@ def _settings(home: Path, **kw: Any) -> Settings:
 
 
 @pytest.fixture
-def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every SQL statement the catalog runs, on any of its connections."""
-    seen: list[str] = []
-    connect = conveyor.catalog.sqlite.connect
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
+    """Every SQL statement the catalog runs: (which connection, the statement)."""
+    seen: list[tuple[int, str]] = []
+    connect, opened = conveyor.catalog.sqlite.connect, itertools.count()
 
     def traced(*args: Any, **kw: Any) -> sqlite3.Connection:
-        conn = connect(*args, **kw)
-        conn.set_trace_callback(seen.append)
+        conn, n = connect(*args, **kw), next(opened)
+        conn.set_trace_callback(lambda sql: seen.append((n, sql)))
         return conn
 
     monkeypatch.setattr(conveyor.catalog.sqlite, "connect", traced)
@@ -41,7 +42,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_a_fast_document_writes_its_stages_with_its_delivery(
-    home: Path, tmp_path: Path, statements: list[str], monkeypatch: pytest.MonkeyPatch
+    home: Path, tmp_path: Path, statements: list[tuple[int, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(documents_module, "STAGE_DELAY", 60.0)  # nothing written on its own
     f = tmp_path / "a.txt"
@@ -50,10 +51,20 @@ def test_a_fast_document_writes_its_stages_with_its_delivery(
         statements.clear()
         assert cv.ingest([f]).done == 1
         doc = cv.documents()[0]
-    updates = [s for s in statements if s.startswith("UPDATE documents")]
+    updates = [s for _, s in statements if s.startswith("UPDATE documents")]
     # the worker's start, its delivery (the stages extract and embed folded in), the
     # compactor's done; no stage of its own
     assert len(updates) == 3
+    # the delivery: the delta and the document's stage in one transaction
+    [(conn, _)] = [(c, s) for c, s in statements if s.startswith("INSERT INTO deltas")]
+    own = [" ".join(s.split()[:3]) for c, s in statements if c == conn]
+    at = own.index("INSERT INTO deltas")
+    assert own[at - 1 : at + 3] == [
+        "BEGIN IMMEDIATE",
+        "INSERT INTO deltas",
+        "UPDATE documents SET",
+        "COMMIT",
+    ]
     assert doc["state"] == "done" and doc["stage"] is None
     assert doc["content_hash"] and doc["size"] == f.stat().st_size
     assert doc["kind"] == "text" and doc["mime"].startswith("text/plain")
