@@ -3,8 +3,10 @@ its format's steps → unit collections → deliver.
 
 :meth:`Pipeline.run` reads top to bottom; each stage is a small function
 over typed values, timed, and named in the catalog while it runs (the
-document's ``stage``). The worker (:mod:`conveyor.worker`) wraps it with what
-concerns the job rather than the document: leases, acks, retries.
+document's ``stage``: written with the document's next write, or once it has
+run :data:`~conveyor.documents.STAGE_DELAY` seconds). The worker
+(:mod:`conveyor.worker`) wraps it with what concerns the job rather than the
+document: leases, acks, retries.
 
 To add a stage, write a function ``def stage(doc: InFlight, …) -> …`` that
 runs inside ``with doc.stage("name"):`` and call it from :meth:`Pipeline.run`.
