@@ -217,8 +217,11 @@ def write(
     header: Header,
     chunks: list[Chunk],
     vectors: np.ndarray,
+    *,
+    document: Mapping[str, Any] | None = None,
 ) -> int:
-    """Add a pending delta; returns its id (ids increase)."""
+    """Add a pending delta; returns its id (ids increase). ``document``: columns of
+    the document written with it (:meth:`~conveyor.catalog.Catalog.add_delta`)."""
     if len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
     return catalog.add_delta(
@@ -230,6 +233,7 @@ def write(
         read_at=header.read_at,
         delivery=header.delivery.id,
         part=header.part,
+        document=document,
     )
 
 

@@ -12,16 +12,28 @@ embed, a format's own steps (summarise, embed_lines…), merge (waiting for
 the compactor), or a slow extractor's progress. Every write of a state goes
 through :class:`Documents`, which knows the allowed moves; the CLI, the HTTP
 API, the live view and the status page read the same :class:`State`.
+
+A stage is written late: held back and folded into the document's next
+write, or written on its own once it has waited :data:`STAGE_DELAY` seconds.
+A small document's stages last a millisecond each and its delivery follows at
+once; a recording's extraction shows within the delay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from .exceptions import safe_summary
+
 if TYPE_CHECKING:
     from .catalog import Catalog
+
+log = logging.getLogger(__name__)
 
 
 class State(StrEnum):
@@ -46,6 +58,9 @@ RETRY = "retry"
 
 DELETE = "delete"
 """The stage of a document whose deletion waits for the compactor."""
+
+STAGE_DELAY = 0.5
+"""Seconds a stage write is held back at most (:meth:`Documents.stage`)."""
 
 TRANSITIONS: Mapping[State, frozenset[State]] = {
     # submitted (again), or a job someone else sent straight to the queue
@@ -74,6 +89,84 @@ def check(current: str | None, target: State) -> None:
         raise InvalidTransition(f"a document cannot go from {current} to {target}")
 
 
+class Held:
+    """Stage writes held back, per document, until its next write takes them
+    (:meth:`take`) or until they are ``delay`` seconds old: then a thread of its own,
+    running while any are held, writes them. A stage held while an older one waits
+    is merged into it (the newer stage and fields win) and keeps the older one's time,
+    so a stage shows at most ``delay`` seconds late however often it changes."""
+
+    def __init__(self, catalog: Catalog, delay: float) -> None:
+        self.catalog = catalog
+        self.delay = delay
+        self._fields: dict[str, dict[str, Any]] = {}
+        self._due: dict[str, float] = {}
+        """When each held document's fields are written on their own; oldest first (the
+        delay is one for all)."""
+        self._writing: set[str] = set()
+        """Documents whose fields the thread is writing now: :meth:`take` waits for it,
+        so that the document's next write lands after, not before."""
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, document_id: str, fields: dict[str, Any]) -> None:
+        with self._changed:
+            held = self._fields.get(document_id)
+            if held is not None:
+                held.update(fields)
+                return
+            self._fields[document_id] = dict(fields)
+            self._due[document_id] = time.monotonic() + self.delay
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._write_due, name="conveyor-stages", daemon=True
+                )
+                self._thread.start()
+
+    def take(self, document_id: str) -> dict[str, Any]:
+        """The document's held fields, no longer held (empty if none)."""
+        with self._changed:
+            while document_id in self._writing:
+                self._changed.wait()
+            self._due.pop(document_id, None)
+            return self._fields.pop(document_id, {})
+
+    def _write_due(self) -> None:
+        """Write the fields that have waited ``delay`` seconds; end when none are held."""
+        while True:
+            with self._changed:
+                if not self._due:
+                    self._thread = None
+                    return
+                now = time.monotonic()
+                due = [d for d, at in self._due.items() if at <= now]
+                if not due:
+                    self._changed.wait(next(iter(self._due.values())) - now)
+                    continue
+                batch = {d: self._fields.pop(d) for d in due}
+                for d in due:
+                    del self._due[d]
+                self._writing.update(batch)
+            failed: dict[str, dict[str, Any]] = {}
+            for document_id, fields in batch.items():
+                try:
+                    self.catalog.update(document_id, **fields)
+                except Exception as exc:  # held again: the next write or try takes them
+                    log.warning(
+                        "could not write a stage: %s",
+                        safe_summary(exc),
+                        extra={"document": document_id},
+                    )
+                    failed[document_id] = fields
+            with self._changed:
+                self._writing.difference_update(batch)
+                for document_id, fields in failed.items():
+                    newer = self._fields.get(document_id, {})
+                    self._fields[document_id] = {**fields, **newer}
+                    self._due.setdefault(document_id, time.monotonic() + self.delay)
+                self._changed.notify_all()
+
+
 class Documents:
     """Every change of a document's state, by name, over the catalog.
 
@@ -81,10 +174,16 @@ class Documents:
     transaction that marks a delivery's last part merged
     (:meth:`~conveyor.catalog.Catalog.complete_part`), with :meth:`done_fields`.
     Each move is kept in the document's history (``Catalog.events``), written with it.
+
+    A :meth:`stage` is held back (:class:`Held`) and written with the document's next
+    write through the same :class:`Documents` — every method but :meth:`queued` takes
+    it — or on its own ``delay`` seconds later. A job that ends without writing its
+    document (its lease lost) drops it with :meth:`forget`.
     """
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, delay: float | None = None) -> None:
         self.catalog = catalog
+        self.held = Held(catalog, STAGE_DELAY if delay is None else delay)
 
     def queued(self, docs: Sequence[tuple[str, str, str]], run: str) -> None:
         """``(document_id, collection, source)`` submitted in ``run``: back to ``queued``
@@ -106,7 +205,7 @@ class Documents:
     def started(self, document_id: str, current: str | None, *, attempts: int) -> None:
         """A worker took the document's job (``current``: its state before)."""
         check(current, State.RUNNING)
-        self.catalog.move(
+        self._write(
             document_id,
             f"attempt {attempts}" if attempts > 1 else "a worker took it",
             state=State.RUNNING.value,
@@ -115,8 +214,14 @@ class Documents:
         )
 
     def stage(self, document_id: str, stage: str, **fields: Any) -> None:
-        """Where a running document is now (and what was learnt on the way)."""
-        self.catalog.update(document_id, stage=stage, **fields)
+        """Where a running document is now (and what was learnt on the way): held back
+        until the document's next write, or :data:`STAGE_DELAY` seconds at most."""
+        self.held.hold(document_id, {"stage": stage, **fields})
+
+    def forget(self, document_id: str) -> None:
+        """Drop what is held back for the document: its job ended without writing it
+        (its lease went to another worker, which writes its own)."""
+        self.held.take(document_id)
 
     def skipped(self, document_id: str) -> None:
         """Unchanged since it was last merged: its chunks are still searchable."""
@@ -131,15 +236,22 @@ class Documents:
     def deleting(self, document_id: str) -> None:
         """A deletion is written; the compactor removes the document's chunks, then the
         document itself."""
-        self.catalog.update(document_id, stage=DELETE)
+        self._write(document_id, None, stage=DELETE)
 
-    def merging(self, document_id: str, **fields: Any) -> None:
-        """Its delta is written; the compactor makes it ``done``."""
-        self.catalog.update(document_id, stage=MERGE, error=None, error_kind=None, **fields)
+    def merging(
+        self,
+        document_id: str,
+        write: Callable[[dict[str, Any]], object] | None = None,
+        **fields: Any,
+    ) -> None:
+        """Its delta is written; the compactor makes it ``done``. With ``write``, the
+        columns go to ``write``, which writes them with the delivery's last delta in one
+        transaction (:func:`conveyor.deltas.write`'s ``document``)."""
+        self._write(document_id, None, write, stage=MERGE, error=None, error_kind=None, **fields)
 
     def retrying(self, document_id: str, error: str, kind: str) -> None:
         """Failed for now: queued again after a backoff."""
-        self.catalog.move(
+        self._write(
             document_id,
             f"to retry ({kind}): {error}",
             state=State.QUEUED.value,
@@ -187,4 +299,28 @@ class Documents:
     def _move(self, document_id: str, target: State, reason: str, **fields: Any) -> None:
         """Every move is written with its event in the document's history
         (:mod:`conveyor.catalog.events`), in the same transaction."""
-        self.catalog.move(document_id, reason, state=target.value, stage=None, **fields)
+        self._write(document_id, reason, state=target.value, stage=None, **fields)
+
+    def _write(
+        self,
+        document_id: str,
+        reason: str | None,
+        write: Callable[[dict[str, Any]], object] | None = None,
+        **fields: Any,
+    ) -> None:
+        """``fields`` after what was held back for the document (its stage replaced):
+        a move (with ``state``, and ``reason`` for its history), an update, or given to
+        ``write``. Should the write fail, what was held is held again, for the write
+        that follows."""
+        held = self.held.take(document_id)
+        try:
+            if write is not None:
+                write({**held, **fields})
+            elif "state" in fields:
+                self.catalog.move(document_id, reason, **{**held, **fields})
+            else:
+                self.catalog.update(document_id, **{**held, **fields})
+        except BaseException:
+            if held:
+                self.held.hold(document_id, {**held, **self.held.take(document_id)})
+            raise

@@ -3,8 +3,10 @@ its format's steps → unit collections → deliver.
 
 :meth:`Pipeline.run` reads top to bottom; each stage is a small function
 over typed values, timed, and named in the catalog while it runs (the
-document's ``stage``). The worker (:mod:`conveyor.worker`) wraps it with what
-concerns the job rather than the document: leases, acks, retries.
+document's ``stage``: written with the document's next write, or once it has
+run :data:`~conveyor.documents.STAGE_DELAY` seconds). The worker
+(:mod:`conveyor.worker`) wraps it with what concerns the job rather than the
+document: leases, acks, retries.
 
 To add a stage, write a function ``def stage(doc: InFlight, …) -> …`` that
 runs inside ``with doc.stage("name"):`` and call it from :meth:`Pipeline.run`.
@@ -15,6 +17,7 @@ their own collections by :func:`unit_parts` without further code.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -118,7 +121,9 @@ class InFlight:
 
     @contextmanager
     def stage(self, name: str, **fields: Any) -> Iterator[None]:
-        """Run a stage: named in the catalog while it runs (with ``fields``), timed."""
+        """Run a stage: named in the catalog while it runs (with ``fields``), timed. The
+        name is written with the document's next write, or after
+        :data:`~conveyor.documents.STAGE_DELAY` seconds if the stage is still running."""
         self.documents.stage(self.id, name, **fields)
         with self.timed(name):
             yield
@@ -184,10 +189,12 @@ class Pipeline:
     tokenizer: Tokenizer
     on_delta: Callable[[], None] = lambda: None
     """Called when a delta is written (wakes the compactor of this process)."""
+    documents: Documents = field(init=False, repr=False, compare=False)
+    """Every write of a document's state; one for all jobs, as it holds their stages
+    back until each document's next write (:meth:`Documents.stage`)."""
 
-    @property
-    def documents(self) -> Documents:
-        return Documents(self.catalog)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "documents", Documents(self.catalog))
 
     @property
     def manifests(self) -> Manifests:
@@ -417,14 +424,18 @@ class Pipeline:
         self, doc: InFlight, fetched: Fetched, extracted: Extracted, parts: list[Part]
     ) -> None:
         """One delta per collection (each has its own single writer); the document is
-        done when every part of this delivery is merged."""
+        done when every part of this delivery is merged. The last part is written with
+        the document's stage ``merge``, in one transaction: the compactor cannot make the
+        document ``done`` before it says ``merge``."""
         job, model = doc.job, self.embedder.model_id
         delivery = deltas.Delivery(
             id=uuid.uuid4().hex,
             collections={p.collection: len(p.rows) for p in parts},
             chunks=len(parts[0].rows),
         )
-        for number, part in enumerate(parts):
+
+        def write(number: int, document: dict[str, Any] | None = None) -> None:
+            part = parts[number]
             header = deltas.Header(
                 source=job.source,
                 run=job.run,
@@ -444,9 +455,24 @@ class Pipeline:
                 part=number,
                 trace=tracing.traceparent(),
             )
-            deltas.write(self.catalog, part.collection, doc.id, header, part.rows, part.vectors)
+            deltas.write(
+                self.catalog,
+                part.collection,
+                doc.id,
+                header,
+                part.rows,
+                part.vectors,
+                document=document,
+            )
+
+        for number in range(len(parts) - 1):
+            write(number)
         self.documents.merging(
-            doc.id, model=model, metadata=extracted.metadata, timings=doc.timings
+            doc.id,
+            functools.partial(write, len(parts) - 1),
+            model=model,
+            metadata=extracted.metadata,
+            timings=doc.timings,
         )
         self.on_delta()
 

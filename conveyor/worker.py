@@ -239,6 +239,9 @@ class Processor:
                 self.hand_back(lease)
                 raise full from exc
             return self._fail(lease, job, doc_id, exc)
+        finally:
+            if doc_id is not None:  # a stage held back and not written with the outcome:
+                self.pipeline.documents.forget(doc_id)  # the job's lease went elsewhere
         extra = {"job": lease.job_id, "document": doc_id}
         measure.settled()
         self._ack(lease, extra)

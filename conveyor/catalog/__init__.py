@@ -18,7 +18,7 @@ hosts compare fairly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -104,11 +104,14 @@ class Catalog(Protocol):
         read_at: float,
         delivery: str,
         part: int,
+        document: Mapping[str, Any] | None = None,
     ) -> int:
         """A pending delta (float32 vectors as bytes); returns its id, increasing.
         ``header`` and ``chunks`` are stored as given (:mod:`conveyor.deltas` makes
         and reads them); ``read_at``, ``delivery`` and ``part`` are what the catalog
-        itself orders and counts deltas by."""
+        itself orders and counts deltas by. ``document``: columns of the document set
+        with the delta, as :meth:`update` sets them — in the same transaction on SQL,
+        just before it on DynamoDB (a delivery's last part: the stage ``merge``)."""
         ...
 
     def pending_deltas(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -205,7 +205,12 @@ class DynamoCatalog(DynamoEvents, DynamoMeasurements):
         read_at: float,
         delivery: str,
         part: int,
+        document: Mapping[str, Any] | None = None,
     ) -> int:
+        """A pending delta; with ``document``, the document's columns first (no
+        transaction spans both here: written before the delta, they cannot land after
+        the compactor has merged it; should the delta fail, the job's failure is
+        written over them)."""
         delta_id = self._next_id("deltas")
         packed = zlib.compress(json.dumps(chunks, ensure_ascii=False, default=str).encode())
         values: dict[str, Any] = {
@@ -232,6 +237,8 @@ class DynamoCatalog(DynamoEvents, DynamoMeasurements):
             values["payload_key"] = key
         else:
             values.update(chunks_z=packed, vectors=bytes(vectors))
+        if document:
+            self.update(document_id, **document)
         self._client.put_item(TableName=self.tables["deltas"], Item=item(values))
         return delta_id
 

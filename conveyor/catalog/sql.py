@@ -13,7 +13,7 @@ the SQL filters on (a delta's delivery, part and read time) has a column.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -199,23 +199,32 @@ class SqlCatalog(SqlEvents, SqlMeasurements):
         read_at: float,
         delivery: str,
         part: int,
+        document: Mapping[str, Any] | None = None,
     ) -> int:
-        new_id = self._scalar(
+        """A pending delta; with ``document``, the document's columns in the same
+        transaction (one commit, and the compactor never finds a delivery complete
+        before its document says so)."""
+        insert = (
             "INSERT INTO deltas (collection, document_id, header, chunks, vectors, created_at,"
             " read_at, delivery, part) VALUES (:collection, :document_id, :header, :chunks,"
-            " :vectors, :now, :read_at, :delivery, :part) RETURNING id",
-            {
-                "collection": collection,
-                "document_id": document_id,
-                "header": self._json(header),
-                "chunks": self._json(chunks),
-                "vectors": bytes(vectors),
-                "read_at": read_at,
-                "delivery": delivery,
-                "part": part,
-            },
+            " :vectors, :now, :read_at, :delivery, :part) RETURNING id"
         )
-        return int(new_id)
+        params = {
+            "collection": collection,
+            "document_id": document_id,
+            "header": self._json(header),
+            "chunks": self._json(chunks),
+            "vectors": bytes(vectors),
+            "read_at": read_at,
+            "delivery": delivery,
+            "part": part,
+        }
+        if not document:
+            return int(self._scalar(insert, params))
+        with self._transaction() as db:
+            [row] = db.rows(insert, params)
+            self._update(db, document_id, dict(document))
+        return int(row["id"])
 
     def pending_deltas(
         self, collection: str | None = None, limit: int = 64

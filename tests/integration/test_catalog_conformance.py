@@ -487,3 +487,17 @@ def test_measurements_are_kept_per_job_and_read_back_by_filter(
     assert [m["document_id"] for m in catalog.measurements(limit=2)] == ["d2", "d3"]
     # another process (a fresh catalog object) reads the same records
     assert len(make_catalog(clock=clock).measurements()) == 3
+
+
+def test_a_delta_written_with_its_documents_columns(catalog: Catalog) -> None:
+    catalog.enqueued([("d", "c", "s")], "r")
+    merge = {"stage": "merge", "model": "m", "content_hash": "h", "metadata": {"pages": 2}}
+    catalog.add_delta("c", "d", {}, [], b"", read_at=T0, delivery="v", part=0, document=merge)
+    doc = catalog.get("d")
+    assert doc is not None
+    assert (doc["stage"], doc["model"], doc["content_hash"]) == ("merge", "m", "h")
+    assert doc["metadata"] == {"pages": 2} and doc["state"] == "queued"
+    # a document that is not there is left alone; its delta is written all the same
+    catalog.add_delta("c", "gone", {}, [], b"", read_at=T0, delivery="w", part=0, document=merge)
+    assert catalog.get("gone") is None
+    assert [d["delivery"] for d in catalog.pending_deltas()] == ["v", "w"]
