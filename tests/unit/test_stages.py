@@ -101,8 +101,9 @@ def test_a_slow_stage_shows_within_the_delay(
     embedding = [d for d in slow.seen if d["stage"] == "embed"]
     assert embedding, [d["stage"] for d in slow.seen]
     assert embedding[0]["kind"] == "text" and embedding[0]["content_hash"]
-    # shown no later than the delay and a catalog read after the model call began
-    assert slow.seen.index(embedding[0]) <= 0.2 / 0.05 + 3
+    # shown soon after the delay (each read takes 0.05 s and more; room for a busy
+    # machine), long before the model call's 1.5 s are up and the delivery writes it
+    assert slow.seen.index(embedding[0]) <= 0.2 / 0.05 + 10
 
 
 def test_a_held_stage_is_written_on_its_own_after_the_delay(tmp_path: Path) -> None:
