@@ -33,8 +33,9 @@ import shutil
 import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,12 +110,13 @@ def export(model: str, folder: Path, *, int8: bool = True) -> Path:
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(
-                str(target),
-                str(work / "model-int8.onnx"),
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-            )
+            with _quiet_root(PREPROCESS_ADVICE):
+                quantize_dynamic(
+                    str(target),
+                    str(work / "model-int8.onnx"),
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                )
             files.append("model-int8.onnx")
         for name in ("tokenizer.json", "config.json", "sentence_bert_config.json"):
             if (source / name).exists():
@@ -141,6 +143,32 @@ def _export(module: torch.nn.Module, sample: torch.Tensor, target: Path) -> None
         opset_version=17,
         dynamo=False,  # the TorchScript exporter: dynamo's graph is slower here
     )
+
+
+PREPROCESS_ADVICE = "Please consider to run pre-processing before quantization"
+"""What ONNX Runtime's quantiser tells the root logger every time: advice for image
+models (shape inference before quantising), not for this one."""
+
+
+class _Dropping(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+@contextmanager
+def _quiet_root(prefix: str) -> Iterator[None]:
+    """The root logger drops records starting with ``prefix`` meanwhile."""
+    dropping = _Dropping(prefix)
+    root = logging.getLogger()
+    root.addFilter(dropping)
+    try:
+        yield
+    finally:
+        root.removeFilter(dropping)
 
 
 def is_current(folder: Path, filename: str) -> bool:

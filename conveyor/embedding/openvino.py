@@ -234,7 +234,12 @@ class OpenVinoEmbedder(OnnxEmbedder):
             if self._session is None:
                 openvino = _openvino()
                 if not is_quantised(self.folder):
-                    log.warning("quantising %s for OpenVINO in %s (once)", self.model, self.folder)
+                    log.warning(
+                        "quantising %s to int8 for OpenVINO in %s: once per machine, about "
+                        "a minute (`conveyor models export` does it ahead of time)",
+                        self.model,
+                        self.folder,
+                    )
                     quantise(self.model, self.folder)
                 compiled = openvino.Core().compile_model(
                     str(self.folder / FILE),

@@ -6,17 +6,19 @@ protocols, and the tests check the same objects at run time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conveyor.embedding import Embedder, LocalModel, Tokenizer, is_local_model
 from conveyor.embedding.batching import BatchingEmbedder
 from conveyor.embedding.cache import CachedEmbedder, CacheStore
 from conveyor.embedding.http import HttpEmbedder
 from conveyor.embedding.local import LocalEmbedder, LocalTokenizer
-from conveyor.embedding.onnx import OnnxEmbedder
+from conveyor.embedding.onnx import PREPROCESS_ADVICE, OnnxEmbedder, _quiet_root
 from conveyor.settings import DEFAULT_MODEL
 from conveyor.testing import FakeEmbedder, WhitespaceTokenizer
 
@@ -76,3 +78,13 @@ def test_wrappers_and_clients_are_embedders() -> None:
     finally:
         for embedder in embedders:
             embedder.close()
+
+
+def test_onnx_runtimes_advice_is_dropped_while_quantising(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING), _quiet_root(PREPROCESS_ADVICE):
+        logging.warning(PREPROCESS_ADVICE + ". Refer to example: …")  # as the quantiser does
+        logging.warning("something else")
+    logging.warning(PREPROCESS_ADVICE)  # only while quantising
+    assert [r.getMessage() for r in caplog.records] == ["something else", PREPROCESS_ADVICE]
