@@ -88,6 +88,7 @@ bench: install
 	$(BIN)/python bench/embed_server.py
 	$(BIN)/python bench/audio.py
 	$(BIN)/python bench/speakers.py
+	$(BIN)/python bench/lambda_batch.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -26,9 +26,16 @@ What comes back to SQS, per record:
   set — sent to the long queue (ECS workers serve it) and not listed
   (:mod:`conveyor.routing`).
 
+The batch's records go through the processor in groups (up to
+``CONVEYOR_JOB_GROUP``, as a worker's thread takes them): each runs to its
+embedding, their chunks go to the model together, then each is delivered and acked
+on its own (``bench/lambda_batch.py``: 2.5× the documents a second for batches of
+ten short ones).
+
 Time: a record is started only while more than ``CONVEYOR_LAMBDA_RESERVE_SECONDS``
-plus the longest record so far (in this container) remain; the first record of
-an invocation needs only the reserve, so every batch makes progress. The
+plus the longest record so far (in this container, from its start to its end,
+its group's model call included) remain; the first record of an invocation needs
+only the reserve, so every batch makes progress. The
 reserve is for merging and replying. The compactor then merges what is pending, in every
 collection, and stops (after the batch in hand) when the reserve is nearly
 used up. Deltas left pending — the time ran out, or another compactor holds
@@ -62,6 +69,7 @@ from ..documents import Documents
 from ..embedding import LocalModel
 from ..exceptions import ConfigurationError, PermanentError, safe_summary
 from ..ids import document_id
+from ..queue import Lease
 from ..settings import Settings
 from ..worker import Outcome, Processor
 from .batch import BatchQueue
@@ -262,31 +270,29 @@ class Batch:
     # -- work ------------------------------------------------------------
 
     def _process(self) -> dict[str, int]:
+        """The batch's jobs in groups (:meth:`Processor.process_many`: their chunks go
+        to the model together), each record begun only while the time it may take is
+        left (the module's docstring); returns the counts."""
         s, state = self.c.settings, self.state
         # the processor acks into this batch: SQS itself is Lambda's to answer
         processor = Processor(self.c.pipeline(), self.queue)
         counts = {"done": 0, "failed": 0, "unstarted": 0, "moved": 0}
-        started = 0
-        while True:
-            # the first record needs only the reserve: a container whose slowest record
-            # ran close to the timeout must still make progress, not return every batch
-            needed = state.reserve + (state.longest if started else 0.0)
-            left = self.clock.left()
-            if left <= needed:
-                counts["unstarted"] = self.queue.depth().visible
-                if counts["unstarted"]:
-                    log.warning(
-                        "%.1fs left, %.1fs needed to start another record: %d returned unstarted",
-                        left,
-                        needed,
-                        counts["unstarted"],
-                        extra={"worker": state.worker_id},
-                    )
-                return counts
-            leases = self.queue.receive(1, visibility_timeout=s.visibility_timeout)
-            if not leases:
-                return counts
-            lease, started = leases[0], started + 1
+        begun = refused = 0
+        out_of_time = False
+        began: dict[str, float] = {}  # when each record began: its time guards the next
+        checked: list[float] = []  # the time left the loop found before a group, unused yet
+
+        def begin(lease: Lease) -> bool:
+            """Whether to start ``lease`` now: a record moved to the long queue, or
+            one the time left cannot hold, is not (the latter goes back to SQS)."""
+            nonlocal begun, refused, out_of_time
+            left = checked.pop() if checked else self.clock.left()
+            # the first record needs only the reserve (the loop checked it): a container
+            # whose slowest record ran close to the timeout must still make progress
+            if begun and left <= state.reserve + state.longest:
+                out_of_time = True  # left leased, unsettled: listed for SQS to redeliver
+                refused += 1
+                return False
             moved = routing.move_if_long(self.c, lease.body, room=left - state.reserve)
             if moved is not None:  # predicted past the time left: the long queue has it
                 self.queue.ack(lease)
@@ -294,34 +300,64 @@ class Batch:
                     "predicted %.0fs: moved to the long queue", moved, extra={"job": lease.job_id}
                 )
                 counts["moved"] += 1
-                continue
-            began = time.monotonic()
-            try:
-                self.queue.current = lease  # jobs it fans out into belong to it
-                outcome = processor.process(lease)
-            except Exception as exc:  # failing the job failed too: SQS brings it back
+                return False
+            begun += 1
+            began[lease.job_id] = time.monotonic()
+            self.queue.current = lease  # jobs it fans out into belong to it
+            return True
+
+        def settle(lease: Lease, ended: Outcome | Exception) -> None:
+            self.queue.current = None
+            if lease.job_id in began:  # from its start to its end, its group's model call in
+                state.longest = max(state.longest, time.monotonic() - began.pop(lease.job_id))
+            if isinstance(ended, Exception):  # failing the job failed too: SQS brings it back
                 log.error(
                     "job handling failed: %s",
-                    safe_summary(exc),
-                    exc_info=True,
+                    safe_summary(ended),
+                    exc_info=ended,
                     extra={"job": lease.job_id},
                 )
-                outcome = Outcome(None, "retry", error=safe_summary(exc))
-            finally:
-                self.queue.current = None
-            state.longest = max(state.longest, time.monotonic() - began)
+                ended = Outcome(None, "retry", error=safe_summary(ended))
             fate = self.queue.fates.get(lease.job_id)
             if (
                 fate is not None
                 and fate.state == "dead"
-                and outcome.document_id is None
+                and ended.document_id is None
                 and lease.job_id in self.records  # not a job an S3 event fanned out into
             ):
                 self._bad_message(lease.job_id, fate.error or "not a job message")
-            if outcome.status in ("merge", "skipped"):
+            if ended.status in ("merge", "skipped"):
                 counts["done"] += 1
-            elif outcome.status == "failed":
+            elif ended.status == "failed":
                 counts["failed"] += 1
+
+        while not out_of_time:
+            needed = state.reserve + (state.longest if begun else 0.0)
+            left = self.clock.left()
+            if left <= needed:
+                out_of_time = True
+                break
+            leases = self.queue.receive(s.job_group, visibility_timeout=s.visibility_timeout)
+            if not leases:
+                return counts
+            checked[:] = [left]  # the group's first record: just checked
+            try:
+                processor.process_many(leases, settle, begin=begin)
+            except Exception as exc:  # the group's handling broke: SQS brings back the rest
+                log.error("job group handling failed: %s", safe_summary(exc), exc_info=True)
+                break
+            finally:
+                self.queue.current = None
+        counts["unstarted"] = refused + self.queue.depth().visible
+        if counts["unstarted"]:
+            log.warning(
+                "%.1fs left, %.1fs needed to start another record: %d returned unstarted",
+                self.clock.left(),
+                state.reserve + state.longest,
+                counts["unstarted"],
+                extra={"worker": state.worker_id},
+            )
+        return counts
 
     # -- merge -----------------------------------------------------------
 

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lambda_events import LambdaContext, ScriptedContext, ids, sqs_event, sqs_record
@@ -313,3 +314,29 @@ def test_run_job_takes_an_s3_event_naming_one_object() -> None:
     ):
         with pytest.raises(BadInput, match="run-job takes exactly one"):
             parse_input(json.dumps(many), default_collection="default")
+
+
+def test_a_batchs_records_are_embedded_together(
+    warm: lambda_handler.Warm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small records of one batch go through the model in one call, as a worker's
+    group does; each is still settled, merged and acked on its own."""
+    model = warm.components.__dict__["local_embedder"]
+    calls: list[int] = []
+    embed = model.embed
+
+    def counted(texts: list[str]) -> Any:
+        calls.append(len(texts))
+        return embed(texts)
+
+    monkeypatch.setattr(model, "embed", counted)
+    files = []
+    for i, text in enumerate(["Otters hold hands.", "Crows use tools.", "Bees dance.", "Owls"]):
+        files.append(tmp_path / f"{i}.txt")
+        files[-1].write_text(text)
+    response = lambda_handler.handler(
+        sqs_event(*[sqs_record(_job(f)) for f in files]), LambdaContext(millis=60_000)
+    )
+    assert ids(response) == []
+    assert {_doc(warm, f)["state"] for f in files} == {"done"}
+    assert calls == [4]  # one call for the four records' chunks
