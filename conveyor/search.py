@@ -22,7 +22,7 @@ note), so that dense and lexical search look for the same text.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal, cast
@@ -74,14 +74,12 @@ class Results:
 def fuse(rankings: Sequence[tuple[float, Sequence[Hit]]], k: int, constant: float) -> list[Hit]:
     """Reciprocal rank fusion of ``(weight, hits best first)`` rankings: the ``k``
     chunks with the highest ``Σ weight / (constant + rank)``, ties broken by id."""
-    scores: dict[str, float] = {}
-    first: dict[str, Hit] = {}
-    for weight, hits in rankings:
-        for rank, hit in enumerate(hits, 1):
-            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (constant + rank)
-            first.setdefault(hit.id, hit)
-    best = sorted(scores, key=lambda i: (-scores[i], i))[:k]
-    return [replace(first[i], score=scores[i]) for i in best]
+    shares = (
+        (hit, weight / (constant + rank))
+        for weight, hits in rankings
+        for rank, hit in enumerate(hits, 1)
+    )
+    return _best(shares, k)
 
 
 def fuse_scores(rankings: Sequence[tuple[float, Sequence[Hit]]], k: int) -> list[Hit]:
@@ -89,17 +87,27 @@ def fuse_scores(rankings: Sequence[tuple[float, Sequence[Hit]]], k: int) -> list
     ``k`` chunks with the highest ``Σ weight × scaled score``, each ranking's scores
     scaled by its own mean and standard deviation (see the module; all ½ when they
     are equal), ties broken by id."""
+    return _best((share for weight, hits in rankings for share in _scaled(weight, hits)), k)
+
+
+def _scaled(weight: float, hits: Sequence[Hit]) -> Iterator[tuple[Hit, float]]:
+    """Each hit with ``weight`` × its score scaled as DBSF scales a ranking."""
+    if not hits:
+        return
+    mean = sum(h.score for h in hits) / len(hits)  # floats: statistics' exact sums cost
+    spread = SPREAD * math.sqrt(sum((h.score - mean) ** 2 for h in hits) / len(hits))
+    for hit in hits:
+        yield hit, weight * (0.5 + (hit.score - mean) / (2 * spread) if spread else 0.5)
+
+
+def _best(shares: Iterable[tuple[Hit, float]], k: int) -> list[Hit]:
+    """The ``k`` chunks with the highest sum of their shares, each as the first ranking
+    holding it found it, scored by that sum; ties broken by id."""
     scores: dict[str, float] = {}
     first: dict[str, Hit] = {}
-    for weight, hits in rankings:
-        if not hits:
-            continue
-        mean = sum(h.score for h in hits) / len(hits)  # floats: statistics' exact sums cost
-        spread = SPREAD * math.sqrt(sum((h.score - mean) ** 2 for h in hits) / len(hits))
-        for hit in hits:
-            scaled = 0.5 + (hit.score - mean) / (2 * spread) if spread else 0.5
-            scores[hit.id] = scores.get(hit.id, 0.0) + weight * scaled
-            first.setdefault(hit.id, hit)
+    for hit, share in shares:
+        scores[hit.id] = scores.get(hit.id, 0.0) + share
+        first.setdefault(hit.id, hit)
     best = sorted(scores, key=lambda i: (-scores[i], i))[:k]
     return [replace(first[i], score=scores[i]) for i in best]
 

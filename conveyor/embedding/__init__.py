@@ -99,21 +99,20 @@ def quantised_id(model: str) -> str:
     return f"{model}{INT8}"
 
 
+def _suffix(model_id: str) -> str:
+    """The suffix of ``model_id``'s precision (:data:`PRECISIONS`), or ``""``."""
+    return next((suffix for suffix in PRECISIONS if model_id.endswith(suffix)), "")
+
+
 def base_model(model_id: str) -> str:
     """The model of ``model_id``, without the suffix of its precision."""
-    for suffix in PRECISIONS:
-        if model_id.endswith(suffix):
-            return model_id.removesuffix(suffix)
-    return model_id
+    return model_id.removesuffix(_suffix(model_id))
 
 
 def precision(model_id: str) -> tuple[str, str]:
     """(precision in words, backend) of ``model_id``'s vectors: ``("fp32", "onnx")``
     for a model's own name."""
-    for suffix, found in PRECISIONS.items():
-        if model_id.endswith(suffix):
-            return found
-    return "fp32", "onnx"
+    return PRECISIONS.get(_suffix(model_id), ("fp32", "onnx"))
 
 
 def is_local_model(obj: object) -> bool:

@@ -231,26 +231,30 @@ class OnnxEmbedder:
     def load(self) -> Session:
         with self._lock:
             if self._session is None:
-                try:
-                    import onnxruntime as ort
-                except ImportError:
-                    raise ConfigurationError(
-                        "the ONNX backend needs ONNX Runtime: pip install onnxruntime onnx"
-                    ) from None
-                name = "model-int8.onnx" if self.int8 else "model.onnx"
-                if not is_current(self.folder, name):
-                    log.warning("exporting %s to ONNX in %s (once)", self.model, self.folder)
-                    export(self.model, self.folder)  # both graphs: one export serves both
-                options = ort.SessionOptions()
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                options.intra_op_num_threads = 1  # parallel calls instead: see the class
-                options.inter_op_num_threads = 1
-                self._session = ort.InferenceSession(
-                    str(self.folder / name), options, providers=["CPUExecutionProvider"]
-                )
+                self._session = self._open()
                 if self.threads > 1:
-                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx")
+                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=self.backend)
             return self._session
+
+    def _open(self) -> Session:
+        """The model's session, its files made first if missing (under ``load``'s lock)."""
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ConfigurationError(
+                "the ONNX backend needs ONNX Runtime: pip install onnxruntime onnx"
+            ) from None
+        name = "model-int8.onnx" if self.int8 else "model.onnx"
+        if not is_current(self.folder, name):
+            log.warning("exporting %s to ONNX in %s (once)", self.model, self.folder)
+            export(self.model, self.folder)  # both graphs: one export serves both
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = 1  # parallel calls instead: see the class
+        options.inter_op_num_threads = 1
+        return ort.InferenceSession(
+            str(self.folder / name), options, providers=["CPUExecutionProvider"]
+        )
 
     @property
     def dim(self) -> int:

@@ -229,36 +229,30 @@ class OpenVinoEmbedder(OnnxEmbedder):
         width = min(-(-width // WIDTH_STEP) * WIDTH_STEP, max(self.max_seq_length, width))
         return 1 << (rows - 1).bit_length(), width
 
-    def load(self) -> Session:
-        with self._lock:
-            if self._session is None:
-                openvino = _openvino()
-                if not is_quantised(self.folder):
-                    log.warning(
-                        "quantising %s to int8 for OpenVINO in %s: once per machine, about "
-                        "a minute (`conveyor models export` does it ahead of time)",
-                        self.model,
-                        self.folder,
-                    )
-                    quantise(self.model, self.folder)
-                compiled = openvino.Core().compile_model(
-                    str(self.folder / FILE),
-                    "CPU",
-                    {
-                        "NUM_STREAMS": self.threads,
-                        "INFERENCE_NUM_THREADS": self.threads,
-                        "INFERENCE_PRECISION_HINT": "f32",  # not bf16 on AMX machines
-                    },
-                )
-                self._session = _Compiled(compiled)
-                # a first call in this thread: pybind11 sets up its numpy bindings on first
-                # use, and two threads doing that at once deadlock (OpenVINO 2026.4)
-                self._run(self._session, self.tokenizer.model_ids(["warm up"]))
-                if self.threads > 1:
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="openvino")
-            return self._session
+    def _open(self) -> Session:
+        openvino = _openvino()
+        if not is_quantised(self.folder):
+            log.warning(
+                "quantising %s to int8 for OpenVINO in %s: once per machine, about "
+                "a minute (`conveyor models export` does it ahead of time)",
+                self.model,
+                self.folder,
+            )
+            quantise(self.model, self.folder)
+        compiled = openvino.Core().compile_model(
+            str(self.folder / FILE),
+            "CPU",
+            {
+                "NUM_STREAMS": self.threads,
+                "INFERENCE_NUM_THREADS": self.threads,
+                "INFERENCE_PRECISION_HINT": "f32",  # not bf16 on AMX machines
+            },
+        )
+        session = _Compiled(compiled)
+        # a first call in this thread: pybind11 sets up its numpy bindings on first use,
+        # and two threads doing that at once deadlock (OpenVINO 2026.4)
+        self._run(session, self.tokenizer.model_ids(["warm up"]))
+        return session
 
 
 __all__ = ["FILE", "FORMAT", "INPUTS", "MARKER", "OpenVinoEmbedder", "is_quantised", "quantise"]
