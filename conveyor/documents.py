@@ -16,15 +16,21 @@ API, the live view and the status page read the same :class:`State`.
 A stage is written late: held back and folded into the document's next
 write, or written on its own once it has waited :data:`STAGE_DELAY` seconds.
 A small document's stages last a millisecond each and its delivery follows at
-once; a recording's extraction shows within the delay.
+once; a recording's extraction shows within the delay. Inside
+:meth:`Documents.gather` (a worker's group of jobs) the move to ``running`` is
+held back too, and the group's moves are written together by
+:meth:`Documents.flush` before their chunks go to the model: one transaction
+for the group, not one per document.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +67,14 @@ DELETE = "delete"
 
 STAGE_DELAY = 0.5
 """Seconds a stage write is held back at most (:meth:`Documents.stage`)."""
+
+REASON = "\0reason"
+"""In held fields: a move held back (:meth:`Documents.started` in a group), with the
+reason for its history; never a column."""
+
+_GATHERED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "conveyor_documents_gathered", default=None
+)
 
 TRANSITIONS: Mapping[State, frozenset[State]] = {
     # submitted (again), or a job someone else sent straight to the queue
@@ -131,6 +145,18 @@ class Held:
             self._due.pop(document_id, None)
             return self._fields.pop(document_id, {})
 
+    def take_moves(self, document_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The held fields of those of ``document_ids`` that hold a move, no longer held."""
+        with self._changed:
+            while self._writing.intersection(document_ids):
+                self._changed.wait()
+            moves = {}
+            for document_id in document_ids:
+                if REASON in self._fields.get(document_id, {}):
+                    self._due.pop(document_id, None)
+                    moves[document_id] = self._fields.pop(document_id)
+            return moves
+
     def _write_due(self) -> None:
         """Write the fields that have waited ``delay`` seconds; end when none are held."""
         while True:
@@ -150,7 +176,11 @@ class Held:
             failed: dict[str, dict[str, Any]] = {}
             for document_id, fields in batch.items():
                 try:
-                    self.catalog.update(document_id, **fields)
+                    if REASON in fields:  # a move held back: with its history event
+                        rest = {k: v for k, v in fields.items() if k != REASON}
+                        self.catalog.move(document_id, fields[REASON], **rest)
+                    else:
+                        self.catalog.update(document_id, **fields)
                 except Exception as exc:  # held again: the next write or try takes them
                     log.warning(
                         "could not write a stage: %s",
@@ -202,16 +232,51 @@ class Documents:
                     total[key] += int(usage.get(key, 0))
         return total
 
+    @contextmanager
+    def gather(self) -> Iterator[list[str]]:
+        """Inside (and in contexts copied inside), :meth:`started` is held back like a
+        stage, and the documents it names are listed in what this yields, for
+        :meth:`flush` to write together — or each with its own next write, or on its own
+        after :data:`STAGE_DELAY` seconds, whichever comes first."""
+        gathered: list[str] = []
+        token = _GATHERED.set(gathered)
+        try:
+            yield gathered
+        finally:
+            _GATHERED.reset(token)
+
+    def flush(self, gathered: list[str]) -> None:
+        """Write the moves held back for the ``gathered`` documents (see :meth:`gather`)
+        in one transaction, and empty the list. If that fails, they are held again: each
+        document's next write writes its move first (and fails the job if it fails)."""
+        moves = self.held.take_moves(gathered)
+        gathered.clear()
+        if not moves:
+            return
+        rows = [(d, str(f.pop(REASON)), f) for d, f in moves.items()]
+        try:
+            self.catalog.move_many(rows)
+        except Exception as exc:
+            log.warning("could not write a group's moves to running: %s", safe_summary(exc))
+            for document_id, reason, fields in rows:
+                newer = self.held.take(document_id)
+                self.held.hold(document_id, {**fields, REASON: reason, **newer})
+
     def started(self, document_id: str, current: str | None, *, attempts: int) -> None:
         """A worker took the document's job (``current``: its state before)."""
         check(current, State.RUNNING)
-        self._write(
-            document_id,
-            f"attempt {attempts}" if attempts > 1 else "a worker took it",
-            state=State.RUNNING.value,
-            stage="fetch",
-            attempts=attempts,
-        )
+        reason = f"attempt {attempts}" if attempts > 1 else "a worker took it"
+        fields: dict[str, Any] = {
+            "state": State.RUNNING.value,
+            "stage": "fetch",
+            "attempts": attempts,
+        }
+        gathered = _GATHERED.get()
+        if gathered is not None:
+            self.held.hold(document_id, {**fields, REASON: reason})
+            gathered.append(document_id)
+            return
+        self._write(document_id, reason, None, **fields)
 
     def stage(self, document_id: str, stage: str, **fields: Any) -> None:
         """Where a running document is now (and what was learnt on the way): held back
@@ -313,6 +378,14 @@ class Documents:
         ``write``. Should the write fail, what was held is held again, for the write
         that follows."""
         held = self.held.take(document_id)
+        if REASON in held:  # its move to running, held back: first, with its event
+            moved = {k: v for k, v in held.items() if k != REASON}
+            try:
+                self.catalog.move(document_id, held[REASON], **moved)
+            except BaseException:
+                self.held.hold(document_id, {**held, **self.held.take(document_id)})
+                raise
+            held = {}
         try:
             if write is not None:
                 write({**held, **fields})

@@ -177,6 +177,17 @@ def reset_peak() -> None:
         pass
 
 
+def record_many(catalog: Any, measurements: list[Measurement]) -> None:
+    """:func:`record` several jobs' measurements (in one transaction where the catalog
+    can); a failure is logged, never raised."""
+    try:
+        catalog.record_measurements([m.as_dict() for m in measurements])
+    except Exception as exc:
+        log.warning(
+            "could not record %d jobs' measurements: %s", len(measurements), safe_summary(exc)
+        )
+
+
 def record(catalog: Any, measurement: Measurement) -> None:
     """Store ``measurement`` in the catalog; a failure is logged, never raised (the job's
     outcome is already settled)."""

@@ -28,7 +28,7 @@ from .exceptions import NoSpace, classify, no_space, safe_summary
 from .ids import document_id
 from .jobs import Job, document_of, s3_event_jobs
 from .pipeline import Embedded, Outcome, Pipeline, Steps, drive
-from .queue import JobQueue, Lease, LeaseLost
+from .queue import JobQueue, Lease, LeaseLost, ack_all
 from .retry import RetryPolicy
 
 __all__ = ["Outcome", "Processor", "WorkerPool", "beat_interval", "stale_after"]
@@ -38,6 +38,21 @@ log = logging.getLogger(__name__)
 
 Settle = Callable[[Lease, "Outcome | Exception"], None]
 """Told how each job of :meth:`Processor.process_many` ended."""
+
+
+@dataclass
+class _Settling:
+    """The acks and measurements of a group's jobs (:meth:`Processor.process_many`),
+    written together after each wave: one transaction each, not one per job. A job's
+    ack still follows its delivery; it waits only for the rest of its wave."""
+
+    acks: list[tuple[Lease, dict[str, Any]]] = field(default_factory=list)
+    measured: list[measure.Measurement] = field(default_factory=list)
+
+
+_SETTLING: contextvars.ContextVar[_Settling | None] = contextvars.ContextVar(
+    "conveyor_settling", default=None
+)
 
 
 @dataclass
@@ -113,7 +128,13 @@ class Processor:
         which ``begin(lease)`` says False was handed back meanwhile (by the worker's
         heartbeat: its group ran long) and is not begun. Returns how many jobs had
         chunks to embed."""
-        jobs = [_Suspended(x, contextvars.copy_context(), self.steps(x)) for x in leases]
+        settling = _Settling()
+        token = _SETTLING.set(settling)
+        try:  # each job's context sees both: its ack, measurement and start are gathered
+            with self.pipeline.documents.gather() as gathered:
+                jobs = [_Suspended(x, contextvars.copy_context(), self.steps(x)) for x in leases]
+        finally:
+            _SETTLING.reset(token)
         waiting: list[_Suspended] = []
         embedded = 0
         try:
@@ -134,13 +155,44 @@ class Processor:
                     or texts * self.text_seconds >= GROUP_SECONDS / 2
                 ):
                     embedded += len(waiting)
+                    self.pipeline.documents.flush(gathered)  # their moves to running
                     self._embed_wave(waiting, settle)
                     waiting = []
+                    self._settle_together(settling)
         finally:
             for job in jobs:  # unfinished only when something raised past the jobs
                 if not job.ended:
                     job.context.run(job.steps.close)
+            self.pipeline.documents.flush(gathered)
+            self._settle_together(settling)
         return embedded
+
+    def _settle_together(self, settling: _Settling) -> None:
+        """The acks, then the measurements, of the jobs ended since the last time."""
+        acks, settling.acks = settling.acks, []
+        measured, settling.measured = settling.measured, []
+        if acks:
+            try:
+                lost = ack_all(self.queue, [lease for lease, _ in acks])
+            except Exception as exc:
+                log.info(
+                    "acking %d jobs together failed, each alone now: %s",
+                    len(acks),
+                    safe_summary(exc),
+                )
+                lost = []
+                for lease, extra in acks:
+                    try:
+                        self.queue.ack(lease)
+                    except LeaseLost:
+                        lost.append(lease)
+                    except Exception as alone:  # its lease runs out: it is done again
+                        log.warning("ack failed: %s", safe_summary(alone), extra=extra)
+            extras = {lease.receipt: extra for lease, extra in acks}
+            for lease in lost:
+                log.warning(LEASE_LOST, extra=extras[lease.receipt])
+        if measured:
+            measure.record_many(self.pipeline.catalog, measured)
 
     def _embed_wave(self, waiting: list[_Suspended], settle: Settle) -> None:
         """Embed what ``waiting`` jobs wait on, together, and run each on to its end."""
@@ -206,7 +258,11 @@ class Processor:
             finally:
                 measured.outcome = outcome.status if outcome is not None else "failed"
         if measured.document_id is not None:
-            measure.record(self.pipeline.catalog, measured)
+            settling = _SETTLING.get()
+            if settling is not None:  # written with the group's (process_many)
+                settling.measured.append(measured)
+            else:
+                measure.record(self.pipeline.catalog, measured)
         return outcome
 
     def _process(self, lease: Lease) -> Steps:
@@ -285,12 +341,14 @@ class Processor:
         return Outcome(None, "skipped")
 
     def _ack(self, lease: Lease, extra: dict[str, Any]) -> None:
+        settling = _SETTLING.get()
+        if settling is not None:  # acked with the group's (process_many)
+            settling.acks.append((lease, extra))
+            return
         try:
             self.queue.ack(lease)
         except LeaseLost:
-            # the lease expired and the job went to someone else; our work is
-            # written and idempotent, so the redelivery only repeats it
-            log.warning("lease lost before ack; the job will be redelivered", extra=extra)
+            log.warning(LEASE_LOST, extra=extra)
 
     def _fail(self, lease: Lease, job: Job | None, doc_id: str | None, exc: Exception) -> Outcome:
         kind = classify(exc)
@@ -332,6 +390,10 @@ class Processor:
             log.warning("lease lost while failing the job", extra=extra)
         return Outcome(doc_id, "failed" if decision.delay is None else "retry", error=summary)
 
+
+LEASE_LOST = "lease lost before ack; the job will be redelivered"
+"""The lease expired and the job went to someone else; our work is written and
+idempotent, so the redelivery only repeats it."""
 
 WORKER_BEAT_SECONDS = 5.0
 GROUP_SECONDS = 0.5

@@ -55,6 +55,11 @@ class Catalog(Protocol):
         pages) to its history, atomically. A document that is not there is left alone."""
         ...
 
+    def move_many(self, moves: Sequence[tuple[str, str | None, dict[str, Any]]]) -> None:
+        """Several documents' :meth:`move` (``(document_id, reason, fields)``): in one
+        transaction where the backend has them (a worker's group of jobs begun at once)."""
+        ...
+
     def events(self, document_id: str) -> list[dict[str, Any]]:
         """The document's history, oldest first: dicts of
         :data:`~conveyor.catalog.events.EVENT_COLUMNS` (``at`` in Unix seconds). Every
@@ -207,6 +212,11 @@ class Catalog(Protocol):
     def record_measurement(self, record: dict[str, Any]) -> None:
         """Store one job's measurements (the fields of
         :class:`conveyor.measure.Measurement`; ``stages`` as a dict)."""
+        ...
+
+    def record_measurements(self, records: list[dict[str, Any]]) -> None:
+        """Several jobs' :meth:`record_measurement`, in one transaction where the backend
+        has them (a worker's group)."""
         ...
 
     def measurements(

@@ -12,6 +12,7 @@ that count, zero-padded, so a document's history reads back in order with one
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from ._dynamodb import DynamoTables, encode, item, values_of
@@ -102,6 +103,11 @@ class DynamoEvents(DynamoTables):
         """See :meth:`conveyor.catalog.Catalog.move`."""
         changes = self._json_fields(fields)
         self._event_move(document_id, changes, reason, create=False)
+
+    def move_many(self, moves: Sequence[tuple[str, str | None, dict[str, Any]]]) -> None:
+        """See :meth:`conveyor.catalog.Catalog.move_many`: one move after another here."""
+        for document_id, reason, fields in moves:
+            self.move(document_id, reason, **fields)
 
     def events(self, document_id: str) -> list[dict[str, Any]]:
         """See :meth:`conveyor.catalog.Catalog.events`."""

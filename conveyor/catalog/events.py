@@ -171,6 +171,22 @@ class SqlEvents:
             self._update(db, document_id, dict(fields))
             self._record(db, [event_row(document_id, before, fields, reason)])
 
+    def move_many(self, moves: Sequence[tuple[str, str | None, dict[str, Any]]]) -> None:
+        """Several documents' :meth:`move` (``(document_id, reason, fields)``), in one
+        transaction: a worker's group of jobs begun at once."""
+        if not moves:
+            return
+        ordered = sorted(moves, key=lambda m: m[0])  # one order for every writer
+        with self._transaction() as db:
+            before = self._before(db, [m[0] for m in ordered])
+            events = []
+            for document_id, reason, fields in ordered:
+                if document_id not in before:
+                    continue
+                self._update(db, document_id, dict(fields))
+                events.append(event_row(document_id, before[document_id], fields, reason))
+            self._record(db, events)
+
     def events(self, document_id: str) -> list[dict[str, Any]]:
         """The document's moves, oldest first."""
         with self._session() as db:

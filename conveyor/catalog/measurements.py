@@ -106,17 +106,31 @@ class SqlMeasurements:
     def _session(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
+    def _transaction(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
     def _json(self, value: Any) -> Any:
         raise NotImplementedError
 
     def record_measurement(self, record: dict[str, Any]) -> None:
         """Store one job's measurements (see :class:`conveyor.measure.Measurement`)."""
-        row = _clean(record)
-        row["stages"] = self._json(row.get("stages") or {})
+        self.record_measurements([record])
+
+    def record_measurements(self, records: list[dict[str, Any]]) -> None:
+        """Store several jobs' measurements in one transaction (a worker's group)."""
+        rows = []
+        for record in records:
+            row = _clean(record)
+            row["stages"] = self._json(row.get("stages") or {})
+            rows.append(row)
         names = ", ".join(FIELDS)
         marks = ", ".join(f":{name}" for name in FIELDS)
-        with self._session() as db:
-            db.run(f"INSERT INTO measurements ({names}) VALUES ({marks})", row)
+        if len(rows) == 1:
+            with self._session() as db:
+                db.run(f"INSERT INTO measurements ({names}) VALUES ({marks})", rows[0])
+        elif rows:
+            with self._transaction() as db:
+                db.run_many(f"INSERT INTO measurements ({names}) VALUES ({marks})", rows)
 
     def measurements(
         self,
@@ -154,6 +168,11 @@ class DynamoMeasurements:
     _client: Any
     tables: dict[str, str]
     _query: Any  # DynamoTables._query
+
+    def record_measurements(self, records: list[dict[str, Any]]) -> None:
+        """One item each (DynamoDB has no transaction worth its cost here)."""
+        for record in records:
+            self.record_measurement(record)
 
     def record_measurement(self, record: dict[str, Any]) -> None:
         from ._dynamodb import item

@@ -37,6 +37,7 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "QueueDepth",
+    "ack_all",
     "expired_message",
     "open_queue",
 ]
@@ -173,6 +174,22 @@ class JobQueue(Protocol):
     def close(self) -> None:
         """Release connections. The queue must not be used afterwards."""
         ...
+
+
+def ack_all(queue: JobQueue, leases: list[Lease]) -> list[Lease]:
+    """Ack each of ``leases``: in one transaction where the queue has ``ack_many`` (SQLite,
+    PostgreSQL), else one at a time. Returns those whose lease was no longer current."""
+    many = getattr(queue, "ack_many", None)
+    if many is not None:
+        lost: list[Lease] = many(leases)
+        return lost
+    lost = []
+    for lease in leases:
+        try:
+            queue.ack(lease)
+        except LeaseLost:
+            lost.append(lease)
+    return lost
 
 
 def _encode(body: dict[str, Any]) -> str:

@@ -301,6 +301,17 @@ class PostgresQueue:
     def ack(self, lease: Lease) -> None:
         self._held(ACK_JOB, lease)
 
+    def ack_many(self, leases: list[Lease]) -> list[Lease]:
+        """:meth:`ack` each of ``leases`` in one transaction; returns those whose lease
+        was no longer current (left alone)."""
+        lost = []
+        with self._pool.connection() as conn, conn.transaction():
+            for lease in leases:
+                args = self._params(id=lease.job_id, receipt=lease.receipt)
+                if conn.execute(ACK_JOB, args).fetchone() is None:
+                    lost.append(lease)
+        return lost
+
     def release(
         self, lease: Lease, *, delay: float = 0.0, error: str | None = None, refund: bool = False
     ) -> None:

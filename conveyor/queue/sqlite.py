@@ -306,6 +306,18 @@ class SqliteQueue:
     def ack(self, lease: Lease) -> None:
         self._held(ACK_JOB, lease)
 
+    def ack_many(self, leases: list[Lease]) -> list[Lease]:
+        """:meth:`ack` each of ``leases`` in one transaction; returns those whose lease
+        was no longer current (left alone)."""
+        lost = []
+        conn = self._conn()
+        with transaction(conn):
+            for lease in leases:
+                params = {"id": lease.job_id, "queue": self.name, "receipt": lease.receipt}
+                if conn.execute(ACK_JOB, params).rowcount != 1:
+                    lost.append(lease)
+        return lost
+
     def release(
         self, lease: Lease, *, delay: float = 0.0, error: str | None = None, refund: bool = False
     ) -> None:

@@ -105,6 +105,45 @@ def test_a_merged_deletion_takes_the_history_with_it(catalog: Catalog) -> None:
     assert _moves(catalog, "e") == [(None, "queued", "submitted")]
 
 
+def test_a_groups_starts_are_written_together_each_before_its_next_move(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    """In a worker's group (``Documents.gather``) a start is held back with the stage
+    that follows it; ``flush`` writes the group's together (``Catalog.move_many``), each
+    with its event. A document that moves on before the flush has its start written
+    first, so its history keeps the order; a missing one is left alone."""
+    documents = Documents(catalog, delay=60)
+    documents.queued([("a", "c", "file:///a"), ("b", "c", "file:///b")], "r")
+    documents.queued([("s", "c", "file:///s")], "r")
+    clock.advance(1)
+    with documents.gather() as gathered:
+        for doc in ("a", "b", "s", "ghost"):
+            documents.started(doc, "queued" if doc != "ghost" else None, attempts=1)
+        documents.stage("a", "extract", content_hash="ha")
+    assert gathered == ["a", "b", "s", "ghost"]
+    assert {catalog.get(d)["state"] for d in "abs"} == {"queued"}  # type: ignore[index]
+    clock.advance(1)
+    documents.skipped("s")  # unchanged: moved on before the group's flush
+    documents.flush(gathered)
+    assert gathered == []
+    for doc in "ab":
+        assert _moves(catalog, doc) == [
+            (None, "queued", "submitted"),
+            ("queued", "running", "a worker took it"),
+        ]
+        assert [e["at"] for e in catalog.events(doc)] == [T0, T0 + 2]
+    a = catalog.get("a")
+    assert a is not None and (a["stage"], a["content_hash"], a["attempts"]) == ("extract", "ha", 1)
+    assert _moves(catalog, "s") == [
+        (None, "queued", "submitted"),
+        ("queued", "running", "a worker took it"),
+        ("running", "skipped", "unchanged"),
+    ]
+    assert catalog.get("ghost") is None and catalog.events("ghost") == []
+    documents.flush(gathered)  # nothing left: writes nothing
+    assert len(catalog.events("a")) == 2
+
+
 def test_a_move_of_a_missing_document_records_nothing(catalog: Catalog) -> None:
     catalog.move("ghost", "released", state="queued", stage=None)
     assert catalog.get("ghost") is None and catalog.events("ghost") == []

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from support import T0, FakeClock
 
-from conveyor.queue import DEFAULT_MAX_RECEIVES, JobQueue, Lease, LeaseLost, QueueDepth
+from conveyor.queue import DEFAULT_MAX_RECEIVES, JobQueue, Lease, LeaseLost, QueueDepth, ack_all
 
 MakeQueue = Callable[..., JobQueue]
 
@@ -256,6 +256,24 @@ def test_send_receive_ack(queue: JobQueue, clock: FakeClock) -> None:
     assert depth(queue) == EMPTY
     with pytest.raises(LeaseLost):
         queue.ack(lease)
+
+
+def test_ack_all_acks_each_and_names_the_leases_lost(queue: JobQueue, clock: FakeClock) -> None:
+    """A worker's group acked together (``ack_all``: one transaction where the queue can):
+    each current lease's job leaves the queue; one no longer current is named, and the
+    job it lost stays with its new holder."""
+    queue.send_many([{"i": i} for i in range(4)])
+    leases = queue.receive(4, visibility_timeout=2)
+    assert len(leases) == 4
+    kept = [queue.extend(lease, 60) for lease in leases[:3]]
+    clock.advance(3)  # the last one's lease runs out and another worker takes it
+    [again] = queue.receive(visibility_timeout=30)
+    assert again.job_id == leases[3].job_id
+    assert ack_all(queue, [*kept, leases[3]]) == [leases[3]]
+    assert depth(queue) == {**EMPTY, "in_flight": 1}
+    queue.ack(again)
+    assert depth(queue) == EMPTY
+    assert ack_all(queue, []) == []
 
 
 def test_receive_limit_and_send_many(queue: JobQueue) -> None:

@@ -470,23 +470,30 @@ def test_measurements_are_kept_per_job_and_read_back_by_filter(
             "stages": {},
         }
     )
-    catalog.record_measurement({**base, "document_id": "d3", "finished_at": T0 + 300.0})
+    # a worker's group: several at once (one transaction where the backend has them)
+    catalog.record_measurements(
+        [
+            {**base, "document_id": "d3", "finished_at": T0 + 300.0},
+            {**base, "document_id": "d4", "run": "r3", "finished_at": T0 + 301.0},
+        ]
+    )
     with pytest.raises(ValueError, match="unknown measurement fields: colour"):
         catalog.record_measurement({**base, "colour": "red"})
 
     everything = catalog.measurements()
-    assert [m["document_id"] for m in everything] == ["d1", "d2", "d3"]
+    assert [m["document_id"] for m in everything] == ["d1", "d2", "d3", "d4"]
     first = everything[0]
     assert {k: first[k] for k in base} == base
     assert everything[1]["pages"] == 12 and everything[1]["audio_seconds"] is None
     assert everything[1]["stages"] == {}
     assert [m["document_id"] for m in catalog.measurements(run="r1")] == ["d1", "d3"]
     assert [m["document_id"] for m in catalog.measurements(collection="other")] == ["d2"]
-    assert [m["document_id"] for m in catalog.measurements(since=T0 + 210)] == ["d2", "d3"]
+    assert [m["document_id"] for m in catalog.measurements(since=T0 + 210)] == ["d2", "d3", "d4"]
     assert [m["document_id"] for m in catalog.measurements(run="r1", since=T0 + 100)] == ["d3"]
-    assert [m["document_id"] for m in catalog.measurements(limit=2)] == ["d2", "d3"]
+    assert [m["document_id"] for m in catalog.measurements(limit=2)] == ["d3", "d4"]
+    assert catalog.measurements(run="r3")[0]["stages"] == base["stages"]
     # another process (a fresh catalog object) reads the same records
-    assert len(make_catalog(clock=clock).measurements()) == 3
+    assert len(make_catalog(clock=clock).measurements()) == 4
 
 
 def test_a_delta_written_with_its_documents_columns(catalog: Catalog) -> None:

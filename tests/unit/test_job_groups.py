@@ -210,3 +210,45 @@ def test_jobs_waiting_behind_a_slow_one_are_handed_back(
             < finished["a-slow.txt"]
         )
         assert c.queue.depth().visible == 0 and not c.queue.dead_letters()
+
+
+def test_a_group_begins_acks_and_measures_its_jobs_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group's moves to running, its acks and its measurements are written a wave at a
+    time (one transaction each), not once per job; each document's history still tells
+    its start before its merge, and each job its own measurement."""
+    from conveyor.catalog.events import SqlEvents
+    from conveyor.catalog.measurements import SqlMeasurements
+    from conveyor.queue.sqlite import SqliteQueue
+
+    calls: dict[str, list[int]] = {"moves": [], "acks": [], "measured": []}
+
+    def spy(cls: type, name: str, key: str) -> None:
+        real = getattr(cls, name)
+
+        def counted(self: object, items: list[object]) -> object:
+            calls[key].append(len(items))
+            return real(self, items)
+
+        monkeypatch.setattr(cls, name, counted)
+
+    spy(SqlEvents, "move_many", "moves")
+    spy(SqliteQueue, "ack_many", "acks")
+    spy(SqlMeasurements, "record_measurements", "measured")
+    corpus = _corpus(tmp_path / "docs", 60)
+    with _ingest(tmp_path / "home", corpus, FakeEmbedder()) as cv:
+        assert cv.summary.done == 60  # type: ignore[attr-defined]
+        catalog = cv.components.catalog
+        for doc in catalog.documents():
+            moves = [(e["to_state"], e["reason"]) for e in catalog.events(doc["id"])]
+            assert moves == [
+                ("queued", "submitted"),
+                ("running", "a worker took it"),
+                ("done", "merged"),
+            ]
+        assert len(catalog.measurements(limit=100)) == 60
+        assert cv.components.queue.depth().visible == 0
+    for key, sizes in calls.items():
+        assert sum(sizes) == 60, (key, sizes)  # every job, once
+        assert len(sizes) < 20, (key, sizes)  # groups grow 1, 2, 4, 8…
