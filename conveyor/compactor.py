@@ -37,7 +37,7 @@ from typing import Any
 
 from . import deltas, recordings, tracing
 from .blobstore import BlobStore
-from .catalog import Catalog
+from .catalog import Catalog, Part
 from .deltas import Delta
 from .documents import Documents
 from .exceptions import ConveyorError, NoSpace, PermanentError, no_space, safe_summary
@@ -54,6 +54,11 @@ LOCK_TTL = 60.0
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 60.0
 SETTLE_EVERY = 5.0  # seconds between looks for a rebuilt generation to switch to
+GATHER_SECONDS = 0.1
+"""After a pass that merged less than a batch, how long the compactor lets deltas gather
+before the next: each pass costs a lock taken and given back, and a batch is merged in
+one transaction, so a stream of small documents is merged some at a time, not one by
+one, for at most this much later."""
 MAX_ATTEMPTS = 5  # failures of one delta after which each further one is logged as an error
 
 
@@ -91,6 +96,12 @@ class _Write:
     rows: list[tuple[str, list[ChunkRecord]]]
 
 
+Steps = Generator["_Write | Part", bool | None, int]
+"""A delta's merge as :meth:`Compactor._apply_steps` runs it: it yields its chunks to
+write, then the :class:`~conveyor.catalog.Part` to mark (and is sent whether that
+completed the document), and returns the chunks merged."""
+
+
 @dataclass
 class _Merging:
     """A delta of a batch between its checks and its marking (see ``_attempt_batch``):
@@ -98,8 +109,9 @@ class _Merging:
 
     delta: Delta
     context: contextvars.Context
-    steps: Generator[_Write, None, int]
+    steps: Steps
     write: _Write
+    mark: Part | None = None
 
 
 def _batches(pending: list[Delta]) -> Iterator[list[Delta]]:
@@ -300,6 +312,7 @@ class Compactor:
             except Exception as exc:
                 results[delta.id] = self._backoff(collection, delta, exc)
                 continue
+            assert isinstance(write, _Write)  # _apply_steps writes before it marks
             merging.append(_Merging(delta, context, steps, write))
         try:
             self._write([step.write for step in merging])
@@ -309,16 +322,49 @@ class Compactor:
             for step in merging:  # one at a time: the failure stays with its own delta
                 results[step.delta.id] = self._attempt(collection, step.delta)
             return [results[d.id] for d in ready]
+        marking: list[_Merging] = []
         for step in merging:
             try:
-                step.context.run(step.steps.send, None)
+                mark = step.context.run(step.steps.send, None)
             except StopIteration as stop:
                 results[step.delta.id] = self._applied(step.delta, stop.value)
             except Exception as exc:
                 results[step.delta.id] = self._backoff(collection, step.delta, exc)
-            else:  # pragma: no cover - _apply_steps writes once
-                raise RuntimeError("a merge asked to write twice")
+            else:
+                if not isinstance(mark, Part):  # pragma: no cover - _apply_steps writes once
+                    raise RuntimeError("a merge asked to write twice")
+                step.mark = mark
+                marking.append(step)
+        self._mark(marking, collection, results)
         return [results[d.id] for d in ready]
+
+    def _mark(
+        self, marking: list[_Merging], collection: str, results: dict[int, int | None]
+    ) -> None:
+        """Mark the batch's deltas merged (and their documents done) in one transaction;
+        if that fails, each on its own, so a failure stays with its delta."""
+        marks = [step.mark for step in marking if step.mark is not None]
+        completes: list[bool] | None = None
+        if len(marks) > 1:
+            try:
+                completes = self.catalog.complete_parts(marks)
+            except Exception as exc:
+                log.info(
+                    "marking %d merges together failed, each alone now: %s",
+                    len(marks),
+                    safe_summary(exc),
+                )
+        for n, (step, mark) in enumerate(zip(marking, marks, strict=True)):
+            try:
+                complete = self.catalog.complete_part(*mark) if completes is None else completes[n]
+                step.context.run(step.steps.send, complete)
+            except StopIteration as stop:
+                results[step.delta.id] = self._applied(step.delta, stop.value)
+            except Exception as exc:
+                step.context.run(step.steps.close)
+                results[step.delta.id] = self._backoff(collection, step.delta, exc)
+            else:  # pragma: no cover - _apply_steps marks once
+                raise RuntimeError("a merge asked to mark twice")
 
     def _attempt(self, collection: str, delta: Delta) -> int | None:
         """Apply (returns the chunks merged), or keep the delta pending and back off
@@ -366,6 +412,7 @@ class Compactor:
         except StopIteration as stop:
             chunks: int = stop.value
             return chunks
+        assert isinstance(write, _Write)
         try:
             self._write([write])
         except PermanentError as exc:  # the store refuses these rows: no retry mends them
@@ -376,16 +423,22 @@ class Compactor:
             steps.close()
             raise
         try:
-            steps.send(None)
+            mark = steps.send(None)
+            if not isinstance(mark, Part):  # pragma: no cover - _apply_steps writes once
+                raise RuntimeError("a merge asked to write twice")
+            steps.send(self.catalog.complete_part(*mark))
         except StopIteration as stop:
             chunks = stop.value
             return chunks
-        raise RuntimeError("a merge asked to write twice")  # pragma: no cover
+        finally:
+            steps.close()
+        raise RuntimeError("a merge asked to mark twice")  # pragma: no cover
 
-    def _apply_steps(self, collection: str, delta: Delta) -> Generator[_Write, None, int]:
+    def _apply_steps(self, collection: str, delta: Delta) -> Steps:
         """Apply ``delta``: it yields the chunks to write (once, or not at all when there
-        is nothing to write), and goes on to mark the delta and its document once they
-        are written. Returns the chunks merged."""
+        is nothing to write), then, once they are written, the part to mark merged (its
+        document done when it completes the delivery), and is told whether it did.
+        Returns the chunks merged."""
         header = delta.header
         with tracing.span(
             "merge",
@@ -414,7 +467,7 @@ class Compactor:
                 self._ensure_lexical(target)
                 _replace_many(self.lexical, target, documents)
 
-    def _apply_traced(self, collection: str, delta: Delta) -> Generator[_Write, None, int]:
+    def _apply_traced(self, collection: str, delta: Delta) -> Steps:
         header, doc_id = delta.header, delta.document_id
         t = time.perf_counter()
         newest = self.catalog.newest_applied_read(doc_id, collection)
@@ -465,7 +518,7 @@ class Compactor:
             model=header.model,
             timings=timings,
         )
-        complete = self.catalog.complete_part(delta.id, doc_id, delivery.id, delivery.parts, done)
+        complete = yield Part(delta.id, doc_id, delivery.id, delivery.parts, done)
         if complete and delivery.parts > 1:
             self.manifests.done(doc_id, header, timings)
         log.info(
@@ -511,7 +564,10 @@ class Compactor:
                 return
             if stop.is_set() and (not drain or not self.catalog.pending_collections()):
                 return
+            if applied >= self.batch:
+                continue
             if applied:
+                stop.wait(GATHER_SECONDS)
                 continue
             self.wake.wait(idle)
 

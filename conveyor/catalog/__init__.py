@@ -24,10 +24,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._sqlite import file_path
 from ..exceptions import ConfigurationError, safe_summary
+from .parts import Part
 from .sql import STATES
 from .sqlite import SqliteCatalog
 
-__all__ = ["STATES", "Catalog", "SqliteCatalog", "open_catalog"]
+__all__ = ["STATES", "Catalog", "Part", "SqliteCatalog", "open_catalog"]
 
 
 @runtime_checkable
@@ -137,6 +138,11 @@ class Catalog(Protocol):
         delivery, set the document's ``done`` fields — or, with ``done`` None (a
         deletion), remove the document — atomically. True when the document is
         complete."""
+        ...
+
+    def complete_parts(self, parts: Sequence[Part]) -> list[bool]:
+        """:meth:`complete_part` for each of ``parts`` (a compactor's batch), in one
+        transaction where the backend has them; what each returns, in order."""
         ...
 
     def newest_applied_read(self, document_id: str, collection: str) -> float:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from ..documents import State
 from .events import SqlEvents, event_row
 from .measurements import SqlMeasurements
+from .parts import Part
 
 STATES = tuple(s.value for s in State)
 
@@ -254,35 +255,48 @@ class SqlCatalog(SqlEvents, SqlMeasurements):
         compactors finishing two parts at once cannot both think the other is last).
         True when the document is complete."""
         with self._transaction() as db:
-            self._lock_document(db, document_id)
-            db.run(
-                "UPDATE deltas SET state = 'applied', applied_at = :now, error = NULL,"
-                " chunks = :no_chunks, vectors = :no_vectors WHERE id = :id",
-                {"id": delta_id, "no_chunks": self._json([]), "no_vectors": b""},
+            return self._complete(db, Part(delta_id, document_id, delivery, parts, done))
+
+    def complete_parts(self, parts: Sequence[Part]) -> list[bool]:
+        """:meth:`complete_part` for each of ``parts``, in one transaction (a compactor's
+        batch); what each returns, in order."""
+        if not parts:
+            return []
+        complete: dict[int, bool] = {}
+        with self._transaction() as db:
+            for part in sorted(parts, key=lambda p: p.document_id):  # one order: no deadlocks
+                complete[part.delta_id] = self._complete(db, part)
+        return [complete[part.delta_id] for part in parts]
+
+    def _complete(self, db: Session, part: Part) -> bool:
+        delta_id, document_id, delivery, parts, done = part
+        self._lock_document(db, document_id)
+        db.run(
+            "UPDATE deltas SET state = 'applied', applied_at = :now, error = NULL,"
+            " chunks = :no_chunks, vectors = :no_vectors WHERE id = :id",
+            {"id": delta_id, "no_chunks": self._json([]), "no_vectors": b""},
+        )
+        merged = parts
+        if parts > 1:
+            merged = int(
+                db.rows(
+                    "SELECT count(DISTINCT part) AS n FROM deltas"
+                    " WHERE document_id = :document_id AND state = 'applied'"
+                    " AND error IS NULL AND delivery = :delivery",
+                    {"document_id": document_id, "delivery": delivery},
+                )[0]["n"]
             )
-            merged = parts
-            if parts > 1:
-                merged = int(
-                    db.rows(
-                        "SELECT count(DISTINCT part) AS n FROM deltas"
-                        " WHERE document_id = :document_id AND state = 'applied'"
-                        " AND error IS NULL AND delivery = :delivery",
-                        {"document_id": document_id, "delivery": delivery},
-                    )[0]["n"]
-                )
-            if merged >= parts:
-                if done is None:  # a deletion: the document and its history leave the catalog
-                    db.run("DELETE FROM documents WHERE id = :id", {"id": document_id})
-                    db.run(
-                        "DELETE FROM document_events WHERE document_id = :id", {"id": document_id}
-                    )
-                else:
-                    before = self._before(db, [document_id]).get(document_id)
-                    self._update(db, document_id, done)
-                    if before is not None:
-                        self._record(db, [event_row(document_id, before, done, "merged")])
-                return True
+        if merged < parts:
             return False
+        if done is None:  # a deletion: the document and its history leave the catalog
+            db.run("DELETE FROM documents WHERE id = :id", {"id": document_id})
+            db.run("DELETE FROM document_events WHERE document_id = :id", {"id": document_id})
+        else:
+            before = self._before(db, [document_id]).get(document_id)
+            self._update(db, document_id, done)
+            if before is not None:
+                self._record(db, [event_row(document_id, before, done, "merged")])
+        return True
 
     def newest_applied_read(self, document_id: str, collection: str) -> float:
         """When the source was read for the newest delta merged into ``collection``."""

@@ -19,7 +19,7 @@ from servers.aws import REGION, unique_name
 from support import T0, FakeClock
 
 from conveyor.blobstore.local import LocalBlobStore
-from conveyor.catalog import STATES, Catalog, SqliteCatalog, open_catalog
+from conveyor.catalog import STATES, Catalog, Part, SqliteCatalog, open_catalog
 from conveyor.exceptions import ConfigurationError
 
 MakeCatalog = Callable[..., Catalog]
@@ -180,6 +180,31 @@ def test_complete_part_waits_for_every_part_of_its_delivery(catalog: Catalog) ->
     catalog.enqueued([("e", "c", "file:///e")], "r")
     assert catalog.complete_part(single, "e", "s", 1, {"state": "done", "chunks": 1}) is True
     assert catalog.get("e")["state"] == "done"  # type: ignore[index]
+
+
+def test_complete_parts_marks_a_batch_each_as_complete_part_would(catalog: Catalog) -> None:
+    """A compactor's batch marked at once: each part answers as ``complete_part`` would
+    (in the order given), a delivery's last part completes its document with its
+    event, a part whose delivery still misses one does not, and a deletion's removes
+    its document."""
+    catalog.enqueued([("d", "c", "file:///d"), ("e", "c", "file:///e")], "r")
+    catalog.enqueued([("gone", "c", "file:///gone")], "r")
+    done = {"state": "done", "stage": None, "chunks": 2, "timings": {}}
+    e1 = _part(catalog, "e", 1, "ve", T0 + 1, _vectors(1))
+    d0 = _part(catalog, "d", 0, "vd", T0 + 1, _vectors(1))
+    tomb = catalog.add_delta("c", "gone", {}, [], b"", read_at=T0, delivery="x", part=0)
+    marks = [
+        Part(e1, "e", "ve", 2, done),
+        Part(d0, "d", "vd", 1, done),
+        Part(tomb, "gone", "x", 1, None),
+    ]
+    assert catalog.complete_parts(marks) == [False, True, True]
+    assert catalog.complete_parts([]) == []
+    assert catalog.get("d")["state"] == "done"  # type: ignore[index]
+    assert [e["reason"] for e in catalog.events("d")] == ["submitted", "merged"]
+    assert catalog.get("e")["state"] == "queued"  # type: ignore[index]
+    assert catalog.get("gone") is None
+    assert catalog.delta_counts()["applied"] == 3
 
 
 def test_a_merged_deletion_removes_the_document(catalog: Catalog) -> None:

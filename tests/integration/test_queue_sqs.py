@@ -21,7 +21,7 @@ from servers.aws import REGION, SqsQueueInfo, client, make_sqs_queue
 from support import T0
 
 from conveyor.exceptions import ConfigurationError
-from conveyor.queue import JobQueue, QueueDepth, open_queue
+from conveyor.queue import JobQueue, Lease, QueueDepth, ack_all, open_queue
 from conveyor.queue.sqs import RAW_BODY, SqsQueue, parse_url
 
 
@@ -49,6 +49,19 @@ def test_sqs_send_receive_ack(queue: SqsQueue) -> None:
     assert queue.receive() == []
     assert depth(queue) == {**EMPTY, "in_flight": 1}
     queue.ack(lease)
+    assert depth(queue) == EMPTY
+
+
+def test_sqs_ack_all(queue: SqsQueue) -> None:
+    """A worker's group acked together: every job leaves the queue."""
+    queue.send_many([{"i": i} for i in range(3)])
+    leases: list[Lease] = []
+    for _ in range(5):  # SQS may hand out fewer than asked at a time
+        leases += queue.receive(3 - len(leases), visibility_timeout=30)
+        if len(leases) == 3:
+            break
+    assert len(leases) == 3 and depth(queue) == {**EMPTY, "in_flight": 3}
+    assert ack_all(queue, leases) == []
     assert depth(queue) == EMPTY
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conveyor.app import Conveyor
+from conveyor.catalog import Part
 from conveyor.settings import Settings
 from conveyor.testing import FakeEmbedder, prose
 
@@ -127,9 +128,28 @@ def test_the_compactor_writes_a_batch_at_once_and_a_refused_delta_fails_alone(
         calls.clear()
         for lease in leases[6:]:
             assert processor.process(lease).status == "merge"
+        marked: list[int] = []
+        mark_many = c.catalog.complete_parts
+
+        def marking(parts: list[Part]) -> list[bool]:
+            marked.append(len(parts))
+            if len(marked) == 1:  # the batch's marking fails: each is marked alone
+                raise OSError("disk I/O error")
+            return mark_many(parts)
+
+        c.catalog.complete_parts = marking  # type: ignore[method-assign]
         assert writer.run_once() == 4
         assert calls == [4]  # one transaction for the four
+        assert marked == [4]
         assert c.vectors.count("default") == 9 and c.lexical.indexed("default") == 9
+        assert sum(d["state"] == "done" for d in cv.documents()) == 9
+        more = _corpus(tmp_path / "more", 3)
+        cv.enqueue([more])
+        for lease in c.queue.receive(10, visibility_timeout=60):
+            assert processor.process(lease).status == "merge"
+        assert writer.run_once() == 3
+        assert marked == [4, 3]  # the three marked in one transaction
+        assert sum(d["state"] == "done" for d in cv.documents()) == 12
 
 
 def test_a_stopping_worker_hands_back_the_jobs_of_its_group_not_yet_begun(
