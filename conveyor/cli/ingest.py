@@ -161,6 +161,8 @@ def _listing_progress(*, quiet: bool) -> Callable[[str, int], None]:
 
 LINE_EVERY_SECONDS = 5.0
 """How often a progress line is printed when stderr is not a terminal."""
+BAR_EVERY_SECONDS = 0.5
+"""How often the bar on a terminal reads the run's counts."""
 
 
 class Progress:
@@ -176,6 +178,7 @@ class Progress:
         self.bar: Any = None
         self.queued: Any = None
         self.started = self.last_line = time.monotonic()
+        self.last_count = 0.0
 
     def start(self, queued: Any) -> Callable[[], None]:
         """For :meth:`Conveyor.ingest`: called once the files are enqueued."""
@@ -199,13 +202,19 @@ class Progress:
     def tick(self) -> None:
         if self.quiet or self.queued is None:
             return
+        now = time.monotonic()
+        if self.bar is None and now - self.last_line < LINE_EVERY_SECONDS:
+            return  # no line due: the counts are not read (a query over the run)
+        if self.bar is not None and now - self.last_count < BAR_EVERY_SECONDS:
+            return
+        self.last_count = now
         counts = self.cv.components.catalog.counts(run=self.queued.run)
         finished = sum(counts[state] for state in FINISHED_ORDER)
         detail = " · ".join(f"{WORDS[state]} {counts[state]}" for state in FINISHED_ORDER)
         if self.bar is not None:
             self.bar.update(self.task, completed=finished, detail=detail)
-        elif time.monotonic() - self.last_line >= LINE_EVERY_SECONDS:
-            self.last_line = time.monotonic()
+        else:
+            self.last_line = now
             click.echo(
                 f"ingest: {finished}/{self.queued.jobs} · {detail} · "
                 f"{_mmss(time.monotonic() - self.started)}",
@@ -214,6 +223,8 @@ class Progress:
 
     def close(self) -> None:
         if self.bar is not None:
+            self.last_count = 0.0  # the bar's last counts: the run's end
+            self.tick()
             self.bar.stop()
             self.bar = None
 
