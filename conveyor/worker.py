@@ -48,6 +48,17 @@ class _Settling:
 
     acks: list[tuple[Lease, dict[str, Any]]] = field(default_factory=list)
     measured: list[measure.Measurement] = field(default_factory=list)
+    settled: list[tuple[Lease, Outcome]] = field(default_factory=list)
+    """Jobs ended whose ack is still to be written: settled once it is (until then the
+    worker's heartbeat keeps their leases, however long the rest of the wave runs)."""
+    settle: Settle | None = None
+
+    def ended(self, lease: Lease, ended: Outcome | Exception) -> None:
+        """``settle``, held back for a job whose ack waits with the group's."""
+        if isinstance(ended, Outcome) and any(a.receipt == lease.receipt for a, _ in self.acks):
+            self.settled.append((lease, ended))
+        elif self.settle is not None:
+            self.settle(lease, ended)
 
 
 _SETTLING: contextvars.ContextVar[_Settling | None] = contextvars.ContextVar(
@@ -128,7 +139,8 @@ class Processor:
         which ``begin(lease)`` says False was handed back meanwhile (by the worker's
         heartbeat: its group ran long) and is not begun. Returns how many jobs had
         chunks to embed."""
-        settling = _Settling()
+        settling = _Settling(settle=settle)
+        settle = settling.ended
         token = _SETTLING.set(settling)
         try:  # each job's context sees both: its ack, measurement and start are gathered
             with self.pipeline.documents.gather() as gathered:
@@ -168,9 +180,11 @@ class Processor:
         return embedded
 
     def _settle_together(self, settling: _Settling) -> None:
-        """The acks, then the measurements, of the jobs ended since the last time."""
+        """The acks, then the measurements, of the jobs ended since the last time; then
+        the jobs are settled."""
         acks, settling.acks = settling.acks, []
         measured, settling.measured = settling.measured, []
+        settled, settling.settled = settling.settled, []
         if acks:
             try:
                 lost = ack_all(self.queue, [lease for lease, _ in acks])
@@ -193,6 +207,9 @@ class Processor:
                 log.warning(LEASE_LOST, extra=extras[lease.receipt])
         if measured:
             measure.record_many(self.pipeline.catalog, measured)
+        for lease, outcome in settled:
+            if settling.settle is not None:
+                settling.settle(lease, outcome)
 
     def _embed_wave(self, waiting: list[_Suspended], settle: Settle) -> None:
         """Embed what ``waiting`` jobs wait on, together, and run each on to its end."""

@@ -272,3 +272,31 @@ def test_a_group_begins_acks_and_measures_its_jobs_together(
     for key, sizes in calls.items():
         assert sum(sizes) == 60, (key, sizes)  # every job, once
         assert len(sizes) < 20, (key, sizes)  # groups grow 1, 2, 4, 8…
+
+
+def test_a_job_is_settled_only_once_its_ack_is_written(tmp_path: Path) -> None:
+    """Acks wait for the rest of their wave; the worker hears a job ended (and stops
+    keeping its lease) only once its ack is written, however long the wave runs on."""
+    from conveyor.pipeline import Outcome
+    from conveyor.queue import Lease, LeaseLost
+
+    corpus = _corpus(tmp_path / "docs", 6)
+    settings = Settings(home=tmp_path / "home", embedding_cache=False)
+    with Conveyor(settings, embedder=FakeEmbedder()) as cv:
+        c = cv.components
+        cv.enqueue([corpus])
+        leases = c.queue.receive(6, visibility_timeout=60)
+        acked_when_settled: list[bool] = []
+
+        def settle(lease: Lease, ended: Outcome | Exception) -> None:
+            assert isinstance(ended, Outcome) and ended.status == "merge"
+            try:
+                c.queue.extend(lease, 60)
+            except LeaseLost:
+                acked_when_settled.append(True)
+            else:
+                acked_when_settled.append(False)
+
+        assert c.processor().process_many(leases, settle) == 6
+        assert acked_when_settled == [True] * 6
+        assert c.queue.depth().in_flight == 0
