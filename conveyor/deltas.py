@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog
+from .catalog import Catalog, NewDelta
 from .exceptions import ConveyorError
 
 FORMAT = 2
@@ -222,18 +222,32 @@ def write(
 ) -> int:
     """Add a pending delta; returns its id (ids increase). ``document``: columns of
     the document written with it (:meth:`~conveyor.catalog.Catalog.add_delta`)."""
+    return prepare(collection, document_id, header, chunks, vectors, document=document).add(catalog)
+
+
+def prepare(
+    collection: str,
+    document_id: str,
+    header: Header,
+    chunks: list[Chunk],
+    vectors: np.ndarray,
+    *,
+    document: Mapping[str, Any] | None = None,
+) -> NewDelta:
+    """What :func:`write` hands the catalog, for writing it later with other documents'
+    (:meth:`~conveyor.catalog.Catalog.add_deltas`)."""
     if len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-    return catalog.add_delta(
+    return NewDelta(
         collection,
         document_id,
         header.to_json(),
         [c.to_json() for c in chunks],
         np.ascontiguousarray(vectors, dtype=np.float32).tobytes(),
-        read_at=header.read_at,
-        delivery=header.delivery.id,
-        part=header.part,
-        document=document,
+        header.read_at,
+        header.delivery.id,
+        header.part,
+        document,
     )
 
 

@@ -314,6 +314,21 @@ class Documents:
         transaction (:func:`conveyor.deltas.write`'s ``document``)."""
         self._write(document_id, None, write, stage=MERGE, error=None, error_kind=None, **fields)
 
+    def merging_columns(
+        self, document_id: str, **fields: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """:meth:`merging`'s columns, for a delivery written later with other documents'
+        (:meth:`Catalog.add_deltas <conveyor.catalog.Catalog.add_deltas>`), and what
+        was held back among them (a move held back is written first). Should that write
+        fail, :meth:`hold_again` holds the latter for the document's next write."""
+        held = self._take(document_id)
+        return {**held, "stage": MERGE, "error": None, "error_kind": None, **fields}, held
+
+    def hold_again(self, document_id: str, held: dict[str, Any]) -> None:
+        """What :meth:`merging_columns` took, held again: its write failed."""
+        if held:
+            self.held.hold(document_id, {**held, **self.held.take(document_id)})
+
     def retrying(self, document_id: str, error: str, kind: str) -> None:
         """Failed for now: queued again after a backoff."""
         self._write(
@@ -377,15 +392,7 @@ class Documents:
         a move (with ``state``, and ``reason`` for its history), an update, or given to
         ``write``. Should the write fail, what was held is held again, for the write
         that follows."""
-        held = self.held.take(document_id)
-        if REASON in held:  # its move to running, held back: first, with its event
-            moved = {k: v for k, v in held.items() if k != REASON}
-            try:
-                self.catalog.move(document_id, held[REASON], **moved)
-            except BaseException:
-                self.held.hold(document_id, {**held, **self.held.take(document_id)})
-                raise
-            held = {}
+        held = self._take(document_id)
         try:
             if write is not None:
                 write({**held, **fields})
@@ -394,6 +401,19 @@ class Documents:
             else:
                 self.catalog.update(document_id, **{**held, **fields})
         except BaseException:
-            if held:
-                self.held.hold(document_id, {**held, **self.held.take(document_id)})
+            self.hold_again(document_id, held)
             raise
+
+    def _take(self, document_id: str) -> dict[str, Any]:
+        """What is held back for the document, no longer held; a move to running among
+        it is written now, first, with its event (so the history keeps the order)."""
+        held = self.held.take(document_id)
+        if REASON in held:
+            moved = {k: v for k, v in held.items() if k != REASON}
+            try:
+                self.catalog.move(document_id, held[REASON], **moved)
+            except BaseException:
+                self.hold_again(document_id, held)
+                raise
+            held = {}
+        return held

@@ -17,7 +17,6 @@ their own collections by :func:`unit_parts` without further code.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import uuid
@@ -32,7 +31,7 @@ import numpy as np
 
 from . import deltas, tracing
 from .blobstore import BlobStore
-from .catalog import Catalog
+from .catalog import Catalog, NewDelta
 from .chunking import Chunk, ChunkPlan, chunk_document
 from .describe import LlmConfig, describe
 from .documents import SEARCHABLE, Documents, State
@@ -82,24 +81,39 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-Steps = Generator[list[str], Embedded, Outcome]
+@dataclass(frozen=True)
+class Write:
+    """A delivery's last delta, with its document's columns, handed out to be written
+    (:func:`drive` writes it alone; a worker writes a wave's together)."""
+
+    delta: NewDelta
+
+
+Steps = Generator["list[str] | Write", "Embedded | None", Outcome]
 """A job's stages as :meth:`Pipeline.steps` runs them: they yield the texts to embed
-once (or not at all: a skipped document) and return the job's :class:`Outcome`."""
+once (or not at all: a skipped document), sent back as :class:`Embedded`, then their
+delivery's :class:`Write` (sent back None once written), and return the job's
+:class:`Outcome`."""
 
 
-def drive(steps: Steps, embed: Callable[[list[str]], np.ndarray]) -> Outcome:
-    """Run ``steps`` to the end, embedding what they yield with ``embed``; a failure to
-    embed is raised inside them, where their own failure would be."""
+def drive(steps: Steps, embed: Callable[[list[str]], np.ndarray], catalog: Catalog) -> Outcome:
+    """Run ``steps`` to the end, embedding what they yield with ``embed`` and writing
+    their delivery to ``catalog``; a failure of either is raised inside them, where
+    their own failure would be."""
     try:
-        texts = next(steps)
+        request = next(steps)
         while True:
             started = time.perf_counter()
             try:
-                vectors = embed(texts)
+                if isinstance(request, Write):
+                    request.delta.add(catalog)
+                    request = steps.send(None)
+                    continue
+                vectors = embed(request)
             except Exception as exc:
-                texts = steps.throw(exc)
+                request = steps.throw(exc)
                 continue
-            texts = steps.send(Embedded(vectors, time.perf_counter() - started))
+            request = steps.send(Embedded(vectors, time.perf_counter() - started))
     except StopIteration as stop:
         outcome: Outcome = stop.value
         return outcome
@@ -205,6 +219,7 @@ class Pipeline:
         return drive(
             self.steps(job, job_id=job_id, document_id=document_id, attempts=attempts),
             self.embedder.embed,
+            self.catalog,
         )
 
     def steps(self, job: Job, *, job_id: str, document_id: str, attempts: int) -> Steps:
@@ -243,7 +258,7 @@ class Pipeline:
             )
         if usage.requests:
             extracted.metadata["usage"] = usage.as_dict()
-        self.deliver(doc, fetched, extracted, parts)
+        yield from self.deliver(doc, fetched, extracted, parts)
         return Outcome(document_id, "merge", chunks=len(chunks), timings=doc.timings)
 
     # -- the stages, in order ----------------------------------------------
@@ -422,11 +437,12 @@ class Pipeline:
 
     def deliver(
         self, doc: InFlight, fetched: Fetched, extracted: Extracted, parts: list[Part]
-    ) -> None:
+    ) -> Generator[Write, None, None]:
         """One delta per collection (each has its own single writer); the document is
         done when every part of this delivery is merged. The last part is written with
-        the document's stage ``merge``, in one transaction: the compactor cannot make the
-        document ``done`` before it says ``merge``."""
+        the document's stage ``merge``, in one transaction (the compactor cannot make the
+        document ``done`` before it says ``merge``), by whoever runs the steps: it is
+        yielded (a worker writes its wave's together)."""
         job, model = doc.job, self.embedder.model_id
         delivery = deltas.Delivery(
             id=uuid.uuid4().hex,
@@ -434,7 +450,7 @@ class Pipeline:
             chunks=len(parts[0].rows),
         )
 
-        def write(number: int, document: dict[str, Any] | None = None) -> None:
+        def delta(number: int, document: dict[str, Any] | None = None) -> NewDelta:
             part = parts[number]
             header = deltas.Header(
                 source=job.source,
@@ -455,25 +471,20 @@ class Pipeline:
                 part=number,
                 trace=tracing.traceparent(),
             )
-            deltas.write(
-                self.catalog,
-                part.collection,
-                doc.id,
-                header,
-                part.rows,
-                part.vectors,
-                document=document,
+            return deltas.prepare(
+                part.collection, doc.id, header, part.rows, part.vectors, document=document
             )
 
         for number in range(len(parts) - 1):
-            write(number)
-        self.documents.merging(
-            doc.id,
-            functools.partial(write, len(parts) - 1),
-            model=model,
-            metadata=extracted.metadata,
-            timings=doc.timings,
+            delta(number).add(self.catalog)
+        columns, held = self.documents.merging_columns(
+            doc.id, model=model, metadata=extracted.metadata, timings=doc.timings
         )
+        try:
+            yield Write(delta(len(parts) - 1, columns))
+        except BaseException:
+            self.documents.hold_again(doc.id, held)
+            raise
         self.on_delta()
 
     def extract_options(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from . import measure, tracing
 from .exceptions import NoSpace, classify, no_space, safe_summary
 from .ids import document_id
 from .jobs import Job, document_of, s3_event_jobs
-from .pipeline import Embedded, Outcome, Pipeline, Steps, drive
+from .pipeline import Embedded, Outcome, Pipeline, Steps, Write, drive
 from .queue import JobQueue, Lease, LeaseLost, ack_all
 from .retry import RetryPolicy
 
@@ -69,18 +69,23 @@ _SETTLING: contextvars.ContextVar[_Settling | None] = contextvars.ContextVar(
 @dataclass
 class _Suspended:
     """A job of :meth:`Processor.process_many`: its steps, run in a context of its own
-    (its measurement and trace are context variables), and the texts it waits on."""
+    (its measurement and trace are context variables), and what it waits on: texts to
+    embed, or its delivery to be written."""
 
     lease: Lease
     context: contextvars.Context
     steps: Steps
-    texts: list[str] = field(default_factory=list)
+    request: list[str] | Write = field(default_factory=list)
     ended: bool = False
 
-    def go(self, resume: Callable[[], list[str]], settle: Settle) -> bool:
+    @property
+    def texts(self) -> list[str]:
+        return self.request if isinstance(self.request, list) else []
+
+    def go(self, resume: Callable[[], list[str] | Write], settle: Settle) -> bool:
         """Run the job on to its next wait (True) or its end (settled; False)."""
         try:
-            self.texts = self.context.run(resume)
+            self.request = self.context.run(resume)
         except StopIteration as stop:
             self.ended = True
             settle(self.lease, stop.value)
@@ -118,7 +123,7 @@ class Processor:
     def process(self, lease: Lease) -> Outcome:
         """One job, traced and measured (:mod:`conveyor.measure`): its record goes to
         the catalog whatever became of it."""
-        return drive(self.steps(lease), self.pipeline.embedder.embed)
+        return drive(self.steps(lease), self.pipeline.embedder.embed, self.pipeline.catalog)
 
     def process_many(
         self,
@@ -212,16 +217,50 @@ class Processor:
                 settling.settle(lease, outcome)
 
     def _embed_wave(self, waiting: list[_Suspended], settle: Settle) -> None:
-        """Embed what ``waiting`` jobs wait on, together, and run each on to its end."""
+        """Embed what ``waiting`` jobs wait on, together, and run each on to its end:
+        their deliveries are written together too."""
         while waiting:
-            called, waiting = waiting, []
-            for job, embedded in self._embed_together(called):
-                if isinstance(embedded, Exception):
-                    resume = functools.partial(job.steps.throw, embedded)
+            called = [job for job in waiting if not isinstance(job.request, Write)]
+            writing = [job for job in waiting if isinstance(job.request, Write)]
+            waiting = []
+            ended: list[tuple[_Suspended, Embedded | Exception | None]] = []
+            if called:
+                ended += self._embed_together(called)
+            if writing:
+                ended += self._write_together(writing)
+            for job, result in ended:
+                if isinstance(result, Exception):
+                    resume = functools.partial(job.steps.throw, result)
                 else:
-                    resume = functools.partial(job.steps.send, embedded)
+                    resume = functools.partial(job.steps.send, result)
                 if job.go(resume, settle):
                     waiting.append(job)
+
+    def _write_together(self, jobs: list[_Suspended]) -> list[tuple[_Suspended, Exception | None]]:
+        """The jobs' deliveries in one transaction (:meth:`Catalog.add_deltas
+        <conveyor.catalog.Catalog.add_deltas>`); if that fails, each alone, so that a
+        delivery the catalog refuses fails its own job and no other."""
+        catalog = self.pipeline.catalog
+        requests = [job.request for job in jobs if isinstance(job.request, Write)]
+        if len(requests) > 1:
+            try:
+                catalog.add_deltas([request.delta for request in requests])
+                return [(job, None) for job in jobs]
+            except Exception as exc:
+                log.info(
+                    "writing %d deliveries together failed, each alone now: %s",
+                    len(jobs),
+                    safe_summary(exc),
+                )
+        alone: list[tuple[_Suspended, Exception | None]] = []
+        for job, request in zip(jobs, requests, strict=True):
+            try:
+                job.context.run(request.delta.add, catalog)
+            except Exception as exc:
+                alone.append((job, exc))
+            else:
+                alone.append((job, None))
+        return alone
 
     def _embed_together(
         self, jobs: list[_Suspended]

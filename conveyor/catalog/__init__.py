@@ -24,11 +24,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._sqlite import file_path
 from ..exceptions import ConfigurationError, safe_summary
-from .parts import Part
+from .parts import NewDelta, Part
 from .sql import STATES
 from .sqlite import SqliteCatalog
 
-__all__ = ["STATES", "Catalog", "Part", "SqliteCatalog", "open_catalog"]
+__all__ = ["STATES", "Catalog", "NewDelta", "Part", "SqliteCatalog", "open_catalog"]
 
 
 @runtime_checkable
@@ -118,6 +118,11 @@ class Catalog(Protocol):
         itself orders and counts deltas by. ``document``: columns of the document set
         with the delta, as :meth:`update` sets them — in the same transaction on SQL,
         just before it on DynamoDB (a delivery's last part: the stage ``merge``)."""
+        ...
+
+    def add_deltas(self, deltas: Sequence[NewDelta]) -> list[int]:
+        """:meth:`add_delta` for each of ``deltas`` (a worker's wave), in one transaction
+        where the backend has them; their ids, in order."""
         ...
 
     def pending_deltas(

@@ -32,7 +32,7 @@ from ..exceptions import ConfigurationError, safe_summary
 from ._dynamodb import encode, ensure_tables, item, values_of
 from ._dynamodb_events import DynamoEvents
 from .measurements import DynamoMeasurements
-from .parts import Part
+from .parts import NewDelta, Part
 from .sql import DELTA_STATES, STATES
 
 ITEM_PAYLOAD = 300_000  # bytes of chunks and vectors kept in the item; more go to blobs
@@ -302,6 +302,10 @@ class DynamoCatalog(DynamoEvents, DynamoMeasurements):
         self._set("deltas", {"id": encode(delta_id)}, fields)
         if key and self.blobs is not None:
             self.blobs.delete(key)
+
+    def add_deltas(self, deltas: Sequence[NewDelta]) -> list[int]:
+        """See :meth:`conveyor.catalog.Catalog.add_deltas`: one after another here."""
+        return [delta.add(self) for delta in deltas]
 
     def complete_parts(self, parts: Sequence[Part]) -> list[bool]:
         """See :meth:`conveyor.catalog.Catalog.complete_parts`: one after another here."""

@@ -1,8 +1,41 @@
-"""A delta's part merged: what :meth:`~conveyor.catalog.Catalog.complete_parts` marks."""
+"""What several documents' writes carry when the catalog takes them at once: the deltas a
+worker's wave delivers (:meth:`~conveyor.catalog.Catalog.add_deltas`) and the parts the
+compactor marks merged (:meth:`~conveyor.catalog.Catalog.complete_parts`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
+
+
+class NewDelta(NamedTuple):
+    """:meth:`~conveyor.catalog.Catalog.add_delta`'s arguments, in its order."""
+
+    collection: str
+    document_id: str
+    header: dict[str, Any]
+    chunks: list[dict[str, Any]]
+    vectors: bytes
+    read_at: float
+    delivery: str
+    part: int
+    document: Mapping[str, Any] | None = None
+
+    def add(self, catalog: Any) -> int:
+        """Written alone (``catalog.add_delta``); returns its id."""
+        return int(
+            catalog.add_delta(
+                self.collection,
+                self.document_id,
+                self.header,
+                self.chunks,
+                self.vectors,
+                read_at=self.read_at,
+                delivery=self.delivery,
+                part=self.part,
+                document=self.document,
+            )
+        )
 
 
 class Part(NamedTuple):

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ..documents import State
 from .events import SqlEvents, event_row
 from .measurements import SqlMeasurements
-from .parts import Part
+from .parts import NewDelta, Part
 
 STATES = tuple(s.value for s in State)
 
@@ -55,6 +55,13 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
         if key in row:
             row[key] = _decode(row[key])
     return row
+
+
+_INSERT_DELTA = (
+    "INSERT INTO deltas (collection, document_id, header, chunks, vectors, created_at,"
+    " read_at, delivery, part) VALUES (:collection, :document_id, :header, :chunks,"
+    " :vectors, :now, :read_at, :delivery, :part) RETURNING id"
+)
 
 
 class SqlCatalog(SqlEvents, SqlMeasurements):
@@ -205,27 +212,34 @@ class SqlCatalog(SqlEvents, SqlMeasurements):
         """A pending delta; with ``document``, the document's columns in the same
         transaction (one commit, and the compactor never finds a delivery complete
         before its document says so)."""
-        insert = (
-            "INSERT INTO deltas (collection, document_id, header, chunks, vectors, created_at,"
-            " read_at, delivery, part) VALUES (:collection, :document_id, :header, :chunks,"
-            " :vectors, :now, :read_at, :delivery, :part) RETURNING id"
+        delta = NewDelta(
+            collection, document_id, header, chunks, vectors, read_at, delivery, part, document
         )
-        params = {
-            "collection": collection,
-            "document_id": document_id,
-            "header": self._json(header),
-            "chunks": self._json(chunks),
-            "vectors": bytes(vectors),
-            "read_at": read_at,
-            "delivery": delivery,
-            "part": part,
-        }
-        if not document:
-            return int(self._scalar(insert, params))
+        return self.add_deltas([delta])[0]
+
+    def add_deltas(self, deltas: Sequence[NewDelta]) -> list[int]:
+        """:meth:`add_delta` for each of ``deltas`` (a worker's wave), in one
+        transaction; their ids, in order."""
+        ids = []
         with self._transaction() as db:
-            [row] = db.rows(insert, params)
-            self._update(db, document_id, dict(document))
-        return int(row["id"])
+            for d in deltas:
+                [row] = db.rows(
+                    _INSERT_DELTA,
+                    {
+                        "collection": d.collection,
+                        "document_id": d.document_id,
+                        "header": self._json(d.header),
+                        "chunks": self._json(d.chunks),
+                        "vectors": bytes(d.vectors),
+                        "read_at": d.read_at,
+                        "delivery": d.delivery,
+                        "part": d.part,
+                    },
+                )
+                if d.document:
+                    self._update(db, d.document_id, dict(d.document))
+                ids.append(int(row["id"]))
+        return ids
 
     def pending_deltas(
         self, collection: str | None = None, limit: int = 64

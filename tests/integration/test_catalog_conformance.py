@@ -19,7 +19,7 @@ from servers.aws import REGION, unique_name
 from support import T0, FakeClock
 
 from conveyor.blobstore.local import LocalBlobStore
-from conveyor.catalog import STATES, Catalog, Part, SqliteCatalog, open_catalog
+from conveyor.catalog import STATES, Catalog, NewDelta, Part, SqliteCatalog, open_catalog
 from conveyor.exceptions import ConfigurationError
 
 MakeCatalog = Callable[..., Catalog]
@@ -519,6 +519,34 @@ def test_measurements_are_kept_per_job_and_read_back_by_filter(
     assert catalog.measurements(run="r3")[0]["stages"] == base["stages"]
     # another process (a fresh catalog object) reads the same records
     assert len(make_catalog(clock=clock).measurements()) == 4
+
+
+def test_a_waves_deltas_written_at_once_each_with_its_documents_columns(
+    catalog: Catalog,
+) -> None:
+    """A worker's wave of deliveries (``add_deltas``): each delta pending in order, with
+    its document's columns; a document that is not there is left alone."""
+    catalog.enqueued([("a", "c", "s"), ("b", "c", "t")], "r")
+    merge = {"stage": "merge", "model": "m"}
+    ids = catalog.add_deltas(
+        [
+            NewDelta("c", "a", {"n": 1}, [{"i": 0}], _vectors(1), T0, "va", 0, merge),
+            NewDelta("c", "ghost", {}, [], b"", T0, "vg", 0, merge),
+            NewDelta("c", "b", {"n": 2}, [], b"", T0 + 1, "vb", 0, None),
+        ]
+    )
+    assert len(ids) == 3 and ids == sorted(ids)
+    pending = catalog.pending_deltas("c")
+    assert [(d["id"], d["document_id"], d["delivery"]) for d in pending] == [
+        (ids[0], "a", "va"),
+        (ids[1], "ghost", "vg"),
+        (ids[2], "b", "vb"),
+    ]
+    assert pending[0]["header"] == {"n": 1} and pending[0]["chunks"] == [{"i": 0}]
+    assert (catalog.get("a") or {})["stage"] == "merge"
+    assert (catalog.get("b") or {})["stage"] is None
+    assert catalog.get("ghost") is None
+    assert catalog.add_deltas([]) == []
 
 
 def test_a_delta_written_with_its_documents_columns(catalog: Catalog) -> None:

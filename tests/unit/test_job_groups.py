@@ -235,14 +235,15 @@ def test_jobs_waiting_behind_a_slow_one_are_handed_back(
 def test_a_group_begins_acks_and_measures_its_jobs_together(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A group's moves to running, its acks and its measurements are written a wave at a
-    time (one transaction each), not once per job; each document's history still tells
-    its start before its merge, and each job its own measurement."""
+    """A group's moves to running, its deliveries, its acks and its measurements are
+    written a wave at a time (one transaction each), not once per job; each document's
+    history still tells its start before its merge, and each job its own measurement."""
     from conveyor.catalog.events import SqlEvents
     from conveyor.catalog.measurements import SqlMeasurements
+    from conveyor.catalog.sql import SqlCatalog
     from conveyor.queue.sqlite import SqliteQueue
 
-    calls: dict[str, list[int]] = {"moves": [], "acks": [], "measured": []}
+    calls: dict[str, list[int]] = {"moves": [], "acks": [], "measured": [], "deltas": []}
 
     def spy(cls: type, name: str, key: str) -> None:
         real = getattr(cls, name)
@@ -256,6 +257,7 @@ def test_a_group_begins_acks_and_measures_its_jobs_together(
     spy(SqlEvents, "move_many", "moves")
     spy(SqliteQueue, "ack_many", "acks")
     spy(SqlMeasurements, "record_measurements", "measured")
+    spy(SqlCatalog, "add_deltas", "deltas")
     corpus = _corpus(tmp_path / "docs", 60)
     with _ingest(tmp_path / "home", corpus, FakeEmbedder()) as cv:
         assert cv.summary.done == 60  # type: ignore[attr-defined]
@@ -300,3 +302,31 @@ def test_a_job_is_settled_only_once_its_ack_is_written(tmp_path: Path) -> None:
         assert c.processor().process_many(leases, settle) == 6
         assert acked_when_settled == [True] * 6
         assert c.queue.depth().in_flight == 0
+
+
+def test_a_delivery_the_catalog_refuses_fails_only_its_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wave's deliveries are written together; when that fails they are written one by
+    one, and the one the catalog refuses fails its own job (retried, then failed), while
+    the others are delivered."""
+    from conveyor.catalog.parts import NewDelta
+    from conveyor.catalog.sql import SqlCatalog
+
+    corpus = _corpus(tmp_path / "docs", 12)
+    (corpus / "note-005.txt").write_text("REFUSED by the catalog, every time.\n")
+    together = SqlCatalog.add_deltas
+
+    def refusing(self: SqlCatalog, deltas: list[NewDelta]) -> list[int]:
+        if any("note-005" in str(d.header.get("source")) for d in deltas):
+            raise OSError("disk I/O error")
+        return together(self, deltas)
+
+    monkeypatch.setattr(SqlCatalog, "add_deltas", refusing)
+    with _ingest(tmp_path / "home", corpus, FakeEmbedder()) as cv:
+        summary = cv.summary  # type: ignore[attr-defined]
+        assert summary.done == 11 and summary.failed == 1
+        (failure,) = summary.failures
+        assert failure["source"].endswith("note-005.txt")
+        assert "disk I/O error" in failure["error"]
+        assert cv.components.vectors.count("default") == 11
