@@ -408,7 +408,9 @@ class Conveyor:
         until_idle: bool = False,
     ) -> dict[str, int]:
         """A long-running worker: jobs until ``stop`` is set, then a graceful shutdown —
-        jobs in flight get ``grace`` seconds, the rest go back to the queue."""
+        jobs in flight get ``grace`` seconds, the rest go back to the queue. With
+        ``until_idle``, until the queue is empty; then its compactor merges what is
+        pending before this returns, as :meth:`ingest`'s does."""
         return runner.run(
             self.components,
             concurrency=concurrency or self.settings.concurrency,
@@ -417,6 +419,7 @@ class Conveyor:
             grace=grace,
             until_idle=until_idle,
             compactor=compactor,
+            drain=until_idle,
         ).as_dict()
 
     def serve_compactor(self, *, stop: threading.Event) -> None:

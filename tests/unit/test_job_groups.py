@@ -330,3 +330,20 @@ def test_a_delivery_the_catalog_refuses_fails_only_its_job(
         assert failure["source"].endswith("note-005.txt")
         assert "disk I/O error" in failure["error"]
         assert cv.components.vectors.count("default") == 11
+
+
+def test_a_worker_exiting_when_idle_leaves_nothing_unmerged(tmp_path: Path) -> None:
+    """`conveyor worker --exit-when-idle`: once the queue is empty its compactor merges
+    what is pending before it returns (the last deliveries land just before the queue
+    empties), so every document is done when it exits."""
+    import threading
+
+    corpus = _corpus(tmp_path / "docs", 40)
+    settings = Settings(home=tmp_path / "home", embedding_cache=False)
+    with Conveyor(settings, embedder=FakeEmbedder()) as cv:
+        cv.enqueue([corpus])
+        result = cv.serve_worker(stop=threading.Event(), until_idle=True)
+        assert result["done"] == 40
+        counts = cv.components.catalog.counts()
+        assert counts["done"] == 40, counts
+        assert cv.components.catalog.delta_counts()["pending"] == 0
