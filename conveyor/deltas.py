@@ -217,12 +217,9 @@ def write(
     header: Header,
     chunks: list[Chunk],
     vectors: np.ndarray,
-    *,
-    document: Mapping[str, Any] | None = None,
 ) -> int:
-    """Add a pending delta; returns its id (ids increase). ``document``: columns of
-    the document written with it (:meth:`~conveyor.catalog.Catalog.add_delta`)."""
-    return prepare(collection, document_id, header, chunks, vectors, document=document).add(catalog)
+    """Add a pending delta now; returns its id (ids increase)."""
+    return prepare(collection, document_id, header, chunks, vectors).add(catalog)
 
 
 def prepare(
@@ -235,7 +232,8 @@ def prepare(
     document: Mapping[str, Any] | None = None,
 ) -> NewDelta:
     """What :func:`write` hands the catalog, for writing it later with other documents'
-    (:meth:`~conveyor.catalog.Catalog.add_deltas`)."""
+    (:meth:`~conveyor.catalog.Catalog.add_deltas`); ``document``: columns of the
+    document written with it (a delivery's last part: the stage ``merge``)."""
     if len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
     return NewDelta(

@@ -29,7 +29,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -71,6 +71,15 @@ STAGE_DELAY = 0.5
 REASON = "\0reason"
 """In held fields: a move held back (:meth:`Documents.started` in a group), with the
 reason for its history; never a column."""
+
+_MERGING: Mapping[str, Any] = {"stage": MERGE, "error": None, "error_kind": None}
+"""The columns of a document whose delta is written (:meth:`Documents.merging`)."""
+
+
+def _move(fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Held fields holding a move (:data:`REASON`): its reason, and its columns."""
+    return str(fields[REASON]), {k: v for k, v in fields.items() if k != REASON}
+
 
 _GATHERED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "conveyor_documents_gathered", default=None
@@ -177,8 +186,8 @@ class Held:
             for document_id, fields in batch.items():
                 try:
                     if REASON in fields:  # a move held back: with its history event
-                        rest = {k: v for k, v in fields.items() if k != REASON}
-                        self.catalog.move(document_id, fields[REASON], **rest)
+                        reason, columns = _move(fields)
+                        self.catalog.move(document_id, reason, **columns)
                     else:
                         self.catalog.update(document_id, **fields)
                 except Exception as exc:  # held again: the next write or try takes them
@@ -253,14 +262,12 @@ class Documents:
         gathered.clear()
         if not moves:
             return
-        rows = [(d, str(f.pop(REASON)), f) for d, f in moves.items()]
         try:
-            self.catalog.move_many(rows)
+            self.catalog.move_many([(d, *_move(fields)) for d, fields in moves.items()])
         except Exception as exc:
             log.warning("could not write a group's moves to running: %s", safe_summary(exc))
-            for document_id, reason, fields in rows:
-                newer = self.held.take(document_id)
-                self.held.hold(document_id, {**fields, REASON: reason, **newer})
+            for document_id, fields in moves.items():
+                self.hold_again(document_id, fields)
 
     def started(self, document_id: str, current: str | None, *, attempts: int) -> None:
         """A worker took the document's job (``current``: its state before)."""
@@ -276,7 +283,7 @@ class Documents:
             self.held.hold(document_id, {**fields, REASON: reason})
             gathered.append(document_id)
             return
-        self._write(document_id, reason, None, **fields)
+        self._write(document_id, reason, **fields)
 
     def stage(self, document_id: str, stage: str, **fields: Any) -> None:
         """Where a running document is now (and what was learnt on the way): held back
@@ -303,16 +310,10 @@ class Documents:
         document itself."""
         self._write(document_id, None, stage=DELETE)
 
-    def merging(
-        self,
-        document_id: str,
-        write: Callable[[dict[str, Any]], object] | None = None,
-        **fields: Any,
-    ) -> None:
-        """Its delta is written; the compactor makes it ``done``. With ``write``, the
-        columns go to ``write``, which writes them with the delivery's last delta in one
-        transaction (:func:`conveyor.deltas.write`'s ``document``)."""
-        self._write(document_id, None, write, stage=MERGE, error=None, error_kind=None, **fields)
+    def merging(self, document_id: str, **fields: Any) -> None:
+        """Its delta is written; the compactor makes it ``done``. (A worker writes these
+        columns with the delta itself: :meth:`merging_columns`.)"""
+        self._write(document_id, None, **_MERGING, **fields)
 
     def merging_columns(
         self, document_id: str, **fields: Any
@@ -322,10 +323,11 @@ class Documents:
         was held back among them (a move held back is written first). Should that write
         fail, :meth:`hold_again` holds the latter for the document's next write."""
         held = self._take(document_id)
-        return {**held, "stage": MERGE, "error": None, "error_kind": None, **fields}, held
+        return {**held, **_MERGING, **fields}, held
 
     def hold_again(self, document_id: str, held: dict[str, Any]) -> None:
-        """What :meth:`merging_columns` took, held again: its write failed."""
+        """What was taken for a write that failed (:meth:`merging_columns`'s, a group's
+        moves), held again under anything held since, for the document's next write."""
         if held:
             self.held.hold(document_id, {**held, **self.held.take(document_id)})
 
@@ -381,22 +383,13 @@ class Documents:
         (:mod:`conveyor.catalog.events`), in the same transaction."""
         self._write(document_id, reason, state=target.value, stage=None, **fields)
 
-    def _write(
-        self,
-        document_id: str,
-        reason: str | None,
-        write: Callable[[dict[str, Any]], object] | None = None,
-        **fields: Any,
-    ) -> None:
+    def _write(self, document_id: str, reason: str | None, **fields: Any) -> None:
         """``fields`` after what was held back for the document (its stage replaced):
-        a move (with ``state``, and ``reason`` for its history), an update, or given to
-        ``write``. Should the write fail, what was held is held again, for the write
-        that follows."""
+        a move (with ``state``, and ``reason`` for its history), else an update. Should
+        the write fail, what was held is held again, for the write that follows."""
         held = self._take(document_id)
         try:
-            if write is not None:
-                write({**held, **fields})
-            elif "state" in fields:
+            if "state" in fields:
                 self.catalog.move(document_id, reason, **{**held, **fields})
             else:
                 self.catalog.update(document_id, **{**held, **fields})
@@ -409,9 +402,9 @@ class Documents:
         it is written now, first, with its event (so the history keeps the order)."""
         held = self.held.take(document_id)
         if REASON in held:
-            moved = {k: v for k, v in held.items() if k != REASON}
+            reason, columns = _move(held)
             try:
-                self.catalog.move(document_id, held[REASON], **moved)
+                self.catalog.move(document_id, reason, **columns)
             except BaseException:
                 self.hold_again(document_id, held)
                 raise

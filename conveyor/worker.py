@@ -46,18 +46,18 @@ class _Settling:
     written together after each wave: one transaction each, not one per job. A job's
     ack still follows its delivery; it waits only for the rest of its wave."""
 
+    settle: Settle
     acks: list[tuple[Lease, dict[str, Any]]] = field(default_factory=list)
     measured: list[measure.Measurement] = field(default_factory=list)
     settled: list[tuple[Lease, Outcome]] = field(default_factory=list)
     """Jobs ended whose ack is still to be written: settled once it is (until then the
     worker's heartbeat keeps their leases, however long the rest of the wave runs)."""
-    settle: Settle | None = None
 
     def ended(self, lease: Lease, ended: Outcome | Exception) -> None:
         """``settle``, held back for a job whose ack waits with the group's."""
         if isinstance(ended, Outcome) and any(a.receipt == lease.receipt for a, _ in self.acks):
             self.settled.append((lease, ended))
-        elif self.settle is not None:
+        else:
             self.settle(lease, ended)
 
 
@@ -213,8 +213,7 @@ class Processor:
         if measured:
             measure.record_many(self.pipeline.catalog, measured)
         for lease, outcome in settled:
-            if settling.settle is not None:
-                settling.settle(lease, outcome)
+            settling.settle(lease, outcome)
 
     def _embed_wave(self, waiting: list[_Suspended], settle: Settle) -> None:
         """Embed what ``waiting`` jobs wait on, together, and run each on to its end:

@@ -123,14 +123,16 @@ class SqlMeasurements:
             row = _clean(record)
             row["stages"] = self._json(row.get("stages") or {})
             rows.append(row)
-        names = ", ".join(FIELDS)
-        marks = ", ".join(f":{name}" for name in FIELDS)
-        if len(rows) == 1:
+        insert = (
+            f"INSERT INTO measurements ({', '.join(FIELDS)})"
+            f" VALUES ({', '.join(f':{name}' for name in FIELDS)})"
+        )
+        if len(rows) == 1:  # one statement commits itself
             with self._session() as db:
-                db.run(f"INSERT INTO measurements ({names}) VALUES ({marks})", rows[0])
+                db.run(insert, rows[0])
         elif rows:
             with self._transaction() as db:
-                db.run_many(f"INSERT INTO measurements ({names}) VALUES ({marks})", rows)
+                db.run_many(insert, rows)
 
     def measurements(
         self,

@@ -310,11 +310,11 @@ class SqliteQueue:
         """:meth:`ack` each of ``leases`` in one transaction; returns those whose lease
         was no longer current (left alone)."""
         lost = []
-        conn = self._conn()
-        with transaction(conn):
+        with transaction(self._conn()):  # _held runs on this thread's connection
             for lease in leases:
-                params = {"id": lease.job_id, "queue": self.name, "receipt": lease.receipt}
-                if conn.execute(ACK_JOB, params).rowcount != 1:
+                try:
+                    self._held(ACK_JOB, lease)
+                except LeaseLost:
                     lost.append(lease)
         return lost
 
